@@ -1,0 +1,10 @@
+"""`residency explain` (not yet wired)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("explain")
+    def _cmd() -> None:
+        """Not implemented yet."""
+        raise typer.Exit(3)

@@ -1,0 +1,38 @@
+"""`residency plan SPEC`: the residency math before anything launches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plan")
+    def plan_cmd(
+        spec: Annotated[Path, typer.Argument(help="Stack spec YAML")],
+        json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
+        svg: Annotated[Path | None, typer.Option("--svg", help="Write the device bar as an SVG picture")] = None,
+        explain: Annotated[bool, typer.Option("--explain", help="Show the placement search's choices")] = False,
+        no_calibration: Annotated[bool, typer.Option("--no-calibration", help="Ignore stored calibrations")] = False,
+    ) -> None:
+        """Predict each model's memory layout, check co-residency, choose fractions, and say what to fix."""
+        from residency.planner.plan import plan_stack
+        from residency.spec import load_spec
+
+        s = load_spec(spec)
+        p = plan_stack(s, use_calibration=not no_calibration)
+        if json_out:
+            import json
+
+            print(json.dumps(p.contract(), indent=2))
+        else:
+            from residency.output.plan_table import print_plan
+
+            print_plan(p, explain=explain)
+        if svg is not None:
+            from residency.output.svg import write_plan_svg
+
+            write_plan_svg(p, svg)
+        raise typer.Exit(0 if p.fits else 1)

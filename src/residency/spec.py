@@ -1,0 +1,218 @@
+"""The stack spec: one YAML file describing a device (or hosts), models and the proxy.
+
+Engine settings use `vllm serve` flag names in snake_case, so a user can copy them from
+vLLM's docs. Validation errors become one line naming the field (exit code 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from residency.errors import SpecError
+
+SUPPORTED_VLLM_VERSIONS = ("0.10.1", "0.33.0")  # inclusive range the memory model covers
+DEFAULT_VLLM_VERSION = "0.33.0"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceSpec(_Strict):
+    """One box's accelerator(s). A preset fills name, total and unified; explicit keys override."""
+
+    preset: str | None = None
+    name: str | None = None
+    total_gib: float | None = Field(default=None, gt=0)
+    unified: bool | None = None
+    count: PositiveInt = 1
+    used_gib: float = Field(default=0.0, ge=0)
+    budget: float = Field(default=0.95, gt=0, le=1)
+    # CUDA compute capability as "major.minor"; decides UMA detection, block alignment, batch tiers.
+    compute_capability: str | None = None
+    # Does NVML answer memory queries? (GB10 says N/A, which puts vLLM <=0.32 in the small batch tier.)
+    nvml_memory: bool | None = None
+
+
+class ModelFactsOverride(_Strict):
+    """Facts given by hand for an architecture the resolver cannot read (or to correct it)."""
+
+    architecture: str | None = None
+    num_hidden_layers: PositiveInt | None = None
+    hidden_size: PositiveInt | None = None
+    num_attention_heads: PositiveInt | None = None
+    num_key_value_heads: PositiveInt | None = None
+    head_dim: PositiveInt | None = None
+    vocab_size: PositiveInt | None = None
+    intermediate_size: PositiveInt | None = None
+    max_position_embeddings: PositiveInt | None = None
+    sliding_window: PositiveInt | None = None
+    weights_gib: float | None = Field(default=None, gt=0)
+    dtype: str | None = None
+
+
+class ModelSpec(_Strict):
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    revision: str | None = None
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    kv_cache_memory_bytes: PositiveInt | None = None
+    max_model_len: PositiveInt | None = None
+    max_num_seqs: PositiveInt | None = None
+    max_num_batched_tokens: PositiveInt | None = None
+    tensor_parallel_size: PositiveInt = 1
+    pipeline_parallel_size: PositiveInt = 1
+    dtype: str = "auto"
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    mamba_ssm_cache_dtype: str = "auto"
+    block_size: PositiveInt | None = None
+    enable_prefix_caching: bool | None = None
+    enforce_eager: bool = False
+    enable_auto_tool_choice: bool | None = None  # default: on when tool_call_parser is set
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None
+    chat_template: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    min_concurrency: PositiveInt | None = None
+    priority: float | None = Field(default=None, gt=0)
+    replicas: PositiveInt = 1
+    host: str | None = None  # pin to a host of `hosts:` (multi-host specs)
+    extra_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    facts: ModelFactsOverride | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_routable(cls, v: str) -> str:
+        if any(c.isspace() for c in v):
+            raise ValueError("must not contain spaces (agents send it as the model name)")
+        return v
+
+    @property
+    def auto_tool_choice(self) -> bool:
+        if self.enable_auto_tool_choice is not None:
+            return self.enable_auto_tool_choice
+        return self.tool_call_parser is not None
+
+
+class ProxySpec(_Strict):
+    port: int = Field(default=4000, ge=1, le=65535)
+    host: str = "0.0.0.0"
+    image: str = "ghcr.io/berriai/litellm:main-stable"
+    master_key_env: str = "LITELLM_MASTER_KEY"
+    replicas: PositiveInt = 1
+
+
+class HostSpec(_Strict):
+    name: str = Field(min_length=1)
+    address: str = "127.0.0.1"
+    device: DeviceSpec
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class StackSpec(_Strict):
+    vllm_version: str = DEFAULT_VLLM_VERSION
+    device: DeviceSpec | None = None
+    hosts: list[HostSpec] | None = None
+    placement: Literal["pack", "spread"] = "pack"
+    models: list[ModelSpec] = Field(min_length=1)
+    proxy: ProxySpec = Field(default_factory=ProxySpec)
+    hf_cache: str = "~/.cache/huggingface"
+    calibration_file: str | None = None  # default: ~/.config/residency/calibration.json
+
+    @field_validator("vllm_version")
+    @classmethod
+    def _known_version(cls, v: str) -> str:
+        v = str(v).lstrip("v")
+        try:
+            key = version_key(v)
+        except ValueError:
+            raise ValueError(f"'{v}' is not a vLLM version like 0.33.0") from None
+        lo, hi = (version_key(x) for x in SUPPORTED_VLLM_VERSIONS)
+        if not lo <= key[:3] <= hi:
+            raise ValueError(
+                f"{v} is outside the supported range {SUPPORTED_VLLM_VERSIONS[0]}-{SUPPORTED_VLLM_VERSIONS[1]}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _device_or_hosts(self) -> StackSpec:
+        if self.device is None and not self.hosts:
+            self.device = DeviceSpec()  # validated later: a device needs a preset or total_gib
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(sorted(dup))}")
+        if self.hosts:
+            hn = [h.name for h in self.hosts]
+            if len(set(hn)) != len(hn):
+                raise ValueError("host names must be unique")
+            for m in self.models:
+                if m.host is not None and m.host not in hn:
+                    raise ValueError(f"model {m.name!r} names host {m.host!r}, which is not in hosts")
+        return self
+
+
+def version_key(v: str) -> tuple[int, ...]:
+    """'0.11.1' -> (0, 11, 1); '0.10.1.1' -> (0, 10, 1, 1)."""
+    parts = str(v).lstrip("v").split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(v)
+    return tuple(int(p) for p in parts) + (0,) * max(0, 3 - len(parts))
+
+
+def _loc(err: dict[str, Any], raw: Any) -> str:
+    """Turn pydantic's loc tuple into 'models[1].max_model_len', naming models by name when possible."""
+    out = ""
+    node = raw
+    for part in err["loc"]:
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) and node[part].get("name"):
+                label = f"{part}:{node[part]['name']}"
+            out += f"[{label}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        else:
+            out += ("." if out else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or check the spelling; engine settings use vllm serve flag names in snake_case",
+    "missing": "add it",
+}
+
+
+def parse_spec(raw: Any, source: str = "spec") -> StackSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(source, "the spec must be a YAML mapping with a 'models' list")
+    try:
+        return StackSpec.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = _loc(err, raw) or source
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] not in ("extra_forbidden", "missing") and "input" in err and not isinstance(err["input"], dict | list):
+            msg += f" (got {err['input']!r})"
+        raise SpecError(field, msg, _FIXES.get(err["type"])) from None
+
+
+def load_spec(path: str | Path) -> StackSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(str(p), "no such file", "give the path of a stack spec YAML")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        raise SpecError(where, f"malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    return parse_spec(raw, str(p))

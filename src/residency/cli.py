@@ -23,7 +23,8 @@ for _register in COMMANDS:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False: click returns a typer.Exit's code instead of raising it
+        rc = app(args=argv, standalone_mode=False)
     except ResidencyError as e:
         print(f"residency: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(e, click.exceptions.Abort):
             sys.exit(1)
         raise
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,15 @@ class ModelFacts:
     param_count: int | None = None
     multimodal: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Added by the resolver (optional):
+    # Falcon-H1-style parallel hybrids: every decoder layer runs attention AND a Mamba2 mixer, and
+    # vLLM registers a KV spec for each. layer_kinds then lists both per decoder layer, in order
+    # (attention, mamba2, attention, mamba2, ...): len(layer_kinds) == 2 * num_hidden_layers.
+    parallel_mamba: bool = False
+    # Checkpoint tensor bytes estimated from the config (parameters x bytes per weight under the
+    # quantization, MTP heads and vision tower included, like checkpoint_bytes would be). Set by
+    # the config reader; use it when checkpoint_bytes is None.
+    estimated_bytes: int | None = None
 
     @property
     def num_attention_layers(self) -> int:

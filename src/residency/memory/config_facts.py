@@ -1,0 +1,1005 @@
+"""Read a Hugging Face config.json (raw, transformers-rendered, or trimmed) into `ModelFacts`.
+
+Pure: no I/O. `resolve.py` finds the config and the checkpoint size; this module only reads keys.
+
+What it understands (each reader names the HF keys it reads):
+  * dense GQA/MHA (Llama, Qwen2/3, Mistral, Phi-3/4): `head_dim` defaults to hidden / heads and
+    `num_key_value_heads` to `num_attention_heads` (MHA), as vLLM's ModelConfig does;
+  * MoE (Qwen3-MoE, Qwen3-Next, GLM-4.5, DeepSeek, gpt-oss, Mixtral, Jamba, granite-4.0-h);
+  * MLA (DeepSeek-V2/V3, Kimi-K2: `kv_lora_rank` + `qk_rope_head_dim`);
+  * sliding window (gemma-3 5:1, gpt-oss alternating 128, all-sliding Mistral-7B-v0.1,
+    Qwen2 `use_sliding_window` from `max_window_layers`), chunked local attention (Llama 4);
+  * hybrids: Qwen3-Next GatedDeltaNet, Nemotron-H `hybrid_override_pattern`, granite-4.0-h
+    `layer_types`, Falcon-H1 (attention AND Mamba2 in every layer), Jamba (Mamba1), pure Mamba;
+  * quantization_config (fp8, awq, gptq, compressed-tensors, modelopt, mxfp4, bitsandbytes) and
+    ModelOpt's separate hf_quant_config.json;
+  * multimodal wrappers: the text backbone in `text_config` (gemma-3, Mistral3, Qwen-VL, Llama-4).
+
+It also estimates the parameter count and checkpoint bytes from the architecture (used when the
+checkpoint size is unknown, and to size MTP heads vLLM leaves unloaded; see `estimate_params`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from residency.errors import UnknownModelError
+from residency.memory.model_facts import LayerKind, MambaFacts, ModelFacts
+
+GiB = 1 << 30
+
+# transformers config-class defaults for keys real config.json files often omit (vLLM reads the
+# config through transformers, so a missing key means the class default).
+_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Gemma3TextConfig (transformers 4.50+): vocab 262208, 131072 ctx, 5 local : 1 global.
+    "gemma3_text": {
+        "vocab_size": 262208,
+        "max_position_embeddings": 131072,
+        "sliding_window": 4096,
+        "sliding_window_pattern": 6,
+        "head_dim": 256,
+    },
+    # Qwen3NextConfig: one full-attention layer every 4.
+    "qwen3_next": {"full_attention_interval": 4, "linear_conv_kernel_dim": 4},
+    # Llama4TextConfig: chunked local attention of 8192 tokens, NoPE (global) every 4th layer.
+    "llama4_text": {"attention_chunk_size": 8192, "no_rope_layer_interval": 4},
+    # GptOssConfig: alternating sliding (128) / full.
+    "gpt_oss": {"sliding_window": 128},
+}
+_TYPE_DEFAULTS["gemma3"] = _TYPE_DEFAULTS["gemma3_text"]
+
+# Spec keys (ModelSpec.facts, spec.ModelFactsOverride) a user can give by hand, per missing fact.
+_OVERRIDE_KEY = {
+    "num_hidden_layers": "num_hidden_layers",
+    "hidden_size": "hidden_size",
+    "num_attention_heads": "num_attention_heads",
+    "num_key_value_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+    "vocab_size": "vocab_size",
+}
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    "num_key_value_heads": (
+        "num_key_value_heads",
+        "num_kv_heads",
+        "n_head_kv",
+        "multi_query_group_num",
+        "n_kv_heads",
+    ),
+    "vocab_size": ("vocab_size", "padded_vocab_size"),
+    "max_position_embeddings": (
+        "max_position_embeddings",
+        "max_sequence_length",
+        "seq_length",
+        "n_positions",
+    ),
+}
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8": 1, "fp8": 1}
+
+
+@dataclass(frozen=True)
+class Quant:
+    """A checkpoint's quantization as vLLM names it, and its storage cost per quantized weight."""
+
+    method: str  # vLLM's --quantization name
+    bits: float  # bits per quantized weight including its scales/zeros (storage)
+    scope: str = "linear"  # "linear": every decoder linear; "experts": MoE experts only (mxfp4)
+    attention_quantized: bool = True
+    note: str = ""
+
+
+class _Cfg:
+    """Key lookup over the text config, then the top config, then transformers defaults."""
+
+    def __init__(self, top: dict[str, Any], text: dict[str, Any], model_type: str) -> None:
+        self.top, self.text, self.model_type = top, text, model_type
+        self.defaults = _TYPE_DEFAULTS.get(model_type, {})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        for src in (self.text, self.top):
+            if key in src and src[key] is not None:
+                return src[key]
+        return self.defaults.get(key, default)
+
+    def first(self, fact: str, default: Any = None) -> Any:
+        for k in _ALIASES.get(fact, (fact,)):
+            v = self.get(k)
+            if v is not None:
+                return v
+        return default
+
+    def has(self, key: str) -> bool:
+        return self.get(key) is not None
+
+
+def _text_config(top: dict[str, Any]) -> dict[str, Any]:
+    for k in ("text_config", "llm_config", "language_config", "text_model_config"):
+        v = top.get(k)
+        if isinstance(v, dict) and v:
+            return v
+    thinker = top.get("thinker_config")  # Qwen-Omni
+    if isinstance(thinker, dict) and isinstance(thinker.get("text_config"), dict):
+        return thinker["text_config"]
+    return top
+
+
+def _norm_dtype(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return None
+    v = v.removeprefix("torch.")
+    return {"half": "float16", "float": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(v, v)
+
+
+def _missing(field: str, model_id: str, arch: str, what: list[str], why: str = "") -> UnknownModelError:
+    keys = [_OVERRIDE_KEY[w] for w in what if w in _OVERRIDE_KEY]
+    problem = f"cannot read {arch or 'the architecture'} of {model_id!r}: config.json lacks {', '.join(what)}"
+    if why:
+        problem += f" ({why})"
+    give = ", ".join(
+        dict.fromkeys(
+            keys
+            + [
+                "num_hidden_layers",
+                "num_key_value_heads",
+                "head_dim",
+                "hidden_size",
+                "vocab_size",
+                "weights_gib",
+            ]
+        )
+    )
+    fix = f"give the facts by hand under {field.rsplit('.', 1)[0]}.facts: {give}"
+    return UnknownModelError(field, problem, fix)
+
+
+# --------------------------------------------------------------------------------------------
+# layer kinds
+
+_LAYER_TYPE_NAMES: dict[str, str] = {
+    "full_attention": "full",
+    "attention": "full",
+    "global_attention": "full",
+    "global": "full",
+    "full": "full",
+    "sliding_attention": "sliding",
+    "sliding_window": "sliding",
+    "local_attention": "sliding",
+    "local": "sliding",
+    "sliding": "sliding",
+    "chunked_attention": "chunked",
+    "linear_attention": "linear",
+    "mamba": "mamba2",
+    "mamba2": "mamba2",
+    "mamba1": "mamba",
+    "conv": "none",
+    "mlp": "none",
+    "moe": "none",
+}
+_GDN_TYPES = {"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next_text"}
+
+
+def _is_mla(c: _Cfg) -> bool:
+    # vLLM ModelConfig.is_deepseek_mla: deepseek_v2/v3/v32, kimi_k2, ... with kv_lora_rank set.
+    return c.get("kv_lora_rank") is not None and c.get("qk_rope_head_dim") is not None
+
+
+def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple[tuple[str, ...], bool]:
+    """Per-layer kinds, and whether every decoder layer holds attention AND Mamba (Falcon-H1)."""
+    mt = c.model_type
+    attn: str = "mla" if _is_mla(c) else "full"
+    sliding = c.get("sliding_window")
+
+    pattern = c.get("hybrid_override_pattern")
+    if isinstance(pattern, str) and pattern:
+        # Nemotron-H: M = Mamba2, * = attention, - = MLP, E = MoE (no cache).
+        table = {"M": "mamba2", "*": attn, "-": "none", "E": "none"}
+        bad = sorted(set(pattern) - set(table))
+        if bad:
+            raise _missing(
+                field,
+                model_id,
+                arch,
+                ["a readable hybrid_override_pattern"],
+                f"unknown layer symbols {''.join(bad)!r}",
+            )
+        if len(pattern) != n:
+            raise _missing(
+                field,
+                model_id,
+                arch,
+                ["num_hidden_layers"],
+                f"hybrid_override_pattern has {len(pattern)} layers, num_hidden_layers says {n}",
+            )
+        return tuple(table[ch] for ch in pattern), False
+
+    if mt == "falcon_h1":
+        # Falcon-H1: each decoder layer runs attention and Mamba2 in parallel; vLLM registers both,
+        # so the KV spec has 2 x num_hidden_layers entries (model.layers.i.self_attn + .mamba).
+        return tuple(k for _ in range(n) for k in (attn, "mamba2")), True
+
+    if c.has("attn_layer_period"):  # Jamba: attention every period layers from offset, Mamba1 elsewhere
+        period, offset = int(c.get("attn_layer_period")), int(c.get("attn_layer_offset", 0))
+        return tuple(attn if i % period == offset else "mamba" for i in range(n)), False
+
+    lt = c.get("layer_types")
+    if isinstance(lt, list) and lt:
+        if len(lt) != n:
+            raise _missing(
+                field,
+                model_id,
+                arch,
+                ["num_hidden_layers"],
+                f"layer_types has {len(lt)} entries, num_hidden_layers says {n}",
+            )
+        out = []
+        for t in lt:
+            k = _LAYER_TYPE_NAMES.get(str(t).lower())
+            if k is None:
+                raise _missing(
+                    field,
+                    model_id,
+                    arch,
+                    [f"a known layer type (got {t!r})"],
+                    "layer_types names a layer kind residency does not model",
+                )
+            if k == "full":
+                k = attn
+            elif k == "sliding" and not sliding:
+                k = "full"  # rendered configs may say sliding with no window: vLLM uses full attention
+            elif k == "linear":
+                k = "gdn" if mt in _GDN_TYPES or c.has("linear_num_value_heads") else "linear"
+            elif k == "mamba2" and mt == "jamba":
+                k = "mamba"
+            out.append(k)
+        return tuple(out), False
+
+    if mt in _GDN_TYPES or c.has("full_attention_interval"):
+        every = int(c.get("full_attention_interval", 4))
+        return tuple(attn if (i + 1) % every == 0 else "gdn" for i in range(n)), False
+
+    if mt in ("mamba", "falcon_mamba"):
+        return ("mamba",) * n, False
+    if mt == "mamba2":
+        return ("mamba2",) * n, False
+
+    if mt in ("gemma3", "gemma3_text", "gemma2") or c.has("sliding_window_pattern"):
+        p = int(c.get("sliding_window_pattern", 2 if mt == "gemma2" else 6))
+        if not sliding:
+            return (attn,) * n, False
+        return tuple(attn if (i + 1) % p == 0 else "sliding" for i in range(n)), False
+
+    if mt == "gpt_oss":
+        return tuple("sliding" if i % 2 == 0 else attn for i in range(n)), False
+
+    chunk = c.get("attention_chunk_size")
+    if chunk:
+        nope = c.get("no_rope_layers")
+        if isinstance(nope, list) and len(nope) == n:
+            # Llama 4: 1 = RoPE layer (chunked local), 0 = NoPE layer (global)
+            return tuple("chunked" if r else attn for r in nope), False
+        every = int(c.get("no_rope_layer_interval", 4))
+        return tuple(attn if (i + 1) % every == 0 else "chunked" for i in range(n)), False
+
+    if sliding and c.get("use_sliding_window", True):
+        if c.text.get("use_sliding_window") is not None or c.top.get("use_sliding_window") is not None:
+            # Qwen2-family: sliding only from max_window_layers on, and only with use_sliding_window.
+            start = int(c.get("max_window_layers", 0) or 0)
+            return tuple("sliding" if i >= start else attn for i in range(n)), False
+        return ("sliding",) * n, False  # Mistral-7B-v0.1, Mixtral with a window: every layer
+    return (attn,) * n, False
+
+
+# --------------------------------------------------------------------------------------------
+# state-space layers
+
+
+def _mamba_facts(
+    c: _Cfg, kinds: set[str], hidden: int, field: str, model_id: str, arch: str
+) -> MambaFacts | None:
+    ssm_dtype = _norm_dtype(c.get("mamba_ssm_dtype"))
+    if "gdn" in kinds:
+        need = [
+            "linear_num_key_heads",
+            "linear_num_value_heads",
+            "linear_key_head_dim",
+            "linear_value_head_dim",
+        ]
+        miss = [k for k in need if not c.has(k)]
+        if miss:
+            raise _missing(field, model_id, arch, miss, "GatedDeltaNet layers need their head shapes")
+        return MambaFacts(
+            kind="gdn",
+            conv_kernel=int(c.get("linear_conv_kernel_dim", 4)),
+            linear_num_key_heads=int(c.get("linear_num_key_heads")),
+            linear_num_value_heads=int(c.get("linear_num_value_heads")),
+            linear_key_head_dim=int(c.get("linear_key_head_dim")),
+            linear_value_head_dim=int(c.get("linear_value_head_dim")),
+            ssm_dtype=ssm_dtype,
+        )
+    if "mamba2" in kinds:
+        # Nemotron-H: mamba_num_heads / mamba_head_dim / n_groups / ssm_state_size / conv_kernel
+        # granite-4.0-h, Falcon-H1: mamba_n_heads / mamba_d_head / mamba_n_groups / mamba_d_state / mamba_d_conv
+        # Mamba2ForCausalLM: num_heads / head_dim / n_groups / state_size / conv_kernel / expand
+        def pick(*keys: str) -> Any:
+            for k in keys:
+                if c.has(k):
+                    return c.get(k)
+            return None
+
+        heads = pick("mamba_num_heads", "mamba_n_heads", "num_heads" if c.model_type == "mamba2" else "_")
+        head_dim = pick("mamba_head_dim", "mamba_d_head", "head_dim" if c.model_type == "mamba2" else "_")
+        d_state = pick("ssm_state_size", "mamba_d_state", "mamba_state_dim", "state_size")
+        groups = pick("n_groups", "mamba_n_groups", "mamba_num_groups") or 1
+        conv = pick("conv_kernel", "mamba_d_conv") or 4
+        expand = pick("mamba_expand", "expand")
+        inter = pick("mamba_d_ssm")
+        if inter is None and heads and head_dim:
+            inter = int(heads) * int(head_dim)
+        if inter is None and expand:
+            inter = int(expand * hidden)
+        if heads is None and inter and head_dim:
+            heads = int(inter) // int(head_dim)
+        miss = [
+            n
+            for n, v in (
+                ("mamba_num_heads", heads),
+                ("mamba_head_dim", head_dim),
+                ("ssm_state_size", d_state),
+            )
+            if v is None
+        ]
+        if miss:
+            raise _missing(field, model_id, arch, miss, "Mamba2 layers need their state shape")
+        return MambaFacts(
+            kind="mamba2",
+            conv_kernel=int(conv),
+            num_heads=int(heads),
+            head_dim=int(head_dim),
+            n_groups=int(groups),
+            d_state=int(d_state),
+            intermediate_size=int(inter),
+            ssm_dtype=ssm_dtype,
+        )
+    if "mamba" in kinds:
+        # Jamba: mamba_d_state / mamba_d_conv / mamba_expand; MambaForCausalLM: state_size / conv_kernel / intermediate_size
+        d_state = c.get("mamba_d_state", c.get("state_size"))
+        conv = c.get("mamba_d_conv", c.get("conv_kernel", 4))
+        expand = c.get("mamba_expand", c.get("expand", 2))
+        inter = (
+            int(expand * hidden)
+            if c.model_type == "jamba" or c.has("mamba_expand")
+            else c.get("intermediate_size")
+        )
+        if d_state is None or not inter:
+            raise _missing(
+                field,
+                model_id,
+                arch,
+                ["mamba_d_state", "mamba_expand"],
+                "Mamba1 layers need their state shape",
+            )
+        return MambaFacts(
+            kind="mamba",
+            conv_kernel=int(conv),
+            d_state=int(d_state),
+            intermediate_size=int(inter),
+            ssm_dtype=ssm_dtype,
+        )
+    if "linear" in kinds:
+        # MiniMax-style lightning attention: state (heads, head_dim, head_dim)
+        heads = c.first("num_attention_heads")
+        hd = c.get("head_dim") or (hidden // int(heads) if heads else None)
+        return MambaFacts(kind="linear", num_heads=int(heads), head_dim=int(hd), ssm_dtype=ssm_dtype)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# quantization
+
+
+def _int_group_bits(bits: int, group: int | None, zero_point: bool) -> float:
+    """int-N weights with an fp16 scale (and a packed N-bit zero) per group: 4-bit g128 -> 4.156."""
+    if not group or group <= 0:
+        return float(bits)
+    return bits + 16 / group + (bits / group if zero_point else 0)
+
+
+def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None) -> Quant | None:
+    """The checkpoint's quantization as vLLM names it (`--quantization`), or None for bf16/fp16."""
+    qc = config.get("quantization_config")
+    if not isinstance(qc, dict):
+        tc = _text_config(config)
+        qc = tc.get("quantization_config") if isinstance(tc.get("quantization_config"), dict) else None
+    if qc is None and hf_quant_config:
+        # ModelOpt's separate hf_quant_config.json ({"producer": ..., "quantization": {"quant_algo": ...}})
+        q = hf_quant_config.get("quantization", hf_quant_config)
+        qc = {"quant_method": "modelopt", **q}
+    if qc is None:
+        return None
+    method = str(qc.get("quant_method", "")).lower()
+    not_conv = qc.get("modules_to_not_convert") or qc.get("exclude_modules") or qc.get("ignore") or []
+    attn_q = not any(re.search(r"(self_attn|attention)\*?$", str(m)) for m in not_conv)
+
+    if method == "fp8":
+        blk = qc.get("weight_block_size")
+        scale = 32 / (blk[0] * blk[1]) if isinstance(blk, list) and len(blk) == 2 else 0.0
+        return Quant(
+            "fp8",
+            8 + scale,
+            attention_quantized=attn_q,
+            note=f"fp8 e4m3 weights{' with ' + 'x'.join(map(str, blk)) + ' block scales' if blk else ''}",
+        )
+    if method in ("awq", "gptq", "awq_marlin", "gptq_marlin"):
+        base = method.split("_")[0]
+        bits = int(qc.get("bits", qc.get("w_bit", 4)))
+        group = qc.get("group_size", qc.get("q_group_size", 128))
+        zp = bool(qc.get("zero_point", base == "gptq"))
+        return Quant(
+            base,
+            _int_group_bits(bits, group, zp),
+            attention_quantized=attn_q,
+            note=f"{base} int{bits} group {group}; vLLM picks {base}_marlin on cc >= 8.0",
+        )
+    if method == "mxfp4":
+        # gpt-oss: MoE experts only, 4-bit e2m1 + one e8m0 scale per 32 values = 4.25 bits.
+        return Quant(
+            "mxfp4", 4.25, scope="experts", attention_quantized=False, note="mxfp4 experts, bf16 elsewhere"
+        )
+    if method in ("modelopt", "modelopt_fp4", "modelopt_fp8"):
+        algo = str(qc.get("quant_algo", "")).upper()
+        kv = qc.get("kv_cache_quant_algo")
+        extra = f"; checkpoint KV cache quant {kv}" if kv else ""
+        if "FP4" in algo:
+            return Quant(
+                "modelopt_fp4",
+                4.5,
+                attention_quantized=attn_q,
+                note=f"ModelOpt NVFP4 (e2m1 + fp8 scale per 16){extra}",
+            )
+        if "FP8" in algo or method == "modelopt_fp8":
+            return Quant("modelopt", 8.0, attention_quantized=attn_q, note=f"ModelOpt FP8{extra}")
+        return Quant("modelopt", 8.0, attention_quantized=attn_q, note=f"ModelOpt {algo or '?'}{extra}")
+    if method == "compressed-tensors":
+        fmt = str(qc.get("format", "")).lower()
+        w: dict[str, Any] = {}
+        for grp in (qc.get("config_groups") or {}).values():
+            if isinstance(grp, dict) and isinstance(grp.get("weights"), dict):
+                w = grp["weights"]
+                break
+        nbits = int(w.get("num_bits", 8)) if w else (4 if "fp4" in fmt or "pack" in fmt else 8)
+        wtype = str(w.get("type", "int")).lower()
+        group = w.get("group_size")
+        if "nvfp4" in fmt or (nbits == 4 and wtype == "float"):
+            return Quant(
+                "compressed-tensors", 4.5, attention_quantized=attn_q, note="compressed-tensors NVFP4"
+            )
+        if nbits == 8 and wtype == "float":
+            return Quant("compressed-tensors", 8.0, attention_quantized=attn_q, note="compressed-tensors FP8")
+        if nbits == 8:
+            return Quant(
+                "compressed-tensors", 8.0, attention_quantized=attn_q, note="compressed-tensors INT8 (W8A8)"
+            )
+        return Quant(
+            "compressed-tensors",
+            _int_group_bits(nbits, group, not w.get("symmetric", True)),
+            attention_quantized=attn_q,
+            note=f"compressed-tensors INT{nbits} group {group}",
+        )
+    if method == "bitsandbytes":
+        bits = 4 if qc.get("load_in_4bit") else 8
+        return Quant(
+            "bitsandbytes",
+            4.5 if bits == 4 else 8.0,
+            attention_quantized=attn_q,
+            note=f"bitsandbytes {bits}-bit",
+        )
+    if method in (
+        "fbgemm_fp8",
+        "ptpc_fp8",
+        "fp_quant",
+        "quark",
+        "torchao",
+        "gguf",
+        "bitblas",
+        "hqq",
+        "experts_int8",
+    ):
+        return Quant(
+            method,
+            8.0,
+            attention_quantized=attn_q,
+            note=f"{method} (bits per weight not modelled: 8 assumed)",
+        )
+    return Quant(
+        method or "unknown", 8.0, note=f"quant_method {method!r} not modelled: 8 bits per weight assumed"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# parameter estimate
+
+
+@dataclass(frozen=True)
+class ParamEstimate:
+    """Parameter counts by storage class (whole model, TP=1)."""
+
+    quantized: int  # weights stored at the quantized width
+    unquantized: int  # embeddings, LM head, norms, routers, convs... at the checkpoint dtype
+    mtp_quantized: int = 0
+    mtp_unquantized: int = 0
+    vision: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.quantized + self.unquantized + self.mtp_quantized + self.mtp_unquantized + self.vision
+
+
+def _bytes(params_q: int, params_u: int, quant: Quant | None, dtype_bytes: int) -> int:
+    if quant is None:
+        return (params_q + params_u) * dtype_bytes
+    return math.ceil(params_q * quant.bits / 8) + params_u * dtype_bytes
+
+
+def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None) -> tuple[int, int]:
+    """(quantized, unquantized) parameters of decoder layer i."""
+    h = f.hidden_size
+    q = u = 0
+    attn_in_q = quant is None or (quant.scope == "linear" and quant.attention_quantized)
+
+    def lin(n: int, *, expert: bool = False, attn: bool = False) -> None:
+        nonlocal q, u
+        if quant is None:
+            u += n
+        elif quant.scope == "experts":
+            if expert:
+                q += n
+            else:
+                u += n
+        elif attn and not attn_in_q:
+            u += n
+        else:
+            q += n
+
+    u += 2 * h  # input + post-attention norms
+    if kind in ("full", "sliding", "chunked"):
+        hd, nh, kv = f.head_dim, f.num_attention_heads, f.num_key_value_heads
+        gate = 2 if c.model_type in _GDN_TYPES else 1  # Qwen3-Next attention output gate doubles q_proj
+        lin(h * nh * hd * gate + 2 * h * kv * hd + nh * hd * h, attn=True)
+        u += 2 * hd if c.model_type.startswith(("qwen3", "gemma3")) else 0  # q/k norms
+        if c.get("attention_bias") or c.get("qkv_bias") or c.model_type == "qwen2":
+            u += nh * hd + 2 * kv * hd
+        if c.model_type == "gpt_oss":
+            u += nh  # attention sinks
+    elif kind == "mla":
+        nh = f.num_attention_heads
+        nope, rope, vdim = (
+            int(c.get("qk_nope_head_dim", 128)),
+            f.qk_rope_head_dim,
+            int(c.get("v_head_dim", 128)),
+        )
+        qr = c.get("q_lora_rank")
+        if qr:
+            lin(h * qr + qr * nh * (nope + rope), attn=True)
+            u += qr
+        else:
+            lin(h * nh * (nope + rope), attn=True)
+        lin(h * (f.kv_lora_rank + rope) + f.kv_lora_rank * nh * (nope + vdim) + nh * vdim * h, attn=True)
+        u += f.kv_lora_rank
+    elif kind == "gdn" and f.mamba:
+        m = f.mamba
+        kd, vd = (
+            m.linear_num_key_heads * m.linear_key_head_dim,
+            m.linear_num_value_heads * m.linear_value_head_dim,
+        )
+        lin(h * (2 * kd + 2 * vd) + vd * h)  # in_proj_qkvz + out_proj
+        u += h * 2 * m.linear_num_value_heads  # in_proj_ba (not quantized in the FP8 release)
+        u += (2 * kd + vd) * m.conv_kernel + 2 * m.linear_num_value_heads + m.linear_value_head_dim
+    elif kind == "mamba2" and f.mamba:
+        m = f.mamba
+        conv_dim = m.intermediate_size + 2 * m.n_groups * m.d_state
+        lin(h * (m.intermediate_size + conv_dim + m.num_heads) + m.intermediate_size * h)
+        u += conv_dim * (m.conv_kernel + 1) + 3 * m.num_heads + m.intermediate_size
+    elif kind == "mamba" and f.mamba:
+        m = f.mamba
+        dt_rank = int(c.get("mamba_dt_rank", c.get("time_step_rank", math.ceil(h / 16))))
+        lin(h * 2 * m.intermediate_size + m.intermediate_size * h)
+        lin(m.intermediate_size * (dt_rank + 2 * m.d_state) + dt_rank * m.intermediate_size)
+        u += m.intermediate_size * (m.conv_kernel + 1 + m.d_state + 2) + 2 * m.d_state
+    # MLP / MoE of this layer
+    if _layer_is_moe(c, f, i, kind):
+        e, mi = f.num_experts, f.moe_intermediate_size
+        lin(e * 3 * h * mi, expert=True)
+        u += h * e  # router
+        shared = _shared_expert_width(c, f)
+        if shared:
+            lin(3 * h * shared)
+            if c.model_type in _GDN_TYPES or c.model_type.startswith("qwen2_moe"):
+                u += h  # shared_expert_gate
+        if c.model_type in ("deepseek_v3", "glm4_moe", "kimi_k2") or c.get("topk_method") == "noaux_tc":
+            u += e  # e_score_correction_bias
+    elif _layer_has_dense_mlp(c, kind):
+        inter = int(c.get("intermediate_size", 0) or 0)
+        if c.model_type == "nemotron_h":
+            lin(2 * h * inter)  # relu^2 MLP: up + down
+        else:
+            lin(3 * h * inter)
+    return q, u
+
+
+def _shared_expert_width(c: _Cfg, f: ModelFacts) -> int:
+    w = c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+    if w:
+        return int(w)
+    ns = c.get("n_shared_experts")
+    return int(ns) * f.moe_intermediate_size if ns else 0
+
+
+def _layer_is_moe(c: _Cfg, f: ModelFacts, i: int, kind: str) -> bool:
+    if not f.num_experts:
+        return False
+    mt = c.model_type
+    if mt == "nemotron_h":
+        return False  # only "E" layers (kind none); handled as dense-free
+    if mt == "falcon_h1" and kind == "mamba2":
+        return False  # counted once per decoder layer (on the attention entry)
+    if c.has("first_k_dense_replace") and i < int(c.get("first_k_dense_replace")):
+        return False
+    if c.has("expert_layer_period"):
+        return i % int(c.get("expert_layer_period")) == int(c.get("expert_layer_offset", 0))
+    if i in (c.get("mlp_only_layers") or []):
+        return False
+    step = int(c.get("decoder_sparse_step", 1) or 1)
+    freq = int(c.get("moe_layer_freq", 1) or 1)
+    return (i + 1) % step == 0 and i % freq == 0
+
+
+def _layer_has_dense_mlp(c: _Cfg, kind: str) -> bool:
+    mt = c.model_type
+    if mt == "nemotron_h":
+        return kind == "none"
+    if mt == "falcon_h1":
+        return kind != "mamba2"
+    if mt == "granitemoehybrid":
+        return False  # MoE (+ shared) everywhere, or shared-only for dense variants
+    return True
+
+
+def estimate_params(config: dict[str, Any], facts: ModelFacts, quant: Quant | None = None) -> ParamEstimate:
+    """Parameters by storage class, from the config alone.
+
+    Checked against exact checkpoint inventories in tests (Qwen3 dense/MoE/Next, Llama, gpt-oss,
+    DeepSeek-V2-Lite: within 1%). Biases other than attention qkv are ignored (< 0.1%).
+    """
+    top = config
+    text = _text_config(top)
+    c = _Cfg(top, text, facts.model_type)
+    h, v = facts.hidden_size, facts.vocab_size
+    q = u = 0
+    for i, kind in enumerate(facts.layer_kinds):
+        lq, lu = _layer_params(c, facts, i // 2 if facts.parallel_mamba else i, kind, quant)
+        q, u = q + lq, u + lu
+    u += v * h + h  # embeddings + final norm
+    if not facts.tie_word_embeddings:
+        u += v * h  # LM head
+    mq = mu = 0
+    n_mtp = mtp_layers(config)
+    if n_mtp:
+        kind = "mla" if _is_mla(c) else "full"
+        idx = facts.num_hidden_layers  # MTP layers sit after the decoder: MoE where the model is MoE
+        lq, lu = _layer_params(c, facts, idx, kind, quant)
+        # enorm + hnorm + eh_proj/fc (2h -> h) + final norm; DeepSeek/GLM MTP blocks also store
+        # their own embed_tokens and shared_head.head (vocab x h each), Qwen3-Next's share them.
+        extra_u = 3 * h + 2 * h * h
+        if c.model_type not in _GDN_TYPES:
+            extra_u += 2 * v * h
+        mq, mu = n_mtp * lq, n_mtp * (lu + extra_u)
+    vision = _vision_params(top)
+    return ParamEstimate(q, u, mq, mu, vision)
+
+
+def mtp_layers(config: dict[str, Any]) -> int:
+    """Multi-token-prediction layers stored in the checkpoint.
+
+    DeepSeek-V3 / GLM-4.5: `num_nextn_predict_layers`; Qwen3.5: `mtp_num_hidden_layers`;
+    Qwen3-Next's config.json names none but the checkpoint holds one `mtp.*` block (~1.6B params).
+    """
+    text = _text_config(config)
+    for k in ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_layers"):
+        for src in (text, config):
+            if src.get(k) is not None:
+                return int(src[k])
+    mt = text.get("model_type") or config.get("model_type")
+    return 1 if mt in ("qwen3_next",) else 0
+
+
+def _vision_params(top: dict[str, Any]) -> int:
+    """SigLIP/ViT-style tower: layers x (4 h^2 + 2 h i) + patch embedding. Rough (for notes only)."""
+    vc = top.get("vision_config")
+    if not isinstance(vc, dict):
+        return 0
+    h, i, n = (
+        vc.get("hidden_size"),
+        vc.get("intermediate_size"),
+        vc.get("num_hidden_layers") or vc.get("depth"),
+    )
+    if not (h and i and n):
+        return 0
+    patch = int(vc.get("patch_size", 14))
+    return int(n) * (4 * h * h + 2 * h * i) + 3 * patch * patch * h
+
+
+# --------------------------------------------------------------------------------------------
+# the reader
+
+
+def facts_from_config(
+    config: dict[str, Any],
+    *,
+    model_id: str,
+    source: str,
+    checkpoint_bytes: int | None = None,
+    field: str = "model",
+    param_count: int | None = None,
+    dtype: str | None = None,
+    hf_quant_config: dict[str, Any] | None = None,
+    multimodal: bool | None = None,
+    notes: tuple[str, ...] = (),
+) -> ModelFacts:
+    """Read config.json into ModelFacts. Raises UnknownModelError naming what it cannot read.
+
+    `field` is the spec path for errors (e.g. "models[1:big].model"). `checkpoint_bytes` is the
+    sum of tensor bytes when known; otherwise `estimated_bytes` carries the config-based estimate.
+    """
+    if not isinstance(config, dict):
+        raise UnknownModelError(field, f"config.json of {model_id!r} is not a JSON object", "check the file")
+    top = config
+    text = _text_config(top)
+    nested = text is not top
+    mt = str(text.get("model_type") or top.get("model_type") or "")
+    archs = top.get("architectures") or text.get("architectures") or []
+    arch = archs[0] if isinstance(archs, list) and archs else (mt or "unknown")
+    c = _Cfg(top, text, mt)
+
+    n = c.first("num_hidden_layers")
+    hidden = c.first("hidden_size")
+    heads = c.first("num_attention_heads")
+    vocab = c.first("vocab_size")
+    miss = [
+        k
+        for k, val in (
+            ("num_hidden_layers", n),
+            ("hidden_size", hidden),
+            ("num_attention_heads", heads),
+            ("vocab_size", vocab),
+        )
+        if val is None
+    ]
+    if miss:
+        raise _missing(field, model_id, arch, miss)
+    n, hidden, heads, vocab = int(n), int(hidden), int(heads), int(vocab)
+    kv = c.first("num_key_value_heads")
+    if kv is None and c.get("multi_query"):
+        kv = 1  # Falcon-style multi-query
+    kv = int(kv) if kv is not None else heads  # MHA when absent (vLLM: get_total_num_kv_heads)
+
+    mla = _is_mla(c)
+    if mla:
+        head_dim = int(c.get("qk_nope_head_dim", 128)) + int(c.get("qk_rope_head_dim"))
+    else:
+        hd = c.get("head_dim") or c.get("attention_head_dim")
+        head_dim = int(hd) if hd else hidden // heads
+
+    kinds, parallel = _layer_kinds(c, n, field, model_id, arch)
+    mamba = _mamba_facts(c, set(kinds), hidden, field, model_id, arch)
+
+    num_experts = int(
+        c.get("num_experts")
+        or c.get("num_local_experts")
+        or c.get("n_routed_experts")
+        or c.get("moe_num_experts")
+        or 0
+    )
+    top_k = int(
+        c.get("num_experts_per_tok")
+        or c.get("experts_per_token")
+        or c.get("moe_topk")
+        or (c.get("top_k") if num_experts else 0)
+        or 0
+    )
+    inter = int(c.get("intermediate_size") or c.get("ffn_dim") or c.get("n_inner") or 0)
+    moe_inter = int(c.get("moe_intermediate_size") or (inter if num_experts else 0))
+
+    quant = read_quantization(top, hf_quant_config)
+    dt = (
+        _norm_dtype(text.get("torch_dtype"))
+        or _norm_dtype(text.get("dtype"))
+        or _norm_dtype(top.get("torch_dtype"))
+        or _norm_dtype(top.get("dtype"))
+        or _norm_dtype(dtype)
+        or "bfloat16"
+    )
+    if dt not in DTYPE_BYTES:
+        dt = "bfloat16"
+
+    mm = (
+        multimodal
+        if multimodal is not None
+        else (nested or "vision_config" in top or str(arch).endswith("ForConditionalGeneration"))
+    )
+    tie = top.get("tie_word_embeddings")
+    if tie is None:
+        tie = text.get("tie_word_embeddings")
+    if tie is None:  # transformers PretrainedConfig default is True; gemma/gemma3 tie too
+        tie = mt.startswith("gemma") or False
+
+    sliding = c.get("sliding_window") if any(k == "sliding" for k in kinds) else None
+    out_notes = list(notes)
+    if quant and quant.note:
+        out_notes.append(quant.note)
+    if mla:
+        out_notes.append(
+            f"MLA: one latent of kv_lora_rank {int(c.get('kv_lora_rank'))} + qk_rope_head_dim "
+            f"{int(c.get('qk_rope_head_dim'))} per token per layer, not split by TP (MLAAttentionSpec; "
+            "VLLM_MLA_DISABLE=1 falls back to full heads)"
+        )
+    if parallel:
+        out_notes.append(
+            "every decoder layer holds an attention KV cache AND a Mamba2 state (parallel hybrid)"
+        )
+
+    facts = ModelFacts(
+        id=model_id,
+        architecture=str(arch),
+        model_type=mt,
+        source=source,  # type: ignore[arg-type]
+        num_hidden_layers=n,
+        hidden_size=hidden,
+        vocab_size=vocab,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=head_dim,
+        layer_kinds=kinds,  # type: ignore[arg-type]
+        dtype=dt,
+        intermediate_size=inter,
+        max_position_embeddings=_int_or_none(c.first("max_position_embeddings")),
+        tie_word_embeddings=bool(tie),
+        sliding_window=int(sliding) if sliding else None,
+        attention_chunk_size=_int_or_none(c.get("attention_chunk_size")) if "chunked" in kinds else None,
+        num_experts=num_experts,
+        num_experts_per_tok=top_k,
+        moe_intermediate_size=moe_inter,
+        kv_lora_rank=int(c.get("kv_lora_rank")) if mla else 0,
+        qk_rope_head_dim=int(c.get("qk_rope_head_dim")) if mla else 0,
+        mamba=mamba,
+        quantization=quant.method if quant else None,
+        quant_bits=round(quant.bits, 4) if quant else None,
+        checkpoint_bytes=checkpoint_bytes,
+        param_count=param_count,
+        multimodal=bool(mm),
+        parallel_mamba=parallel,
+    )
+    est = estimate_params(top, facts, quant)
+    db = DTYPE_BYTES[dt]
+    main_bytes = _bytes(est.quantized, est.unquantized, quant, db)
+    mtp_bytes = _bytes(est.mtp_quantized, est.mtp_unquantized, quant, db)
+    vision_bytes = est.vision * db
+    if mtp_bytes:
+        out_notes.append(
+            f"checkpoint holds {mtp_layers(top)} MTP layer(s) (~{mtp_bytes / GiB:.2f} GiB, estimated from the config) "
+            "that vLLM loads only with speculative decoding; counted in unloaded_bytes"
+        )
+    if vision_bytes:
+        out_notes.append(
+            f"vision tower ~{vision_bytes / GiB:.2f} GiB (loaded by vLLM for multimodal serving)"
+        )
+    return replace(
+        facts,
+        param_count=param_count if param_count is not None else est.total,
+        unloaded_bytes=mtp_bytes,
+        estimated_bytes=main_bytes + mtp_bytes + vision_bytes,
+        notes=tuple(out_notes),
+    )
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def facts_from_override(model_id: str, override: Any, *, field: str) -> ModelFacts:
+    """ModelFacts from ModelSpec.facts alone (source "manual"): a model no config describes."""
+    o = override
+    need = {
+        "num_hidden_layers": o.num_hidden_layers,
+        "hidden_size": o.hidden_size,
+        "vocab_size": o.vocab_size,
+        "weights_gib": o.weights_gib,
+    }
+    if o.head_dim is None and o.num_attention_heads is None:
+        need["head_dim"] = None
+    if o.num_key_value_heads is None and o.num_attention_heads is None:
+        need["num_key_value_heads"] = None
+    miss = [k for k, v in need.items() if v is None]
+    if miss:
+        fix_keys = ", ".join(miss)
+        raise UnknownModelError(
+            field,
+            f"{model_id!r} has no config.json residency can find, and facts lacks {fix_keys}",
+            f"add {fix_keys} under {field.rsplit('.', 1)[0]}.facts, or point model at a local directory with config.json",
+        )
+    heads = o.num_attention_heads or o.num_key_value_heads
+    head_dim = o.head_dim or o.hidden_size // heads
+    kv = o.num_key_value_heads or heads
+    n = o.num_hidden_layers
+    kinds: tuple[LayerKind, ...] = ("sliding",) * n if o.sliding_window else ("full",) * n
+    return ModelFacts(
+        id=model_id,
+        architecture=o.architecture or "manual",
+        model_type="manual",
+        source="manual",
+        num_hidden_layers=n,
+        hidden_size=o.hidden_size,
+        vocab_size=o.vocab_size,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=head_dim,
+        layer_kinds=kinds,
+        dtype=_norm_dtype(o.dtype) or "bfloat16",
+        intermediate_size=o.intermediate_size or 0,
+        max_position_embeddings=o.max_position_embeddings,
+        sliding_window=o.sliding_window,
+        checkpoint_bytes=int(o.weights_gib * GiB),
+        notes=("facts given by hand in the spec",),
+    )
+
+
+def apply_override(facts: ModelFacts, override: Any) -> ModelFacts:
+    """ModelSpec.facts on top of resolved facts: every key given replaces the resolved value.
+
+    num_hidden_layers that differs from the resolved count rebuilds a uniform layer list of the
+    model's first attention kind; sliding_window on a model without sliding layers makes every
+    full-attention layer sliding (Mistral-7B-v0.1 style); weights_gib sets checkpoint_bytes.
+    """
+    if override is None:
+        return facts
+    o = override
+    ch: dict[str, Any] = {}
+    for k in (
+        "architecture",
+        "hidden_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "intermediate_size",
+        "max_position_embeddings",
+    ):
+        v = getattr(o, k, None)
+        if v is not None:
+            ch[k] = v
+    if o.dtype:
+        ch["dtype"] = _norm_dtype(o.dtype)
+    kinds = facts.layer_kinds
+    if o.num_hidden_layers is not None and o.num_hidden_layers != facts.num_hidden_layers:
+        first = next((k for k in kinds if k in ("full", "sliding", "chunked", "mla")), "full")
+        kinds = (first,) * o.num_hidden_layers
+        ch["num_hidden_layers"] = o.num_hidden_layers
+        ch["parallel_mamba"] = False
+    if o.sliding_window is not None:
+        ch["sliding_window"] = o.sliding_window
+        if "sliding" not in kinds:
+            kinds = tuple("sliding" if k == "full" else k for k in kinds)
+    ch["layer_kinds"] = kinds
+    if o.weights_gib is not None:
+        ch["checkpoint_bytes"] = int(o.weights_gib * GiB)
+        ch["unloaded_bytes"] = 0  # the user gave what vLLM loads
+    return replace(facts, notes=facts.notes + ("some facts given by hand in the spec",), **ch)

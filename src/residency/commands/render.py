@@ -1,10 +1,45 @@
-"""`residency render` (not yet wired)."""
+"""`residency render SPEC -o DIR`: compose, LiteLLM config, .env, Kubernetes manifests, agent settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     @app.command("render")
-    def _cmd() -> None:
-        """Not implemented yet."""
-        raise typer.Exit(3)
+    def render_cmd(
+        spec: Annotated[Path, typer.Argument(help="Stack spec YAML")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write into")],
+        force: Annotated[bool, typer.Option("--force", help="Overwrite files that changed")] = False,
+        rotate_key: Annotated[
+            bool,
+            typer.Option("--rotate-key", help="Generate a new LiteLLM master key (default: keep .env's)"),
+        ] = False,
+    ) -> None:
+        """Render the plan into compose.yaml, litellm.yaml, .env (0600), k8s/ and agents.md."""
+        from residency.render.stack import plan_for, render_files, require_fit
+        from residency.render.writer import write_files
+        from residency.spec import load_spec
+
+        s = load_spec(spec)
+        plan = plan_for(s)
+        require_fit(plan)
+        files = render_files(s, plan, out, spec_dir=spec.resolve().parent, rotate_key=rotate_key)
+        # A rotated key is an explicit request: the .env may change without --force.
+        rep = write_files(out, files, force=force or (rotate_key and _only_env_changed(out, files)))
+        for rel in rep.created:
+            print(f"created   {out / rel}")
+        for rel in rep.changed:
+            print(f"updated   {out / rel}")
+        for rel in rep.unchanged:
+            print(f"unchanged {out / rel}")
+
+
+def _only_env_changed(out: Path, files) -> bool:
+    from residency.render.writer import plan_writes
+
+    rep = plan_writes(out, files)
+    return set(rep.changed) <= {".env"}

@@ -1,0 +1,81 @@
+"""Everything `residency render` writes, from one spec and its plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from residency.errors import ResidencyError, SpecError
+from residency.planner.result import Plan
+from residency.render.common import Member, members, service_name
+from residency.render.writer import RenderedFile, env_file, new_master_key, read_env_value
+from residency.spec import StackSpec
+
+
+class PlanDoesNotFitError(ResidencyError):
+    exit_code = 1
+
+
+def plan_for(spec: StackSpec) -> Plan:
+    """The plan `render` and `up` work from (the planner engineer's `plan_stack`)."""
+    from residency.planner.plan import plan_stack
+
+    return plan_stack(spec)
+
+
+def require_fit(plan: Plan) -> None:
+    bad = [m for m in plan.models if m.verdict != "ok"]
+    if bad or not plan.fits:
+        parts = []
+        for m in bad:
+            if m.error is not None:
+                parts.append(f"{m.name}: {m.error.kind}: {m.error.message} (fix: {m.error.fix})")
+            else:
+                parts.append(f"{m.name}: does not fit")
+        detail = "; ".join(parts) or "the models do not fit the device together"
+        raise PlanDoesNotFitError(
+            f"the plan does not fit, so nothing was rendered or started: {detail}. See `residency plan`"
+        )
+
+
+def check_names(mems: list[Member]) -> None:
+    seen: dict[str, str] = {}
+    for m in mems:
+        s = service_name(m.key)
+        if s == "litellm":
+            raise SpecError(
+                f"models[{m.spec.name}].name",
+                "renders to the service name 'litellm', used by the proxy",
+                "rename the model",
+            )
+        if s in seen:
+            raise SpecError(
+                f"models[{m.spec.name}].name",
+                f"renders to the same service name {s!r} as model {seen[s]!r}",
+                "make model names differ in more than case or punctuation",
+            )
+        seen[s] = m.key
+
+
+def render_files(
+    spec: StackSpec, plan: Plan, out_dir: Path, *, spec_dir: Path | None = None, rotate_key: bool = False
+) -> dict[str, RenderedFile]:
+    from residency.render.agents import agents_md
+    from residency.render.compose import api_bases, compose_yaml
+    from residency.render.k8s import render_k8s
+    from residency.render.litellm import litellm_yaml
+
+    mems = members(spec, plan)
+    check_names(mems)
+    key_env = spec.proxy.master_key_env
+    key = None if rotate_key else read_env_value(out_dir / ".env", key_env)
+    key = key or new_master_key()
+    lite = litellm_yaml(spec, mems, api_bases(mems))
+    files = {
+        "compose.yaml": RenderedFile(compose_yaml(spec, mems, spec_dir)),
+        "litellm.yaml": RenderedFile(lite),
+        ".env": env_file(key_env, key),
+        "agents.md": RenderedFile(agents_md(spec, mems)),
+    }
+    for rel, text in render_k8s(spec, mems, lite, gpu_count=plan.device.count, spec_dir=spec_dir).items():
+        files[f"k8s/{rel}"] = RenderedFile(text)
+    return files

@@ -23,7 +23,12 @@ from typing import Any
 _PATCHES: dict[str, dict[str, Any]] = {
     # Trimmed kvfit copy drops num_nextn_predict_layers; the notes say the checkpoint carries one
     # MTP layer (GLM-4.5-Air config.json: "num_nextn_predict_layers": 1).
-    "zai-org/GLM-4.5-Air": {"num_nextn_predict_layers": 1, "architectures": ["Glm4MoeForCausalLM"]},
+    # Its q/k/v projections carry biases ("attention_bias": true), also dropped by the trim.
+    "zai-org/GLM-4.5-Air": {
+        "num_nextn_predict_layers": 1,
+        "attention_bias": True,
+        "architectures": ["Glm4MoeForCausalLM"],
+    },
     # Trimmed copies without `architectures`; names from the notes.
     "mistralai/Mistral-Small-3.2-24B-Instruct-2506": {"architectures": ["Mistral3ForConditionalGeneration"]},
     "google/gemma-3-4b-it": {"architectures": ["Gemma3ForConditionalGeneration"]},

@@ -576,7 +576,7 @@ def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None
         if c.get("attention_bias") or c.get("qkv_bias") or c.model_type == "qwen2":
             u += nh * hd + 2 * kv * hd
         if c.model_type == "gpt_oss":
-            u += nh  # attention sinks
+            u += nh + h  # attention sinks + o_proj bias
     elif kind == "mla":
         nh = f.num_attention_heads
         nope, rope, vdim = (
@@ -617,6 +617,8 @@ def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None
         e, mi = f.num_experts, f.moe_intermediate_size
         lin(e * 3 * h * mi, expert=True)
         u += h * e  # router
+        if c.model_type == "gpt_oss":
+            u += e + e * (2 * mi + h)  # router bias + expert gate_up/down biases (bf16)
         shared = _shared_expert_width(c, f)
         if shared:
             lin(3 * h * shared)
@@ -720,7 +722,7 @@ def mtp_layers(config: dict[str, Any]) -> int:
 
 
 def _vision_params(top: dict[str, Any]) -> int:
-    """SigLIP/ViT-style tower: layers x (4 h^2 + 2 h i) + patch embedding. Rough (for notes only)."""
+    """SigLIP/ViT-style tower + projector, from vision_config. Within 0.2% for gemma-3-27b."""
     vc = top.get("vision_config")
     if not isinstance(vc, dict):
         return 0
@@ -732,7 +734,10 @@ def _vision_params(top: dict[str, Any]) -> int:
     if not (h and i and n):
         return 0
     patch = int(vc.get("patch_size", 14))
-    return int(n) * (4 * h * h + 2 * h * i) + 3 * patch * patch * h
+    positions = (int(vc.get("image_size", 0)) // patch) ** 2
+    text_h = int(_text_config(top).get("hidden_size") or 0)
+    # layers (weights, biases, 2 layer norms) + patch embedding + positions + projector to the text width
+    return int(n) * (4 * h * h + 2 * h * i + 9 * h + i) + 3 * patch * patch * h + positions * h + h * text_h
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,89 @@
-"""`residency status` (not yet wired)."""
+"""`residency status SPEC [--watch] [--json]`: the live residency ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
-    def _cmd() -> None:
-        """Not implemented yet."""
-        raise typer.Exit(3)
+    def status_cmd(
+        spec: Annotated[Path, typer.Argument(help="Stack spec YAML")],
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C")] = False,
+        interval: Annotated[
+            float, typer.Option("--interval", min=0.2, help="Seconds between refreshes")
+        ] = 2.0,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the ledger as JSON (with --watch: one object per line)")
+        ] = False,
+        count: Annotated[
+            int | None, typer.Option("--count", min=1, help="With --watch: stop after this many refreshes")
+        ] = None,
+        drift_pct: Annotated[
+            float, typer.Option("--drift-pct", min=0, help="Warn when a model holds this % more than planned")
+        ] = 10.0,
+        reader: Annotated[
+            str | None,
+            typer.Option("--reader", help="Memory source: nvml, host, or a recorded NVML fixture (.json)"),
+        ] = None,
+        no_plan: Annotated[bool, typer.Option("--no-plan", help="Do not compare against the plan")] = False,
+    ) -> None:
+        """Per model: state, process, memory now vs plan, KV use and queue; the device; drift warnings.
+
+        Exit code without --watch: 0 when every model is ready, 1 otherwise. --watch exits 0 on Ctrl-C.
+        """
+        from residency.spec import load_spec
+        from residency.status.gpu import get_reader
+        from residency.status.ledger import Thresholds
+        from residency.status.watch import iter_ledgers
+
+        s = load_spec(spec)
+        th = Thresholds(drift_pct=drift_pct)
+        rd = get_reader(reader)
+        ledgers = iter_ledgers(
+            s,
+            spec,
+            interval=interval,
+            count=count if watch else 1,
+            reader=rd,
+            thresholds=th,
+            use_plan=not no_plan,
+        )
+        try:
+            if not watch:
+                ledger = next(ledgers)
+                _emit(ledger, json_out)
+                raise typer.Exit(0 if ledger.all_ready else 1)
+            if json_out:
+                for ledger in ledgers:
+                    print(ledger.to_json(), flush=True)
+            else:
+                from rich.console import Console
+                from rich.live import Live
+
+                from residency.status.view import render_ledger
+
+                console = Console()
+                with Live(console=console, auto_refresh=False, transient=False) as live:
+                    for ledger in ledgers:
+                        live.update(render_ledger(ledger), refresh=True)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+        finally:
+            ledgers.close()
+            rd.close()
+        raise typer.Exit(0)
+
+
+def _emit(ledger, json_out: bool) -> None:
+    if json_out:
+        print(ledger.to_json())
+        return
+    from rich.console import Console
+
+    from residency.status.view import render_ledger
+
+    Console().print(render_ledger(ledger))

@@ -567,7 +567,10 @@ def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None
         else:
             q += n
 
-    u += 2 * h  # input + post-attention norms
+    if c.model_type == "nemotron_h":
+        u += h  # one pre-mixer norm per block (each block is a single mixer or MLP)
+    elif not (c.model_type == "falcon_h1" and kind == "mamba2"):
+        u += 2 * h  # input + post-attention norms (Falcon-H1: once per decoder layer)
     if kind in ("full", "sliding", "chunked"):
         hd, nh, kv = f.head_dim, f.num_attention_heads, f.num_key_value_heads
         gate = 2 if c.model_type in _GDN_TYPES else 1  # Qwen3-Next attention output gate doubles q_proj
@@ -884,7 +887,7 @@ def facts_from_config(
         qk_rope_head_dim=int(c.get("qk_rope_head_dim")) if mla else 0,
         mamba=mamba,
         quantization=quant.method if quant else None,
-        quant_bits=round(quant.bits, 4) if quant else None,
+        quant_bits=round(quant.bits, 6) if quant else None,
         checkpoint_bytes=checkpoint_bytes,
         param_count=param_count,
         multimodal=bool(mm),

@@ -37,6 +37,7 @@ class VersionRules:
     # §4.2 batch defaults
     big_batch_tier: bool  # >= 0.28: >= 160 GiB -> 16384 / 1024 for the OpenAI server too
     gb10_small_tier: bool  # >= 0.33: GB10 (cc 12.1) forced into the small tier
+    sampler_sort_path: bool  # dummy sampler run goes through the torch sort path (see rules_for)
     sampler_twice: bool  # >= 0.33: V2 runner warms the sampler twice (same peak, a little more slack)
     # §5 CUDA graphs
     capture_scheme: Literal["step8", "step16", "v033"]  # <= 0.11.0 / 0.11.1-0.32 / 0.33
@@ -64,6 +65,13 @@ class VersionRules:
     mamba2_default_mode: Literal["all", "align"]  # 0.26-0.27 "all", >= 0.28 "align" (SupportsMambaPrefixCaching)
     gdn_ssm_dtype_separate: bool  # >= 0.17: GDN temporal state honours mamba_ssm_cache_dtype
     loading_says_memory: bool  # >= 0.11.1: "Model loading took X GiB memory and Y seconds"
+
+
+def SAMPLER_SORT_PATH(k: V) -> bool:  # noqa: N802
+    # <= 0.11.0 the dummy sampler run (top-k = vocab-1, top-p 0.9) sorts the whole fp32 logits
+    # (topk_topp_sampler.py:164-203 @0.11.0). 0.19.1 uses a Triton top-k/top-p kernel for >= 8 rows
+    # (apply_top_k_top_p_triton), as does 0.33 (FlashInfer by default). Boundary assumed at 0.14.
+    return not _ge(k, "0.14.0")
 
 
 @cache
@@ -100,6 +108,7 @@ def rules_for(version: str) -> VersionRules:
         formula_b=_ge(k, "0.27.0"),
         big_batch_tier=_ge(k, "0.28.0"),
         gb10_small_tier=_ge(k, "0.33.0"),
+        sampler_sort_path=SAMPLER_SORT_PATH(k),
         sampler_twice=_ge(k, "0.33.0"),
         capture_scheme=scheme,
         cudagraph_estimate_logged=_ge(k, "0.18.0"),

@@ -1,0 +1,175 @@
+"""Everything besides weights and KV that a vLLM process's budget (or the box) pays for.
+
+vllm-memory.md §4 (profile-run activation peak and the sampler warm-up), §2.2 (non-torch memory,
+NCCL inside the budget <= 0.10.2), §5 (CUDA graphs: capture sizes, inside the budget >= 0.20),
+§5.3 (CUDA context) and §2.3 (unified memory: the engine's host-side growth is charged to KV).
+
+These are estimates with constants fitted to the launches in ../shared/reference/vllm-logs.jsonl
+(bench/accuracy.py prints how well). A calibration record of the real box replaces them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from residency.memory.device import Device
+from residency.memory.model_facts import ModelFacts
+from residency.memory.versions import VersionRules
+from residency.memory.weights import pad_vocab
+
+GiB = 2**30
+MiB = 2**20
+
+# --- fitted constants (see bench/accuracy.py) -------------------------------------------------
+ACT_BASE = 0.25 * GiB  # allocator slack + custom-op workspaces in the profile run
+ACT_HIDDEN_COPIES = 4  # residual, normed and attention-out hidden states alive at the MLP peak
+MOE_CHUNK = 32768  # VLLM_FUSED_MOE_CHUNK_SIZE: the fused-MoE workspace is sized for at most this many tokens
+SAMPLER_BYTES_SORT = 30  # fp32 logits + fp32 sorted values + int64 indices + probs/cumsum/mask (§4.1 step 3)
+SAMPLER_BYTES_FLASHINFER = 10  # FlashInfer top-k/top-p sampling: no full sort
+NON_TORCH = 0.12 * GiB  # cuBLAS/cuDNN workspaces and friends created after the baseline snapshot
+NCCL_IN_BUDGET = 0.6 * GiB  # <= 0.10.2, TP > 1: NCCL + custom all-reduce buffers land inside the budget
+CUDA_CONTEXT = 0.55 * GiB  # per process, before the baseline: outside the budget (§5.3)
+NCCL_CONTEXT = 0.6 * GiB  # >= 0.11, TP > 1: NCCL buffers before the snapshot -> outside the budget
+UMA_FRONTEND = 1.2 * GiB  # unified memory: API server + engine-core process RSS, outside the budget
+UMA_HOST_BASE = 1.0 * GiB  # unified memory: worker host RSS growth after the snapshot (charged to KV)
+UMA_HOST_PER_WEIGHT = 0.05  # ... plus host staging of checkpoint tensors that the allocator keeps
+GRAPH_PER_SIZE_LAYER = 0.30 * MiB  # CUDA graph pool per capture size per decoder layer (dense)
+GRAPH_BASE = 0.05 * GiB
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    max_model_len: int
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    enforce_eager: bool = False
+    act_bytes: int = 2  # model dtype bytes (bf16/fp16 2, float32 4)
+
+
+def forward_peak_bytes(f: ModelFacts, s: ProfileSettings) -> int:
+    """Activation peak of the dummy forward at max_num_batched_tokens tokens (§4.1 step 2).
+
+    Per token: the MLP's gate_up output + activation output (3 x intermediate / tp) plus a few
+    hidden-size copies; MoE layers push top_k x (3 x moe_intermediate / tp + hidden) through the
+    fused-MoE workspace (chunked at 32768 tokens); GatedDeltaNet layers add their projections and the
+    chunked state (heads x k x v per 64-token chunk).
+    Llama-3.1-8B at 8192 tokens: (3 x 14336 + 4 x 4096) x 2 B x 8192 = 0.95 GiB.
+    """
+    T, tp, b = s.max_num_batched_tokens, s.tensor_parallel_size, s.act_bytes
+    h = f.hidden_size
+    per_tok = ACT_HIDDEN_COPIES * h * b
+    # attention projections (q, k, v, o) at the peak layer
+    per_tok += (f.num_attention_heads + 2 * f.num_key_value_heads) * f.head_dim // tp * b
+    total = T * per_tok
+    if f.num_experts:
+        moe_tok = f.num_experts_per_tok * (3 * f.moe_intermediate_size // tp + h) * b
+        total += min(T, MOE_CHUNK) * moe_tok
+    else:
+        total += T * 3 * (f.intermediate_size // tp) * b
+    if f.mamba is not None and f.mamba.kind == "gdn":
+        m = f.mamba
+        kdim = m.linear_num_key_heads * m.linear_key_head_dim
+        vdim = m.linear_num_value_heads * m.linear_value_head_dim
+        total += T * (2 * kdim + 2 * vdim) // tp * b
+        total += T * (m.linear_num_value_heads // tp) * m.linear_key_head_dim * m.linear_value_head_dim * b // 64
+    elif f.mamba is not None and f.mamba.kind in ("mamba2", "mamba"):
+        total += T * 2 * f.mamba.intermediate_size // tp * b
+    return int(total)
+
+
+def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
+    """The sampler warm-up with min(max_num_seqs, max_num_batched_tokens) dummy requests (§4.1 step 3).
+
+    Rows x padded vocab x bytes per element; the per-element figure depends on whether the version's
+    dummy run goes through the torch sort path (top-k = vocab-1, top-p 0.9).
+    Qwen3 (vocab 151,936), 256 rows, sort path: 256 x 151,936 x 30 B = 1.09 GiB.
+    """
+    rows = min(s.max_num_seqs, s.max_num_batched_tokens)
+    per = SAMPLER_BYTES_SORT if rules.sampler_sort_path else SAMPLER_BYTES_FLASHINFER
+    return rows * pad_vocab(f.vocab_size) * per  # logits are gathered: full vocab on every rank
+
+
+def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:
+    """Multimodal encoder-cache profile (§4.1 step 1): encoder_budget tokens x hidden, live at the peak."""
+    if not f.multimodal:
+        return 0
+    budget = max(s.max_num_batched_tokens, 8192)
+    return budget * f.hidden_size * s.act_bytes * 3
+
+
+def activation_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
+    """Peak torch increase of the profile run: max(forward, hidden + sampler) + base + encoder."""
+    hidden_rows = min(s.max_num_seqs, s.max_num_batched_tokens) * f.hidden_size * s.act_bytes
+    peak = max(forward_peak_bytes(f, s), hidden_rows + sampler_peak_bytes(f, s, rules))
+    return int(ACT_BASE + peak + encoder_profile_bytes(f, s))
+
+
+def non_torch_bytes(s: ProfileSettings, rules: VersionRules) -> int:
+    """Non-torch growth inside the budget: library workspaces; + NCCL with TP > 1 on <= 0.10.2."""
+    nt = NON_TORCH
+    if rules.cublas_before_snapshot:  # >= 0.33: cuBLAS handles are part of the baseline
+        nt = NON_TORCH // 2
+    if rules.nccl_in_budget and s.tensor_parallel_size * s.pipeline_parallel_size > 1:
+        nt += NCCL_IN_BUDGET
+    return int(nt)
+
+
+def cudagraph_capture_sizes(s: ProfileSettings, rules: VersionRules, device: Device | None = None) -> list[int]:
+    """Capture sizes by version (§5.1); [] with enforce_eager."""
+    if s.enforce_eager:
+        return []
+    if rules.capture_scheme == "v033":
+        cap_max = 1024 if device is not None and (device.compute_capability or "").startswith("10.") else 512
+        cap = min(s.max_num_seqs * 2, cap_max)
+    else:
+        cap = min(s.max_num_seqs * 2, 512)
+    cap = min(cap, s.max_num_batched_tokens)
+    sizes = [x for x in (1, 2, 4) if x <= cap]
+    if rules.capture_scheme == "step8":
+        sizes += list(range(8, cap + 1, 8))
+    else:
+        sizes += list(range(8, min(cap, 255) + 1, 8)) + list(range(256, cap + 1, 16))
+    if rules.capture_scheme == "v033":
+        extra = [x for x in (s.max_num_batched_tokens, s.max_num_seqs) if x <= cap]
+        sizes = sorted(set(sizes + extra))
+    return sizes
+
+
+def cudagraph_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules, device: Device | None = None) -> int:
+    """CUDA graph pool estimate: base + sizes x layers x per-size cost (MoE and hybrid graphs cost more).
+
+    Dense 32-layer model, 51 sizes: 0.05 GiB + 51 x 32 x 0.30 MiB = 0.53 GiB.
+    """
+    sizes = cudagraph_capture_sizes(s, rules, device)
+    if not sizes:
+        return 0
+    layers = max(1, f.num_hidden_layers // s.pipeline_parallel_size)
+    per = GRAPH_PER_SIZE_LAYER
+    if f.num_experts:
+        per *= 1.5
+    if f.mamba is not None:
+        per *= 1.5
+    return int(GRAPH_BASE + len(sizes) * layers * per)
+
+
+def context_bytes(device: Device, s: ProfileSettings, rules: VersionRules) -> int:
+    """Outside the budget: CUDA context (+ NCCL on >= 0.11 with TP > 1) (+ UMA frontend processes)."""
+    ctx = CUDA_CONTEXT
+    if not rules.nccl_in_budget and s.tensor_parallel_size * s.pipeline_parallel_size > 1:
+        ctx += NCCL_CONTEXT
+    if device.unified:
+        ctx += UMA_FRONTEND
+    return int(ctx)
+
+
+def uma_host_overhead_bytes(device: Device, weights_bytes: int) -> int:
+    """Unified memory: the worker's host RSS growth between its baseline and the end of profiling.
+
+    vLLM measures free memory system-wide on UMA (§2.3), so this growth comes out of the KV budget.
+    Rough, uncalibrated: 1 GiB + 5% of the weights (staging buffers the allocator keeps).
+    """
+    if not device.unified:
+        return 0
+    return int(UMA_HOST_BASE + UMA_HOST_PER_WEIGHT * weights_bytes)

@@ -1,0 +1,241 @@
+"""One vLLM process's startup, start to "init engine ... took": every figure it logs and every check.
+
+vllm-memory.md §13 in order: requested memory and the free-memory check (§2), weights (§10), the
+profile run (§3, §4), CUDA graphs (§5), available KV (Formula A <= 0.26 / B >= 0.27, or
+kv_cache_memory_bytes §9), the checks (§6), the block math and log lines (§7).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from residency.memory import activation as act
+from residency.memory import kv_specs as kv
+from residency.memory import messages
+from residency.memory.device import Device
+from residency.memory.model_facts import ModelFacts
+from residency.memory.versions import VersionRules
+from residency.memory.weights import weights_bytes_per_rank
+
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The `vllm serve` settings of one process, with defaults already applied."""
+
+    gpu_memory_utilization: float
+    max_model_len: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    dtype: str = "auto"
+    kv_cache_dtype: str = "auto"
+    mamba_ssm_cache_dtype: str = "auto"
+    block_size: int | None = None
+    enable_prefix_caching: bool | None = None
+    enforce_eager: bool = False
+    kv_cache_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Figures measured on the real box (a calibration) that replace the estimates."""
+
+    weights_gib: float | None = None
+    activation_gib: float | None = None
+    non_torch_gib: float | None = None
+    cudagraph_gib: float | None = None
+    non_kv_gib: float | None = None  # requested - available KV, as measured
+
+
+@dataclass
+class Startup:
+    requested_bytes: int
+    free_at_start_bytes: int
+    weights_bytes: int
+    activation_bytes: int
+    non_torch_bytes: int
+    host_overhead_bytes: int
+    cudagraph_bytes: int
+    cudagraph_in_budget: bool
+    context_bytes: int
+    non_kv_bytes: int
+    available_kv_bytes: int  # vLLM's "Available KV cache memory"
+    num_blocks: int
+    kv_tokens: int
+    max_concurrency: float
+    block_size: int
+    layout: kv.KVLayout
+    needed_bytes: int = 0
+    estimated_max_model_len: int | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    footprint_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+def requested_bytes(total_bytes: int, util: float, rules: VersionRules) -> int:
+    """total x util: a float product <= 0.13, ceil() from 0.14 (request_memory())."""
+    if rules.requested_ceil:
+        return math.ceil(total_bytes * util)
+    return int(total_bytes * util)
+
+
+def dtype_bytes_of(facts: ModelFacts, dtype: str) -> int:
+    return kv.dtype_bytes(dtype if dtype != "auto" else facts.dtype)
+
+
+def kv_settings(es: EngineSettings, device: Device) -> kv.KVSettings:
+    return kv.KVSettings(
+        max_model_len=es.max_model_len,
+        max_num_batched_tokens=es.max_num_batched_tokens,
+        max_num_seqs=es.max_num_seqs,
+        tensor_parallel_size=es.tensor_parallel_size,
+        block_size=es.block_size,
+        dtype=es.dtype,
+        kv_cache_dtype=es.kv_cache_dtype,
+        mamba_ssm_cache_dtype=es.mamba_ssm_cache_dtype,
+        enable_prefix_caching=es.enable_prefix_caching,
+        compute_capability=device.compute_capability,
+    )
+
+
+def stage_facts(facts: ModelFacts, pp: int) -> ModelFacts:
+    """The last pipeline stage's layers (vLLM reports KV for it; the minimum rank decides)."""
+    if pp <= 1:
+        return facts
+    from dataclasses import replace
+
+    n = len(facts.layer_kinds)
+    per = -(-n // pp)
+    kinds = facts.layer_kinds[n - per :] if n - per >= 0 else facts.layer_kinds
+    return replace(facts, layer_kinds=kinds, num_hidden_layers=len(kinds))
+
+
+def simulate_startup(
+    facts: ModelFacts,
+    es: EngineSettings,
+    device: Device,
+    rules: VersionRules,
+    free_at_start_bytes: int,
+    measured: Measured | None = None,
+    device_label: str = "cuda:0",
+) -> Startup:
+    """Predict one process's startup on a GPU with `free_at_start_bytes` free at its baseline."""
+    total = device.total_bytes
+    tp, pp = es.tensor_parallel_size, es.pipeline_parallel_size
+    ps = act.ProfileSettings(
+        max_num_batched_tokens=es.max_num_batched_tokens,
+        max_num_seqs=es.max_num_seqs,
+        max_model_len=es.max_model_len,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=pp,
+        enforce_eager=es.enforce_eager,
+        act_bytes=dtype_bytes_of(facts, es.dtype),
+    )
+    sf = stage_facts(facts, pp)
+    req = requested_bytes(total, es.gpu_memory_utilization, rules)
+    weights = weights_bytes_per_rank(facts, tp, es.max_model_len) // pp
+    if es.dtype in ("float32", "fp32") and not facts.quantization:
+        weights *= 2  # bf16 checkpoint upcast to fp32
+    activation = act.activation_bytes(facts, ps, rules)
+    non_torch = act.non_torch_bytes(ps, rules)
+    graphs = act.cudagraph_bytes(sf, ps, rules, device)
+    host = act.uma_host_overhead_bytes(device, weights)
+    ctx = act.context_bytes(device, ps, rules)
+    in_budget = rules.cudagraph_in_budget
+    notes: list[str] = []
+    if measured is not None:
+        if measured.weights_gib is not None:
+            weights = int(measured.weights_gib * GiB)
+        if measured.activation_gib is not None:
+            activation = int(measured.activation_gib * GiB)
+        if measured.non_torch_gib is not None:
+            non_torch = int(measured.non_torch_gib * GiB)
+        if measured.cudagraph_gib is not None:
+            graphs = max(0, int(measured.cudagraph_gib * GiB))
+    non_kv = weights + activation + non_torch + host + (graphs if in_budget else 0)
+    if measured is not None and measured.non_kv_gib is not None:
+        non_kv = int(measured.non_kv_gib * GiB)
+    layout = kv.build_kv_layout(sf, kv_settings(es, device), rules)
+    if es.kv_cache_memory_bytes is not None and rules.has_kv_cache_memory_bytes:
+        available = es.kv_cache_memory_bytes  # §9: profiling measured nothing; the value is used as-is
+        footprint = ctx + weights + non_torch + host + available + graphs
+        if footprint - ctx > free_at_start_bytes:
+            notes.append(
+                f"kv_cache_memory_bytes plus the rest ({(footprint - ctx) / GiB:.2f} GiB) exceeds the free memory "
+                f"({free_at_start_bytes / GiB:.2f} GiB): expect a CUDA OOM at allocation or graph capture"
+            )
+    else:
+        if es.kv_cache_memory_bytes is not None:
+            notes.append(f"kv_cache_memory_bytes is ignored by vLLM {rules.version} (added in 0.10.2)")
+        available = req - non_kv
+        footprint = ctx + req + (0 if in_budget else graphs)
+    st = Startup(
+        requested_bytes=req,
+        free_at_start_bytes=free_at_start_bytes,
+        weights_bytes=weights,
+        activation_bytes=activation,
+        non_torch_bytes=non_torch,
+        host_overhead_bytes=host,
+        cudagraph_bytes=graphs,
+        cudagraph_in_budget=in_budget,
+        context_bytes=ctx,
+        non_kv_bytes=non_kv,
+        available_kv_bytes=available,
+        num_blocks=0,
+        kv_tokens=0,
+        max_concurrency=0.0,
+        block_size=layout.block_size,
+        layout=layout,
+        footprint_bytes=footprint,
+        notes=notes,
+    )
+    # §2.1: the startup check (unconditional, even with kv_cache_memory_bytes)
+    if free_at_start_bytes < req:
+        st.error_kind = "free_memory"
+        st.error_message = messages.free_memory(
+            rules, free_at_start_bytes, total, es.gpu_memory_utilization, req, device_label
+        )
+        return st
+    # loading: the weights must physically fit
+    if weights > free_at_start_bytes:
+        st.error_kind = "weights_do_not_fit"
+        st.error_message = messages.weights_do_not_fit(weights, free_at_start_bytes)
+        return st
+    if not layout.layers:
+        st.num_blocks = 1
+        return st
+    # §6.1
+    check_avail = kv.check_available(layout, available, rules)
+    if check_avail <= 0:
+        st.error_kind = "no_cache_blocks"
+        st.error_message = messages.no_cache_blocks(rules)
+        return st
+    # §6.2
+    mnbt = es.max_num_batched_tokens
+    need = kv.needed_bytes(layout, es.max_model_len, mnbt, rules)
+    st.needed_bytes = need
+    nb = kv.num_blocks(layout, available)
+    st.num_blocks = nb
+    st.max_concurrency = kv.max_concurrency(layout, nb, es.max_model_len, mnbt)
+    st.kv_tokens = kv.logged_tokens(layout, nb, es.max_model_len, mnbt, rules)
+    if need > check_avail:
+        est = kv.estimate_max_model_len(layout, check_avail, es.max_model_len, mnbt, rules)
+        st.estimated_max_model_len = est
+        st.error_kind = "max_seq_len"
+        st.error_message = messages.max_seq_len(rules, es.max_model_len, need, check_avail, est)
+        return st
+    # >= 0.17: Mamba blocks vs max_num_seqs with FULL decode graphs
+    if rules.mamba_blocks_check and layout.has_mamba and not es.enforce_eager and es.max_num_seqs > nb:
+        st.error_kind = "mamba_cache_blocks"
+        st.error_message = messages.mamba_cache_blocks(es.max_num_seqs, nb)
+        return st
+    return st

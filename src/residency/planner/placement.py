@@ -306,21 +306,18 @@ class _Job:
 
 
 def _resolve_host_device(h: HostSpec) -> DeviceSpec:
-    """Fill total_gib/unified from the preset through the planner's device table."""
-    d = h.device
-    if d.total_gib is not None and d.unified is not None:
-        return d
-    try:
-        from residency.planner.plan import resolve_device  # type: ignore[attr-defined]
-    except ImportError:
-        resolve_device = None
-    if resolve_device is not None:
-        r = resolve_device(d)
-        total = getattr(r, "total_gib", None)
-        unified = getattr(r, "unified", None)
-        if total is not None:
-            return d.model_copy(update={"total_gib": total, "unified": bool(unified)})
-    return d
+    """The host's DeviceSpec with total_gib, unified, name and compute capability filled from its preset."""
+    from residency.memory.device import resolve_device
+
+    r = resolve_device(h.device, field=f"hosts[{h.name}].device")
+    return h.device.model_copy(
+        update={
+            "total_gib": r.total_gib,
+            "unified": r.unified,
+            "compute_capability": r.compute_capability,
+            "nvml_memory": r.nvml_memory,
+        }
+    )
 
 
 def place_fleet(
@@ -573,16 +570,7 @@ def _pack(spec, jobs, hosts, devices, pools, host_pools, demand, spread: bool, n
 
 
 def _device_for(h: HostSpec) -> DeviceSpec:
-    d = _resolve_host_device(h)
-    if d.total_gib is None:
-        from residency.errors import SpecError
-
-        raise SpecError(
-            f"hosts[{h.name}].device",
-            "needs a known preset or total_gib",
-            "set preset: h100-80gb (for example) or total_gib",
-        )
-    return d
+    return _resolve_host_device(h)
 
 
 def _why_unplaced(spec, job: _Job, hosts, devices, pools, host_pools, demand, raw_demand) -> Unplaced:

@@ -1,0 +1,78 @@
+"""`residency plan` for a multi-host spec: the placement per host and GPU, refusals, the search's choices."""
+
+from __future__ import annotations
+
+from residency.planner.placement import FleetPlan
+
+
+def fleet_table(fleet: FleetPlan):
+    """A rich Table: one row per replica, grouped by host and GPU."""
+    from rich.table import Table
+
+    t = Table(title=f"fleet placement ({fleet.placement}), vLLM {fleet.vllm_version}", title_justify="left")
+    for col, just in (
+        ("host", "left"),
+        ("gpu", "left"),
+        ("model", "left"),
+        ("port", "right"),
+        ("fraction", "right"),
+        ("min", "right"),
+        ("KV GiB", "right"),
+        ("max conc.", "right"),
+        ("footprint GiB", "right"),
+        ("verdict", "left"),
+    ):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    by_id = {p.id: p for p in fleet.placements}
+    for h in fleet.hosts:
+        first_host = True
+        for g in h.gpus:
+            util = 0.0
+            if not g.members:
+                t.add_row(h.name if first_host else "", str(g.gpu), "[dim](free)[/dim]", *[""] * 7)
+                first_host = False
+                continue
+            for mid in g.members:
+                p = by_id.get(mid)
+                if p is None:
+                    continue
+                shown_gpu = str(g.gpu) if len(p.gpus) == 1 else f"{g.gpu} (tp {','.join(map(str, p.gpus))})"
+                verdict = "[green]ok[/green]" if p.verdict == "ok" else f"[red]{p.verdict}[/red]"
+                t.add_row(
+                    h.name if first_host else "",
+                    shown_gpu,
+                    mid,
+                    str(p.port),
+                    f"{p.gpu_memory_utilization:.3f}",
+                    f"{p.min_fraction:.3f}",
+                    f"{p.kv_cache_gib:.2f}",
+                    f"{p.max_concurrency:.2f}",
+                    f"{p.footprint_gib:.2f}",
+                    verdict,
+                )
+                util += p.gpu_memory_utilization
+                first_host = False
+        t.add_section()
+    return t
+
+
+def print_fleet(fleet: FleetPlan, *, explain: bool = False, console=None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    c = console or Console()
+    c.print(fleet_table(fleet))
+    placed = len(fleet.placements)
+    total = placed + len(fleet.unplaced)
+    c.print(
+        f"placed {placed} of {total} replicas on {sum(1 for h in fleet.hosts for g in h.gpus if g.members)} GPUs"
+    )
+    for u in fleet.unplaced:
+        c.print(f"[red]unplaced[/red] {escape(u.reason)}\n  fix: {escape(u.fix)}")
+    for w in fleet.warnings:
+        c.print(f"[yellow]warning[/yellow] {escape(w)}")
+    if explain:
+        c.print("\n[bold]search[/bold] (largest replicas first)")
+        for line in fleet.explain:
+            c.print(f"  {escape(line)}")
+    c.print("[green]fits[/green]" if fleet.fits else "[red]does not fit[/red]")

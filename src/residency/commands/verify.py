@@ -1,10 +1,106 @@
-"""`residency verify` (not yet wired)."""
+"""`residency verify`: check what agents need, per model, directly and through the proxy."""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
+HELP = """Check every model the way agents use it (plain chat, tool calls in auto/required/named
+mode, streaming, reasoning, JSON schema, context limits, a concurrency burst), directly against each
+vLLM backend and through the LiteLLM proxy, and name the fix for each failure.
+
+Give a stack spec (endpoints from the spec and `up`'s state) or --url for a stack residency did not start (a LiteLLM proxy, or a bare vLLM server whose proxy checks are then skipped).
+
+Exit 0 when every required check passes, 1 otherwise, 2 on bad input."""
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("verify")
-    def _cmd() -> None:
-        """Not implemented yet."""
-        raise typer.Exit(3)
+    @app.command("verify", help=HELP)
+    def _cmd(
+        spec: Annotated[str | None, typer.Argument(help="Stack spec YAML (omit when using --url).")] = None,
+        url: Annotated[
+            str | None, typer.Option("--url", help="Proxy or vLLM base URL, e.g. http://127.0.0.1:4000/v1.")
+        ] = None,
+        key: Annotated[
+            str | None,
+            typer.Option(
+                "--key", help="Proxy key (default: $LITELLM_MASTER_KEY or the spec's key env / .env file)."
+            ),
+        ] = None,
+        model: Annotated[
+            list[str] | None, typer.Option("--model", help="Only these model names (repeatable).")
+        ] = None,
+        direct: Annotated[
+            list[str] | None,
+            typer.Option("--direct", help="NAME=URL of a model's vLLM backend (repeatable)."),
+        ] = None,
+        only: Annotated[
+            str | None, typer.Option("--only", help="Comma-separated check ids to run, e.g. T1,T2.")
+        ] = None,
+        skip: Annotated[str | None, typer.Option("--skip", help="Comma-separated check ids to skip.")] = None,
+        timeout: Annotated[
+            float, typer.Option("--timeout", min=1, help="Seconds per request (a check gets 4x + 10).")
+        ] = 60.0,
+        concurrency: Annotated[
+            int | None, typer.Option("--concurrency", min=1, help="C1 burst size (default max_num_seqs + 4).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        from residency.errors import SpecError
+        from residency.verify.runner import select_checks
+        from residency.verify.targets import targets_from_spec, targets_from_url
+
+        if (spec is None) == (url is None):
+            raise SpecError("verify", "give either a SPEC file or --url", "e.g. residency verify stack.yaml")
+        checks = select_checks(only, skip)
+        if url:
+            targets = targets_from_url(url, key, model or [], direct or [])
+        else:
+            targets = targets_from_spec(spec, key, model or [], direct or [])
+        targets.concurrency = concurrency
+        report = _run(targets, checks, timeout, quiet=as_json)
+        if as_json:
+            import json
+
+            from residency.verify.report import to_json
+
+            typer.echo(json.dumps(to_json(report), indent=2))
+        else:
+            from rich.console import Console
+
+            from residency.verify.report import render
+
+            render(report, Console())
+        raise typer.Exit(0 if report.ok else 1)
+
+
+def _run(targets, checks, timeout: float, quiet: bool):
+    """Run with a progress line on stderr (rich), silent when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from residency.verify.runner import run_verify
+
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        return run_verify(targets, checks, timeout)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
+        task = prog.add_task("verify", total=None)
+
+        def on(event: str, data: dict) -> None:
+            if event == "start":
+                prog.update(task, total=len(data["models"]) * len(data["checks"]))
+            elif event == "check":
+                prog.update(task, description=f"{data['model']} {data['id']} {data['title']}")
+            elif event == "done":
+                prog.advance(task)
+
+        return run_verify(targets, checks, timeout, progress=on)

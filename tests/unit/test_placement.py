@@ -61,7 +61,8 @@ def host(name, count=1, total=100.0, used=0.0, unified=False, budget=0.95):
 
 
 def model(name, replicas=1, **kw):
-    return {"name": name, "model": "Qwen/Qwen3-4B-Instruct-2507", "replicas": replicas, **kw}
+    # a distinct model id per name: demands are cached per engine settings, and the id is one of them
+    return {"name": name, "model": f"toy/{name}", "replicas": replicas, **kw}
 
 
 def where(fp):

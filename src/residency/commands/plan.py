@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
         from residency.spec import load_spec
 
         s = load_spec(spec)
+        if s.hosts:  # multi-host spec: fleet placement (issue 7)
+            from residency.output.placement_table import run_fleet_plan
+
+            raise typer.Exit(run_fleet_plan(s, json_out=json_out, explain=explain, use_calibration=not no_calibration))
         p = plan_stack(s, use_calibration=not no_calibration)
         if json_out:
             import json

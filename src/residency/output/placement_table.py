@@ -76,3 +76,19 @@ def print_fleet(fleet: FleetPlan, *, explain: bool = False, console=None) -> Non
         for line in fleet.explain:
             c.print(f"  {escape(line)}")
     c.print("[green]fits[/green]" if fleet.fits else "[red]does not fit[/red]")
+
+
+def run_fleet_plan(
+    spec, *, json_out: bool = False, explain: bool = False, use_calibration: bool = True
+) -> int:
+    """`residency plan` on a multi-host spec: place, print (table or the fleet JSON contract), exit code."""
+    from residency.planner.placement import place_fleet
+
+    fleet = place_fleet(spec, explain=explain, use_calibration=use_calibration)
+    if json_out:
+        import json
+
+        print(json.dumps(fleet.contract(), indent=2))
+    else:
+        print_fleet(fleet, explain=explain)
+    return 0 if fleet.fits else 1

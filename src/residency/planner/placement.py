@@ -353,8 +353,14 @@ def place_fleet(
     else:
         cache = {}
 
+    # Identical engine settings share one demand, whatever the model's name, replicas or pin.
+    settings_key = [
+        repr(sorted(m.model_dump(exclude={"name", "replicas", "host", "port", "env", "priority"}).items()))
+        for m in spec.models
+    ]
+
     def demand(mi: int, d: DeviceSpec) -> Demand:
-        k = (mi, device_key(d))
+        k = (settings_key[mi], device_key(d))
         if k not in cache:
             cache[k] = demand_fn(spec.models[mi], d, spec.vllm_version)
         return cache[k]

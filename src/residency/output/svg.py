@@ -1,0 +1,45 @@
+"""The device bar of a plan as a small hand-written SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from residency.planner.result import Plan
+
+FILL = ["#2bb3c0", "#c04bb3", "#4bc06a", "#d8b530", "#4b6ec0", "#c04b4b"]
+
+
+def plan_svg(plan: Plan, width: int = 720) -> str:
+    total = plan.device.total_gib
+    h, pad = 36, 10
+    segs: list[tuple[str, float, str]] = []
+    if plan.device.used_gib:
+        segs.append(("used", plan.device.used_gib, "#888888"))
+    for i, m in enumerate(plan.models):
+        if m.verdict == "ok" or (m.error and m.error.kind != "free_memory"):
+            segs.append((m.name, m.footprint_gib, FILL[i % len(FILL)]))
+    taken = sum(s[1] for s in segs)
+    segs.append(("headroom", max(0.0, total - taken), "#e6e6e6"))
+    x = float(pad)
+    inner = width - 2 * pad
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h + 70}" font-family="sans-serif" font-size="12">',
+        f'<text x="{pad}" y="16">{escape(plan.device.name)}: {total:.2f} GiB, vLLM {escape(plan.vllm_version)}</text>',
+    ]
+    for lbl, gib, color in segs:
+        w = inner * gib / total
+        parts.append(f'<rect x="{x:.1f}" y="24" width="{w:.1f}" height="{h}" fill="{color}"><title>{escape(lbl)}: {gib:.2f} GiB</title></rect>')
+        if w > 40:
+            parts.append(f'<text x="{x + 4:.1f}" y="{24 + h / 2 + 4:.1f}">{escape(lbl)} {gib:.1f}</text>')
+        x += w
+    bx = pad + inner * plan.device.budget_gib / total
+    parts.append(f'<line x1="{bx:.1f}" y1="20" x2="{bx:.1f}" y2="{24 + h + 4}" stroke="black" stroke-dasharray="3,2"/>')
+    parts.append(f'<text x="{pad}" y="{h + 46}">budget {plan.device.budget_gib:.2f} GiB (dashed); headroom {plan.headroom_gib:.2f} GiB; '
+                 f'{"fits" if plan.fits else "does NOT fit"}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write_plan_svg(plan: Plan, path: str | Path) -> None:
+    Path(path).write_text(plan_svg(plan))

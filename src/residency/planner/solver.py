@@ -1,0 +1,131 @@
+"""Choose gpu_memory_utilization for the models that do not state one.
+
+Each chosen model must serve its requirement: `min_concurrency` requests at max_model_len, else
+`max_num_seqs` of them (vLLM's "Maximum concurrency" >= that). The sum of all fractions stays
+within the device budget, and every later process must still pass vLLM's startup free-memory
+check after the earlier ones' footprints. Slack goes by `priority` (else in proportion to the
+minimum fractions). Fractions are on a 0.01 grid: minimums round up (the requirement holds),
+slack rounds down (never over budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from residency.memory.engine import Startup
+
+STEP = 0.01
+
+
+def grid(u: float) -> float:
+    return round(round(u / STEP) * STEP, 2)
+
+
+@dataclass
+class SolveResult:
+    fractions: list[float]
+    text: str
+    ok: bool
+    min_fractions: dict[int, float]
+
+
+def min_fraction(
+    run: Callable[[float], Startup], target_concurrency: float | None, lo: float = STEP, hi: float = 1.0
+) -> tuple[float | None, Startup | None]:
+    """Smallest fraction on the 0.01 grid at which the process loads (free check ignored) and,
+    when given, reaches target_concurrency. Binary search: KV grows monotonically with the fraction."""
+
+    def good(u: float) -> tuple[bool, Startup]:
+        st = run(u)
+        ok = st.error_kind is None or st.error_kind == "free_memory"
+        if ok and st.error_kind is None and target_concurrency is not None:
+            ok = st.max_concurrency + 1e-9 >= target_concurrency
+        return ok and st.error_kind is None, st
+
+    a, b = round(lo / STEP), round(hi / STEP)
+    ok_hi, st_hi = good(b * STEP)
+    if not ok_hi:
+        return None, st_hi
+    best, best_st = b, st_hi
+    while a <= b:
+        mid = (a + b) // 2
+        ok, st = good(mid * STEP)
+        if ok:
+            best, best_st = mid, st
+            b = mid - 1
+        else:
+            a = mid + 1
+    return round(best * STEP, 2), best_st
+
+
+def solve(
+    fixed: list[float | None],
+    names: list[str],
+    priorities: list[float | None],
+    targets: list[float],
+    runs: list[Callable[[float], Startup]],
+    check_sequence: Callable[[list[float]], int | None],
+    budget: float,
+) -> SolveResult:
+    """`runs[i](u)` simulates model i alone at fraction u; `check_sequence(fracs)` returns the index of
+    the first model that fails in launch order (None if all load)."""
+    n = len(fixed)
+    free_idx = [i for i in range(n) if fixed[i] is None]
+    mins: dict[int, float] = {}
+    problems: list[str] = []
+    for i in free_idx:
+        u, st = min_fraction(runs[i], targets[i])
+        if u is None:
+            why = st.error_kind if st is not None and st.error_kind else "its concurrency stays below the target"
+            if st is not None and st.error_kind is None:
+                why = f"even 1.0 gives {st.max_concurrency:.2f}x concurrency, below the {targets[i]:g} required"
+            problems.append(f"{names[i]}: cannot serve {targets[i]:g} requests at any fraction ({why})")
+        else:
+            mins[i] = u
+    if problems:
+        return SolveResult([f if f is not None else mins.get(i, 0.0) for i, f in enumerate(fixed)], "; ".join(problems), False, mins)
+    fixed_sum = sum(f for f in fixed if f is not None)
+    need = fixed_sum + sum(mins.values())
+    if need > budget + 1e-9:
+        parts = ", ".join(f"{names[i]} {mins[i]:.2f}" for i in free_idx)
+        fx = f" + fixed {fixed_sum:.2f}" if fixed_sum else ""
+        text = (
+            f"budget: the minimum fractions ({parts}{fx}) sum to {need:.2f}, over the budget {budget:.2f} by "
+            f"{need - budget:.2f}; lower max_model_len/max_num_seqs, raise device.budget, or drop a model"
+        )
+        return SolveResult([f if f is not None else mins[i] for i, f in enumerate(fixed)], text, False, mins)
+    slack = budget - need
+    weights: dict[int, float] = {}
+    if any(priorities[i] is not None for i in free_idx):
+        weights = {i: (priorities[i] or 0.0) for i in free_idx}
+    else:
+        weights = {i: mins[i] for i in free_idx}
+    wsum = sum(weights.values()) or 1.0
+    extra = {i: int((slack * weights[i] / wsum) / STEP + 1e-9) for i in free_idx}  # in 0.01 steps, rounded down
+
+    def fracs() -> list[float]:
+        return [f if f is not None else round(mins[i] + extra[i] * STEP, 2) for i, f in enumerate(fixed)]
+
+    # the free-memory check of later processes: take slack back (largest extra first) until all load
+    bad = check_sequence(fracs())
+    guard = 0
+    while bad is not None and guard < 10000:
+        guard += 1
+        cands = [i for i in free_idx if extra[i] > 0]
+        if not cands:
+            break
+        j = max(cands, key=lambda i: (extra[i], -i))
+        extra[j] -= 1
+        bad = check_sequence(fracs())
+    out = fracs()
+    chosen = ", ".join(f"{names[i]} {out[i]:.2f} (min {mins[i]:.2f})" for i in free_idx)
+    if bad is not None:
+        text = (
+            f"free memory: even at the minimum fractions ({chosen}) {names[bad]} fails its check in launch order; "
+            "earlier processes' footprints (CUDA context, graphs outside the budget, host RSS) leave too little"
+        )
+        return SolveResult(out, text, False, mins)
+    how = "by priority" if any(priorities[i] is not None for i in free_idx) else "in proportion to the minimums"
+    text = f"chose {chosen}; sum {sum(out):.2f} of budget {budget:.2f}, slack given {how}"
+    return SolveResult(out, text, True, mins)

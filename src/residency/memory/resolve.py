@@ -284,8 +284,9 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
     import huggingface_hub as hh
     from huggingface_hub import errors as hf_errors
 
-    endpoint = os.environ.get("HF_ENDPOINT") or None
+    endpoint = (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
     token = os.environ.get("HF_TOKEN") or None
+    _probe(endpoint or "https://huggingface.co")
     cache_dir = next(iter(hub_cache_dirs(hf_cache)), None)
     kw: dict[str, Any] = {"revision": revision, "endpoint": endpoint, "token": token, "cache_dir": cache_dir}
     try:
@@ -298,7 +299,7 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
         ) from None
     except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as e:
         raise _NotFound(f"the Hub has no such repository or revision ({type(e).__name__})") from None
-    except hf_errors.EntryNotFoundError:
+    except hf_errors.RemoteEntryNotFoundError:
         raise _NotFound("the Hub repository has no config.json") from None
     except Exception as e:  # network down, proxy refused, timeout, offline mode
         raise _NotFound(
@@ -307,6 +308,17 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
     cfg = _read_json(Path(cfg_path), field)
     size = _hub_checkpoint_bytes(repo_id, kw)
     return facts_from_config(cfg, model_id=repo_id, source="hub", checkpoint_bytes=size, field=field)
+
+
+def _probe(endpoint: str) -> None:
+    """One quick request before huggingface_hub, whose HEAD retries a refused connection 5 times
+    with backoff (~25 s). Any HTTP answer means reachable; honours proxy variables like the Hub client."""
+    import httpx
+
+    try:
+        httpx.head(endpoint, timeout=HUB_TIMEOUT_S)
+    except httpx.HTTPError as e:
+        raise _NotFound(f"the Hub at {endpoint} could not be reached ({type(e).__name__})") from None
 
 
 def _hub_checkpoint_bytes(repo_id: str, kw: dict[str, Any]) -> int | None:
@@ -320,7 +332,7 @@ def _hub_checkpoint_bytes(repo_id: str, kw: dict[str, Any]) -> int | None:
         total = json.loads(Path(idx).read_text()).get("metadata", {}).get("total_size")
         if total:
             return int(total)
-    except hf_errors.EntryNotFoundError:
+    except hf_errors.RemoteEntryNotFoundError:
         pass
     except Exception:
         return None

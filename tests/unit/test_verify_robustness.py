@@ -16,7 +16,9 @@ from residency.verify.runner import run_verify, select_checks
 from residency.verify.targets import targets_from_url
 
 MAX_LEN = 256
-XML_CALL = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"
+XML_CALL = (
+    "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"
+)
 AUTO_400 = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
 
 
@@ -33,7 +35,11 @@ class Fake(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body, ctype: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+        data = (
+            body
+            if isinstance(body, bytes)
+            else (body if isinstance(body, str) else json.dumps(body)).encode()
+        )
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -54,19 +60,24 @@ class Fake(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path in ("/health/liveliness", "/health/readiness"):
-            return self._send(200, '"I\'m alive!"') if self.proxy else self._send(404, {"detail": "Not Found"})
+            return (
+                self._send(200, '"I\'m alive!"') if self.proxy else self._send(404, {"detail": "Not Found"})
+            )
         if self.mode == "500":
             return self._err(500, "boom")
         if self.path == "/health":
             return self._send(200, b"")
         if self.path == "/metrics":
-            txt = "vllm:num_requests_running{model_name=\"fake\"} 0.0\nvllm:num_requests_waiting{model_name=\"fake\"} 0.0\n"
-            txt += "vllm:kv_cache_usage_perc{model_name=\"fake\"} 0.0\n"
+            txt = 'vllm:num_requests_running{model_name="fake"} 0.0\nvllm:num_requests_waiting{model_name="fake"} 0.0\n'
+            txt += 'vllm:kv_cache_usage_perc{model_name="fake"} 0.0\n'
             return self._send(200, txt, "text/plain")
         if self.path == "/v1/models":
             if not self._authorized():
                 return
-            return self._send(200, {"object": "list", "data": [{"id": "fake", "owned_by": "vllm", "max_model_len": MAX_LEN}]})
+            return self._send(
+                200,
+                {"object": "list", "data": [{"id": "fake", "owned_by": "vllm", "max_model_len": MAX_LEN}]},
+            )
         if self.path in ("/model/info", "/v1/model/info"):
             if not self._authorized():
                 return
@@ -80,7 +91,12 @@ class Fake(BaseHTTPRequestHandler):
             n = _words(body) + 10
             return self._send(200, {"count": n, "max_model_len": MAX_LEN, "tokens": list(range(n))})
         if self.path == "/detokenize":
-            return self._send(200, {"prompt": '<tool_call>\n{"name": <function-name>, "arguments": <args>}\n</tool_call> get_weather'})
+            return self._send(
+                200,
+                {
+                    "prompt": '<tool_call>\n{"name": <function-name>, "arguments": <args>}\n</tool_call> get_weather'
+                },
+            )
         if not self._authorized():
             return
         if self.mode == "500":
@@ -88,9 +104,14 @@ class Fake(BaseHTTPRequestHandler):
         if self.mode == "badjson":
             return self._send(200, b'{"id": "x", "choices": [ {oops')
         if _words(body) + 10 > MAX_LEN:
-            return self._err(400, f"This model's maximum context length is {MAX_LEN} tokens. However, your prompt is too long.")
+            return self._err(
+                400,
+                f"This model's maximum context length is {MAX_LEN} tokens. However, your prompt is too long.",
+            )
         if (body.get("max_tokens") or 0) >= MAX_LEN:
-            return self._err(400, f"'max_tokens' or 'max_completion_tokens' is too large: {body['max_tokens']}.")
+            return self._err(
+                400, f"'max_tokens' or 'max_completion_tokens' is too large: {body['max_tokens']}."
+            )
         tools = body.get("tools") or []
         choice = body.get("tool_choice", "auto" if tools else None)
         if tools and choice == "auto" and self.mode == "noauto":
@@ -100,7 +121,7 @@ class Fake(BaseHTTPRequestHandler):
         finish = "stop"
         text = str(last.get("content") or "")
         if last.get("role") == "tool":
-            msg["content"] = "It is 21 degrees and sunny in Paris."
+            msg["content"] = "It is 18 degrees and sunny in Paris."
         elif tools and "weather" in text and choice != "none":
             if self.mode == "xml" and choice == "auto":
                 msg["content"] = XML_CALL
@@ -136,12 +157,29 @@ class Fake(BaseHTTPRequestHandler):
             c = msg["content"]
             out += [chunk({"content": c[: len(c) // 2]}), chunk({"content": c[len(c) // 2 :]})]
         for i, tc in enumerate(msg.get("tool_calls") or []):
-            out.append(chunk({"tool_calls": [{"index": i, "id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"]}}]}))
+            out.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": tc["id"],
+                                "type": "function",
+                                "function": {"name": tc["function"]["name"]},
+                            }
+                        ]
+                    }
+                )
+            )
             a = tc["function"]["arguments"]
             out += [chunk({"tool_calls": [{"index": i, "function": {"arguments": a[:5]}}]}),
                     chunk({"tool_calls": [{"index": i, "function": {"arguments": a[5:]}}]})]  # fmt: skip
         out.append(chunk({}, finish))
-        out.append("data: " + json.dumps({"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}) + "\n\n")
+        out.append(
+            "data: "
+            + json.dumps({"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+            + "\n\n"
+        )
         out.append("data: [DONE]\n\n")
         self.wfile.write("".join(out).encode())
         self.wfile.flush()
@@ -171,7 +209,11 @@ def _by_id(report) -> dict:
 
 
 def _verify(url: str, **kw):
-    return run_verify(targets_from_url(url, kw.pop("key", None), kw.pop("models", None)), select_checks(kw.pop("only", None)), timeout=10)
+    return run_verify(
+        targets_from_url(url, kw.pop("key", None), kw.pop("models", None)),
+        select_checks(kw.pop("only", None)),
+        timeout=10,
+    )
 
 
 def test_good_bare_vllm_passes_and_skips_proxy_checks(fake):
@@ -207,7 +249,12 @@ def test_missing_auto_flags_400_names_the_flags(fake):
 
 @pytest.mark.parametrize(
     ("mode", "cid", "needle"),
-    [("badjson", "M1", "malformed JSON"), ("brokensse", "M2", "broken stream"), ("500", "M1", "HTTP 500"), ("500", "P3", "500")],
+    [
+        ("badjson", "M1", "malformed JSON"),
+        ("brokensse", "M2", "broken stream"),
+        ("500", "M1", "HTTP 500"),
+        ("500", "P3", "500"),
+    ],
 )
 def test_hostile_server_fails_the_check_and_run_goes_on(fake, mode, cid, needle):
     rep = run_verify(targets_from_url(fake(mode), None, ["fake"]), select_checks(), timeout=10)
@@ -221,7 +268,9 @@ def test_refused_port_fails_every_hop_check_with_the_reason():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again below: nothing listens
-    rep = run_verify(targets_from_url(f"http://127.0.0.1:{port}", None, ["m"]), select_checks("P3,M1,T1"), timeout=5)
+    rep = run_verify(
+        targets_from_url(f"http://127.0.0.1:{port}", None, ["m"]), select_checks("P3,M1,T1"), timeout=5
+    )
     c = _by_id(rep)
     for cid in ("P3", "M1", "T1"):
         assert c[cid].status == "fail" and "cannot connect" in c[cid].detail

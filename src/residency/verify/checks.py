@@ -730,12 +730,12 @@ def t6_round_trip(ctx: ModelCtx, hop: Hop) -> Outcome:
         )
     except RequestFailed as e:
         stream_note = f"; streaming variant failed: {e.message[:80]}"
-    uses = any(w in content.lower() for w in ("21", "sunny"))
+    uses = all(w in content.lower() for w in P.TOOL_RESULT_WORDS)
     detail = f"answered {content.strip()[:60]!r}" + stream_note
     if stream_note:
         return Outcome(FAIL, detail, "check the server log for the streaming round trip")
     if not uses:
-        return Outcome(WARN, detail + "; the answer does not use the tool result (21 °C, sunny)")
+        return Outcome(WARN, detail + "; the answer does not use the tool result (18 degrees, sunny)")
     return Outcome(PASS, detail)
 
 

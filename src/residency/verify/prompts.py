@@ -9,9 +9,9 @@ from typing import Any
 
 WEATHER_PROMPT = "What is the weather in Paris?"
 WEATHER_CITY = "paris"
-PARALLEL_PROMPT = "What is the weather in Paris and in London?"
-SMALL_TALK = "Hi! How are you today?"
-PLAIN_PROMPT = "Hello! Reply with the word OK."
+PARALLEL_PROMPT = "What is the weather in Paris and in Rome?"
+SMALL_TALK = "Hello, how are you?"
+PLAIN_PROMPT = "Reply with OK."
 MATH_PROMPT = "What is 17 + 25? Answer with the number only."
 JSON_PROMPT = "What is the weather in Paris? Answer as JSON with the city and the temperature in Celsius."
 
@@ -29,124 +29,98 @@ def _fn(name: str, description: str, properties: dict[str, Any], required: list[
 
 WEATHER_TOOL = _fn(
     "get_weather",
-    "Get the current weather for a city.",
-    {"city": {"type": "string", "description": "The city name, e.g. Paris"}},
+    "Get the current weather in a city.",
+    {"city": {"type": "string", "description": "The city name"}},
     ["city"],
 )
 SEARCH_TOOL = _fn(
-    "web_search",
+    "search_web",
     "Search the web and return the top results.",
-    {"query": {"type": "string", "description": "What to search for"}},
+    {"query": {"type": "string", "description": "Search terms"}},
     ["query"],
 )
 TOOLS = [WEATHER_TOOL, SEARCH_TOOL]
-TOOL_NAMES = {"get_weather", "web_search"}
+TOOL_NAMES = {"get_weather", "search_web"}
 
-# About 20 tools shaped like a coding/ops agent's (nested objects, arrays, enums, optional fields).
-_S = {"type": "string"}
+
+def _s(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+# 20 tools shaped like a coding/ops agent's: mostly strings, plus an enum, an integer, an array and
+# an optional field, the way Hermes / OpenAI Agents SDK tool lists look.
 AGENT_TOOLS: list[dict[str, Any]] = [
-    WEATHER_TOOL,
-    SEARCH_TOOL,
-    _fn("read_file", "Read a text file from the workspace and return its contents.", {"path": _S}, ["path"]),
+    _fn("read_file", "Read a text file from the workspace.", {"path": _s("Path of the file")}, ["path"]),
     _fn(
         "write_file",
-        "Write text to a file in the workspace, creating parent directories when needed.",
-        {"path": _S, "content": _S, "mode": {"type": "string", "enum": ["overwrite", "append"]}},
+        "Write text to a file.",
+        {
+            "path": _s("Path of the file"),
+            "content": _s("Text to write"),
+            "mode": {"type": "string", "enum": ["overwrite", "append"]},
+        },
         ["path", "content"],
     ),
-    _fn(
-        "list_dir",
-        "List the entries of a directory.",
-        {"path": _S, "recursive": {"type": "boolean"}},
-        ["path"],
-    ),
+    _fn("list_directory", "List the files in a directory.", {"path": _s("Directory path")}, ["path"]),
     _fn(
         "run_shell",
-        "Run a shell command in the sandbox and return stdout, stderr and the exit code.",
-        {"command": _S, "timeout_s": {"type": "integer", "minimum": 1}, "env": {"type": "object"}},
+        "Run a shell command and return its output.",
+        {"command": _s("The command line"), "timeout": {"type": "integer", "description": "Seconds"}},
         ["command"],
     ),
-    _fn(
-        "search_code",
-        "Search the repository for a regular expression.",
-        {"pattern": _S, "globs": {"type": "array", "items": _S}, "max_results": {"type": "integer"}},
-        ["pattern"],
-    ),
-    _fn(
-        "apply_patch",
-        "Apply a unified diff to the workspace.",
-        {"patch": _S, "dry_run": {"type": "boolean"}},
-        ["patch"],
-    ),
-    _fn(
-        "create_calendar_event",
-        "Create an event in the user's calendar.",
-        {
-            "title": _S,
-            "start": {"type": "string", "description": "ISO 8601 start time"},
-            "duration_minutes": {"type": "integer"},
-            "attendees": {
-                "type": "array",
-                "items": {"type": "object", "properties": {"email": _S, "optional": {"type": "boolean"}}},
-            },
-        },
-        ["title", "start"],
-    ),
+    SEARCH_TOOL,
+    _fn("fetch_url", "Fetch a web page and return its text.", {"url": _s("The address to fetch")}, ["url"]),
     _fn(
         "send_email",
         "Send an email.",
-        {"to": {"type": "array", "items": _S}, "subject": _S, "body": _S},
-        ["to"],
-    ),
-    _fn("get_stock_price", "Get the latest price for a ticker symbol.", {"ticker": _S}, ["ticker"]),
-    _fn(
-        "convert_currency",
-        "Convert an amount between currencies.",
-        {"amount": {"type": "number"}, "from": _S, "to": _S},
-        ["amount", "from", "to"],
-    ),
-    _fn("translate", "Translate text.", {"text": _S, "target_language": _S}, ["text", "target_language"]),
-    _fn(
-        "http_request",
-        "Make an HTTP request.",
         {
-            "method": {"type": "string", "enum": ["GET", "POST", "PUT", "DELETE"]},
-            "url": _S,
-            "headers": {"type": "object", "additionalProperties": _S},
-            "body": _S,
+            "to": {"type": "array", "items": {"type": "string"}, "description": "Recipient addresses"},
+            "subject": _s("Subject"),
+            "body": _s("Body text"),
         },
-        ["method", "url"],
-    ),
-    _fn("sql_query", "Run a read-only SQL query.", {"query": _S, "database": _S}, ["query"]),
-    _fn(
-        "create_ticket",
-        "Open an issue in the tracker.",
-        {"title": _S, "body": _S, "labels": {"type": "array", "items": _S}},
-        ["title"],
-    ),
-    _fn("get_time", "Get the current time in a time zone.", {"timezone": _S}, ["timezone"]),
-    _fn("set_reminder", "Set a reminder.", {"text": _S, "at": _S}, ["text", "at"]),
-    _fn(
-        "summarize_url",
-        "Fetch a web page and summarize it.",
-        {"url": _S, "max_words": {"type": "integer"}},
-        ["url"],
+        ["to", "subject", "body"],
     ),
     _fn(
-        "plot_chart",
-        "Plot a chart from data points.",
-        {
-            "kind": {"type": "string", "enum": ["line", "bar", "scatter"]},
-            "points": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-        },
-        ["kind", "points"],
+        "create_event",
+        "Create a calendar event.",
+        {"title": _s("Event title"), "date": _s("Date of the event")},
+        ["title", "date"],
     ),
+    _fn("get_stock_price", "Get the latest price of a stock.", {"symbol": _s("Ticker symbol")}, ["symbol"]),
+    WEATHER_TOOL,
+    _fn(
+        "translate_text",
+        "Translate text to another language.",
+        {"text": _s("Text"), "language": _s("Target language")},
+        ["text", "language"],
+    ),
+    _fn(
+        "calculator",
+        "Evaluate an arithmetic expression.",
+        {"expression": _s("The expression")},
+        ["expression"],
+    ),
+    _fn("set_timer", "Set a timer.", {"minutes": _s("Number of minutes")}, ["minutes"]),
+    _fn(
+        "search_files",
+        "Search the workspace for a pattern.",
+        {"pattern": _s("Regular expression")},
+        ["pattern"],
+    ),
+    _fn(
+        "patch_file",
+        "Apply a patch to a file.",
+        {"path": _s("File path"), "patch": _s("Unified diff")},
+        ["path", "patch"],
+    ),
+    _fn("todo_write", "Update the task list.", {"items": _s("The new task list")}, ["items"]),
+    _fn("memory_store", "Store a note in long term memory.", {"note": _s("The note")}, ["note"]),
+    _fn("get_time", "Get the local time in a city.", {"city": _s("The city name")}, ["city"]),
+    _fn("execute_code", "Execute a Python snippet.", {"code": _s("Python source")}, ["code"]),
+    _fn("delegate_task", "Hand a task to a sub-agent.", {"goal": _s("What to do")}, ["goal"]),
 ]
 AGENT_TOOL_NAMES = {t["function"]["name"] for t in AGENT_TOOLS}
-AGENT_SYSTEM = (
-    "You are a helpful assistant with access to tools. When a tool can answer the question, call it "
-    "instead of guessing."
-)
+AGENT_SYSTEM = "You are a coding agent. Use the tools when they help."
 
 
 def strict_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -174,8 +148,9 @@ def user(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
-ROUND_TRIP_CALL_ID = "chatcmpl-tool-8f3a2c1d9e7b4a60"
-TOOL_RESULT = '{"city": "Paris", "temperature_c": 21, "condition": "sunny"}'
+ROUND_TRIP_CALL_ID = "call_8f3a2c1d9"
+TOOL_RESULT = '{"city": "Paris", "temperature": 18, "condition": "sunny"}'
+TOOL_RESULT_WORDS = ("18", "sunny")
 ROUND_TRIP_MESSAGES: list[dict[str, Any]] = [
     {"role": "user", "content": WEATHER_PROMPT},
     {

@@ -1,10 +1,29 @@
-"""`residency down` (not yet wired)."""
+"""`residency down SPEC`: stop what `up` started for this spec (by PID/process group or compose project)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     @app.command("down")
-    def _cmd() -> None:
-        """Not implemented yet."""
-        raise typer.Exit(3)
+    def down_cmd(
+        spec: Annotated[Path, typer.Argument(help="Stack spec YAML")],
+        state_dir: Annotated[
+            Path | None, typer.Option("--state-dir", help="The --state-dir given to `up`")
+        ] = None,
+        grace: Annotated[float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL")] = 30.0,
+    ) -> None:
+        """Stop the models and the proxy `up` started, and nothing else."""
+        from rich.console import Console
+
+        from residency.runtime.down import down_stack
+        from residency.runtime.state import StateStore
+        from residency.runtime.state import state_dir as default_state_dir
+
+        spec_path = spec.resolve()
+        store = StateStore(default_state_dir(spec_path, state_dir))
+        down_stack(spec_path, store, Console(highlight=False), grace_s=grace)

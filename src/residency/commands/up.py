@@ -1,10 +1,104 @@
-"""`residency up` (not yet wired)."""
+"""`residency up SPEC`: start the planned models one at a time (health- and memory-gated), LiteLLM last."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+class Runtime(StrEnum):
+    process = "process"
+    docker = "docker"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("up")
-    def _cmd() -> None:
-        """Not implemented yet."""
-        raise typer.Exit(3)
+    def up_cmd(
+        spec: Annotated[Path, typer.Argument(help="Stack spec YAML")],
+        runtime: Annotated[
+            Runtime, typer.Option("--runtime", help="process: pip-installed vLLM; docker: docker compose")
+        ] = Runtime.process,
+        rollback: Annotated[
+            bool, typer.Option("--rollback", help="On a failed start, stop the models already started")
+        ] = False,
+        vllm: Annotated[
+            str | None, typer.Option("--vllm", help="vllm executable (default: $RESIDENCY_VLLM, then PATH)")
+        ] = None,
+        litellm: Annotated[
+            str | None,
+            typer.Option("--litellm", help="litellm executable (default: $RESIDENCY_LITELLM, then PATH)"),
+        ] = None,
+        state_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--state-dir",
+                help="Where state, logs and the proxy config live (default: .residency/<spec stem>/ next to the spec)",
+            ),
+        ] = None,
+        cpu: Annotated[
+            bool, typer.Option("--cpu", help="vLLM's CPU backend: check MemAvailable before each start")
+        ] = False,
+        env_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--env-file", help="Take the LiteLLM master key from this .env (e.g. the rendered one)"
+            ),
+        ] = None,
+        timeout: Annotated[
+            float | None,
+            typer.Option("--timeout", help="Seconds to wait for each model (default: scales with weights)"),
+        ] = None,
+        settle_seconds: Annotated[
+            float,
+            typer.Option(
+                "--settle-seconds",
+                help="Memory must stay within 1% (or 64 MiB) this long before the next start",
+            ),
+        ] = 6.0,
+        grace: Annotated[
+            float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL when stopping")
+        ] = 30.0,
+    ) -> None:
+        """Start each model in plan order; the next starts after /health, the init-engine line and settled memory."""
+        from rich.console import Console
+
+        from residency.render.stack import plan_for, require_fit
+        from residency.runtime.bringup import UpOptions, up_stack
+        from residency.runtime.keys import stack_master_key
+        from residency.runtime.memory import Settle
+        from residency.runtime.state import StateStore
+        from residency.runtime.state import state_dir as default_state_dir
+        from residency.spec import load_spec
+
+        s = load_spec(spec)
+        spec_path = spec.resolve()
+        plan = plan_for(s)
+        require_fit(plan)
+        store = StateStore(default_state_dir(spec_path, state_dir))
+        key = stack_master_key(store, s.proxy.master_key_env, env_file)
+        is_cpu = cpu or "cpu" in plan.device.name.lower()
+        opts = UpOptions(
+            rollback=rollback,
+            cpu=is_cpu,
+            timeout_s=timeout,
+            settle=Settle(window_s=settle_seconds),
+            grace_s=grace,
+        )
+        console = Console(highlight=False)
+        if runtime == Runtime.docker:
+            from residency.runtime.docker import DockerBackend
+
+            backend = DockerBackend(s, spec_path, plan, store, master_key=key)
+            backend.render()
+        else:
+            from residency.runtime.process import ProcessBackend, find_executable
+
+            vllm_exe = find_executable("vllm", vllm, "RESIDENCY_VLLM")
+            litellm_exe = find_executable("litellm", litellm, "RESIDENCY_LITELLM")
+            backend = ProcessBackend(
+                s, spec_path.parent, store, vllm=vllm_exe, litellm=litellm_exe, master_key=key
+            )
+        up_stack(spec_path, s, plan, backend, store, opts, console)

@@ -138,6 +138,9 @@ class Sim:
             t = self.entries[i].settings.tensor_parallel_size * self.entries[i].settings.pipeline_parallel_size
             t = min(t, d.count)
             order = sorted(range(d.count), key=lambda g: (used[g], g))[:t]
+            pin = self.entries[i].spec.gpus  # placement pins a replica's GPUs (issue 7)
+            if pin and len(pin) == t and all(g < d.count for g in pin):
+                order = list(pin)
             free = int(min(d.total_bytes - used[g] for g in order))
             st = self.run(i, u, max(free, 0))
             out.append(st)

@@ -561,3 +561,58 @@ def test_manual_facts_incomplete_names_what_is_missing():
         )
     assert "hidden_size" in ei.value.problem and "weights_gib" in ei.value.problem
     assert "models[s].facts" in ei.value.fix
+
+
+def test_nemotron_h_moe_layers_count_experts():
+    base = {
+        "architectures": ["NemotronHForCausalLM"],
+        "model_type": "nemotron_h",
+        "hidden_size": 16,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 8,
+        "vocab_size": 32,
+        "intermediate_size": 32,
+        "mamba_num_heads": 4,
+        "mamba_head_dim": 4,
+        "n_groups": 1,
+        "ssm_state_size": 8,
+        "conv_kernel": 4,
+        "n_routed_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 8,
+        "moe_shared_expert_intermediate_size": 8,
+    }
+    moe = facts_from_config({**base, "hybrid_override_pattern": "ME*E"}, model_id="moe", source="local")
+    dense = facts_from_config({**base, "hybrid_override_pattern": "M-*-"}, model_id="dense", source="local")
+    assert moe.layer_kinds == ("mamba2", "none", "full", "none")
+    # E layer: norm 16 + experts 4*2*16*8 = 1,024 + router 16*4 = 64 + shared 2*16*8 = 256 -> 1,360
+    # - layer: norm 16 + relu^2 MLP 2*16*32 = 1,024 -> 1,040; two of each: 2 * 320 = 640
+    assert moe.param_count - dense.param_count == 640
+
+
+def test_minimax_attn_type_list():
+    cfg = {
+        **LLAMA,
+        "model_type": "minimax",
+        "num_hidden_layers": 8,
+        "attn_type_list": [0, 0, 0, 0, 0, 0, 0, 1],
+    }
+    f = facts_from_config(cfg, model_id="MiniMaxAI/MiniMax-Text-01", source="local")
+    assert Counter(f.layer_kinds) == {"linear": 7, "full": 1}
+    # lightning attention state (heads, head_dim, head_dim)
+    assert (f.mamba.kind, f.mamba.num_heads, f.mamba.head_dim) == ("linear", 32, 128)
+
+
+def test_unknown_hybrid_layout_is_an_error_not_a_dense_guess():
+    # Zamba2-style: Mamba state keys but a layout residency does not read
+    cfg = {
+        **LLAMA,
+        "model_type": "zamba2",
+        "mamba_d_state": 64,
+        "layers_block_type": ["mamba", "hybrid"] * 16,
+    }
+    with pytest.raises(UnknownModelError) as ei:
+        facts_from_config(cfg, model_id="Zyphra/Zamba2-7B", source="hub", field="models[z].model")
+    assert "mamba_d_state" in ei.value.problem and "models[z].facts" in ei.value.fix

@@ -185,6 +185,19 @@ _LAYER_TYPE_NAMES: dict[str, str] = {
 _GDN_TYPES = {"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next_text"}
 
 
+# Keys that mean "this model has state-space / linear-attention layers": if none of the layouts
+# above placed such a layer, the architecture is one residency cannot read (e.g. Zamba2).
+_SSM_HINT_KEYS = (
+    "ssm_state_size",
+    "mamba_d_state",
+    "mamba_n_heads",
+    "mamba_num_heads",
+    "linear_num_value_heads",
+    "layers_block_type",
+    "hybrid_layer_ids",
+)
+
+
 def _is_mla(c: _Cfg) -> bool:
     # vLLM ModelConfig.is_deepseek_mla: deepseek_v2/v3/v32, kimi_k2, ... with kv_lora_rank set.
     return c.get("kv_lora_rank") is not None and c.get("qk_rope_head_dim") is not None
@@ -259,6 +272,11 @@ def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple
                 k = "mamba"
             out.append(k)
         return tuple(out), False
+
+    atl = c.get("attn_type_list")
+    if isinstance(atl, list) and len(atl) == n:
+        # MiniMax-Text-01 / M1: 0 = lightning (linear) attention, 1 = softmax attention
+        return tuple(attn if int(t) == 1 else "linear" for t in atl), False
 
     if mt in _GDN_TYPES or c.has("full_attention_interval"):
         every = int(c.get("full_attention_interval", 4))
@@ -618,13 +636,14 @@ def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None
     # MLP / MoE of this layer
     if _layer_is_moe(c, f, i, kind):
         e, mi = f.num_experts, f.moe_intermediate_size
-        lin(e * 3 * h * mi, expert=True)
+        mats = 2 if c.model_type == "nemotron_h" else 3  # Nemotron-H experts are relu^2 up + down
+        lin(e * mats * h * mi, expert=True)
         u += h * e  # router
         if c.model_type == "gpt_oss":
             u += e + e * (2 * mi + h)  # router bias + expert gate_up/down biases (bf16)
         shared = _shared_expert_width(c, f)
         if shared:
-            lin(3 * h * shared)
+            lin(mats * h * shared)
             if c.model_type in _GDN_TYPES or c.model_type.startswith("qwen2_moe"):
                 u += h  # shared_expert_gate
         if c.model_type in ("deepseek_v3", "glm4_moe", "kimi_k2") or c.get("topk_method") == "noaux_tc":
@@ -632,14 +651,25 @@ def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None
     elif _layer_has_dense_mlp(c, kind):
         inter = int(c.get("intermediate_size", 0) or 0)
         if c.model_type == "nemotron_h":
+            if kind == "none" and _nemotron_char(c, i) == "E":
+                return q, u
             lin(2 * h * inter)  # relu^2 MLP: up + down
         else:
             lin(3 * h * inter)
     return q, u
 
 
+def _nemotron_char(c: _Cfg, i: int) -> str:
+    pattern = str(c.get("hybrid_override_pattern") or "")
+    return pattern[i] if i < len(pattern) else ""
+
+
 def _shared_expert_width(c: _Cfg, f: ModelFacts) -> int:
-    w = c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+    w = (
+        c.get("shared_expert_intermediate_size")
+        or c.get("shared_intermediate_size")
+        or c.get("moe_shared_expert_intermediate_size")
+    )
     if w:
         return int(w)
     ns = c.get("n_shared_experts")
@@ -650,8 +680,9 @@ def _layer_is_moe(c: _Cfg, f: ModelFacts, i: int, kind: str) -> bool:
     if not f.num_experts:
         return False
     mt = c.model_type
-    if mt == "nemotron_h":
-        return False  # only "E" layers (kind none); handled as dense-free
+    if mt == "nemotron_h":  # only "E" layers of hybrid_override_pattern are MoE
+        pattern = str(c.get("hybrid_override_pattern") or "")
+        return i < len(pattern) and pattern[i] == "E"
     if mt == "falcon_h1" and kind == "mamba2":
         return False  # counted once per decoder layer (on the attention entry)
     if c.has("first_k_dense_replace") and i < int(c.get("first_k_dense_replace")):
@@ -805,6 +836,16 @@ def facts_from_config(
         head_dim = int(hd) if hd else hidden // heads
 
     kinds, parallel = _layer_kinds(c, n, field, model_id, arch)
+    ssm_keys = [k for k in _SSM_HINT_KEYS if c.has(k)]
+    if ssm_keys and not set(kinds) & {"mamba", "mamba2", "gdn", "linear"}:
+        raise _missing(
+            field,
+            model_id,
+            arch,
+            ["a layer layout residency understands"],
+            f"the config has state-space keys ({', '.join(ssm_keys)}) but no layer pattern residency reads "
+            "(layer_types, hybrid_override_pattern, attn_layer_period, full_attention_interval)",
+        )
     mamba = _mamba_facts(c, set(kinds), hidden, field, model_id, arch)
 
     num_experts = int(

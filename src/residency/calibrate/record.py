@@ -5,12 +5,17 @@ Field names follow the plan's JSON contract so a calibration and a plan line up 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
 class LaunchError(BaseModel):
     kind: str  # free_memory, no_cache_blocks, max_seq_len, mamba_cache_blocks, weights_do_not_fit, profiling, sampler_oom, cuda_oom, other
     message: str
+    # Added by calibrate (optional): the figures vLLM's error text states, by name
+    # (e.g. free_gib/total_gib/utilization/requested_gib, max_model_len/needed_gib/available_gib/estimated_max_len).
+    numbers: dict[str, float] = Field(default_factory=dict)
 
 
 class Launch(BaseModel):
@@ -42,6 +47,14 @@ class Launch(BaseModel):
     free_at_start_gib: float | None = None
     init_seconds: float | None = None
     error: LaunchError | None = None
+    # Added by calibrate (optional):
+    cudagraph_estimate_gib: float | None = None  # "Estimated CUDA graph memory" (>= 0.18)
+    consumed_gib: float | None = None  # weights + non-torch as newer builds report them together
+    non_kv_cache_gib: float | None = None  # DEBUG "Total non KV cache memory"
+    kv_cache_memory_bytes: int | None = None  # --kv-cache-memory-bytes as set (>= 0.10.2)
+    suggested_kv_cache_memory_bytes: int | None = None  # "--kv-cache-memory=B" to fit the requested budget
+    # Settings the user gave explicitly (non-default args, command line), vLLM flag names in snake_case.
+    explicit: dict[str, Any] = Field(default_factory=dict)
 
 
 class CalibrationKey(BaseModel):

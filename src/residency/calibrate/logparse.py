@@ -1,0 +1,731 @@
+"""Parse vLLM startup logs into measured launches (vllm-memory.md §12, plus the V0 eras).
+
+`parse_log(text)` returns one `Launch` per engine start found. It reads logs of every era the
+reference set covers:
+
+* V0 (<= 0.8): "Loading model weights took X GB" (GB means GiB here), the Dec 2024 table
+  ("total_gpu_memory  79.22GiB" / "model weights take 14.96GiB" ...), the one-line form
+  ("model weights take X; non_torch_memory takes Y; PyTorch activation peak memory takes Z; the
+  rest of the memory reserved for KV Cache is K"), "Memory profiling results: ... kv_cache_size=",
+  "# GPU blocks: N" / "# cuda blocks: N", and the old "The model's max seq len (L) is larger than
+  the maximum number of tokens that can be stored in KV cache (N)" error.
+* V1 (0.8 - 0.33): "Model loading took X GiB( memory)? and Y seconds", "Available KV cache
+  memory", "GPU KV cache size: N tokens" (0.33: combined with the concurrency), DEBUG profiling
+  components (<= 0.26 torch peak / non-torch increase; >= 0.27 "total consumed"), the graph
+  estimate (>= 0.18), the usage/suggestion line (INFO 0.10.2, DEBUG from 0.11), block-size bumps
+  and every startup error of §2.1 / §3.4 / §6.
+
+Lines may carry any prefix (timestamps, "(EngineCore_DP0 pid=1)", compose "svc-1  | ", "vLLM
+STDOUT:") and ANSI colour codes: patterns search inside the line, never anchor at its start.
+
+A new launch starts when a start marker (command line, version line, non-default args, engine
+config line) repeats within the current launch, appears after the current launch ended (its
+"init engine ... took" line or a startup error), or goes back to an earlier startup stage after
+the current launch logged figures.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from residency.calibrate.record import Launch, LaunchError
+
+NUM = r"-?\d+(?:\.\d+)?"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+# Error kinds, most specific first: when a launch shows several, the first in this list wins.
+ERROR_PRIORITY = (
+    "free_memory",
+    "profiling",
+    "mamba_cache_blocks",
+    "max_seq_len",
+    "no_cache_blocks",
+    "sampler_oom",
+    "weights_do_not_fit",
+    "cuda_oom",
+    "other",
+)
+
+# Settings read from non-default args, command lines and LLM(...) calls, with their types.
+_SETTING_TYPES: dict[str, Callable[[Any], Any]] = {}
+_INT_KEYS = (
+    "max_model_len",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "block_size",
+    "kv_cache_memory_bytes",
+    "max_cudagraph_capture_size",
+    "num_gpu_blocks_override",
+)
+_FLOAT_KEYS = ("gpu_memory_utilization",)
+_BOOL_KEYS = ("enforce_eager", "enable_prefix_caching", "enable_chunked_prefill", "enable_expert_parallel")
+_STR_KEYS = ("model", "dtype", "kv_cache_dtype", "quantization", "mamba_ssm_cache_dtype")
+_KNOWN_KEYS = _INT_KEYS + _FLOAT_KEYS + _BOOL_KEYS + _STR_KEYS
+# vllm serve flags that take no value (so the next token is not eaten as their value)
+_FLAG_ONLY = {
+    "enforce_eager",
+    "enable_prefix_caching",
+    "no_enable_prefix_caching",
+    "enable_chunked_prefill",
+    "enable_expert_parallel",
+    "trust_remote_code",
+    "disable_log_stats",
+    "disable_log_requests",
+    "enable_auto_tool_choice",
+    "disable_custom_all_reduce",
+    "omni",
+    "help",
+}
+_ALIASES = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "q": "quantization"}
+
+
+def _human_int(v: Any) -> int | None:
+    """vLLM's human-readable ints: 32k = 32000, 32K = 32768 (>= 0.10: lower case decimal, upper binary)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v)
+    m = re.fullmatch(r"\s*(-?[\d_]+(?:\.\d+)?)\s*([kKmMgG]?)\s*", str(v))
+    if not m:
+        return None
+    n = float(m.group(1).replace("_", ""))
+    mult = {"": 1, "k": 1000, "K": 1024, "m": 10**6, "M": 2**20, "g": 10**9, "G": 2**30}[m.group(2)]
+    return int(n * mult)
+
+
+def _to_bool(v: Any) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().strip("'\"").lower()
+    if s in ("true", "1", "yes"):
+        return True
+    if s in ("false", "0", "no"):
+        return False
+    return None
+
+
+def _to_str(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = str(v).strip().strip("'\"")
+    if s in ("None", ""):
+        return None
+    return s.removeprefix("torch.")
+
+
+def _to_float(v: Any) -> float | None:
+    try:
+        return float(str(v).strip().strip("'\""))
+    except ValueError:
+        return None
+
+
+def _convert(key: str, v: Any) -> Any:
+    if key in _INT_KEYS:
+        return _human_int(str(v).strip("'\"")) if not isinstance(v, int | float) else _human_int(v)
+    if key in _FLOAT_KEYS:
+        return _to_float(v)
+    if key in _BOOL_KEYS:
+        return _to_bool(v)
+    return _to_str(v)
+
+
+def _canon_key(name: str) -> str | None:
+    """'--max-model-len' / 'max_model_len' / '-tp' / '--tensor_parallel' (argparse prefix) -> known key."""
+    k = name.lstrip("-").replace("-", "_")
+    if k in _ALIASES:
+        return _ALIASES[k]
+    if k == "model_tag":
+        return "model"
+    if k in _KNOWN_KEYS:
+        return k
+    if len(k) >= 6:
+        hits = [c for c in _KNOWN_KEYS if c.startswith(k)]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# One launch being assembled
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.markers: set[str] = set()
+        self.ended = False
+        self.touched = False
+        self.settings: dict[str, tuple[int, Any]] = {}
+        self.explicit: dict[str, Any] = {}
+        self.figures: dict[str, list[tuple[int, float]]] = {}
+        self.errors: dict[str, LaunchError] = {}
+        self.load_started = False
+        self.in_capture = False
+
+    # settings: highest priority wins; equal priority -> the later line wins
+    def setting(self, key: str, value: Any, prio: int) -> None:
+        if value is None:
+            return
+        self.touched = True
+        cur = self.settings.get(key)
+        if cur is None or prio >= cur[0]:
+            self.settings[key] = (prio, value)
+
+    def explicit_setting(self, key: str, raw: Any, prio: int = 3) -> None:
+        v = _convert(key, raw)
+        if v is None:
+            return
+        self.explicit[key] = v
+        self.setting(key, v, prio)
+
+    def figure(self, key: str, value: float | int | None, prio: int) -> None:
+        if value is None:
+            return
+        self.touched = True
+        self.figures.setdefault(key, []).append((prio, value))
+
+    def error(self, kind: str, message: str, numbers: dict[str, float] | None = None) -> None:
+        self.touched = True
+        self.ended = True
+        if kind not in self.errors:
+            self.errors[kind] = LaunchError(kind=kind, message=_clean_message(message), numbers=numbers or {})
+
+    def get(self, key: str, agg: str = "max") -> Any:
+        vals = self.figures.get(key)
+        if not vals:
+            return None
+        top = max(p for p, _ in vals)
+        best = [v for p, v in vals if p == top]
+        if agg == "min":
+            return min(best)
+        if agg == "last":
+            return best[-1]
+        return max(best)
+
+    def build(self) -> Launch:
+        s = {k: v for k, (_, v) in self.settings.items()}
+        ln = Launch(
+            vllm_version=s.get("vllm_version"),
+            model=s.get("model"),
+            gpu_memory_utilization=s.get("gpu_memory_utilization"),
+            total_gib=self.get("total_gib", "last"),
+            max_model_len=s.get("max_model_len"),
+            max_num_seqs=s.get("max_num_seqs"),
+            max_num_batched_tokens=s.get("max_num_batched_tokens"),
+            tensor_parallel_size=s.get("tensor_parallel_size"),
+            dtype=s.get("dtype"),
+            kv_cache_dtype=s.get("kv_cache_dtype"),
+            quantization=s.get("quantization"),
+            enforce_eager=s.get("enforce_eager"),
+            weights_gib=self.get("weights_gib"),
+            activation_gib=self.get("activation_gib"),
+            non_torch_gib=self.get("non_torch_gib"),
+            cudagraph_gib=self.get("cudagraph_gib"),
+            # every TP rank sizes its own pool and all take the minimum (§7.4): the worst rank decides
+            kv_cache_gib=self.get("kv_cache_gib", "min"),
+            kv_cache_tokens=self.get("kv_cache_tokens", "last"),
+            max_concurrency=self.get("max_concurrency", "last"),
+            block_size=self.get("block_size", "last"),
+            num_gpu_blocks=self.get("num_gpu_blocks", "last"),
+            free_at_start_gib=self.get("free_at_start_gib", "min"),
+            init_seconds=self.get("init_seconds", "last"),
+            cudagraph_estimate_gib=self.get("cudagraph_estimate_gib"),
+            consumed_gib=self.get("consumed_gib"),
+            non_kv_cache_gib=self.get("non_kv_cache_gib"),
+            kv_cache_memory_bytes=s.get("kv_cache_memory_bytes"),
+            suggested_kv_cache_memory_bytes=self.get("suggested_kv_cache_memory_bytes", "min"),
+            explicit=dict(self.explicit),
+        )
+        if ln.block_size is None and s.get("block_size") is not None:
+            ln.block_size = s["block_size"]
+        if ln.cudagraph_gib is None and ln.cudagraph_estimate_gib is not None and "cudagraph_actual" not in s:
+            ln.cudagraph_gib = ln.cudagraph_estimate_gib
+        ln.error = self._verdict(ln)
+        return ln
+
+    def _verdict(self, ln: Launch) -> LaunchError | None:
+        errs = dict(self.errors)
+        # V1 raises "No available memory for the cache blocks" when available KV <= 0 (§6.1); V0 when
+        # it computed 0 GPU blocks. A log cut short after that line still tells the outcome.
+        if not any(k in errs for k in ERROR_PRIORITY[:-1]):
+            if ln.kv_cache_gib is not None and ln.kv_cache_gib <= 0:
+                errs["no_cache_blocks"] = LaunchError(
+                    kind="no_cache_blocks",
+                    message=f"Available KV cache memory: {ln.kv_cache_gib} GiB (vLLM refuses to start when "
+                    "this is <= 0: No available memory for the cache blocks.)",
+                    numbers={"available_gib": ln.kv_cache_gib},
+                )
+            elif ln.num_gpu_blocks == 0:
+                errs["no_cache_blocks"] = LaunchError(
+                    kind="no_cache_blocks",
+                    message="# GPU blocks: 0 (vLLM refuses to start with no blocks: No available memory "
+                    "for the cache blocks.)",
+                    numbers={"num_gpu_blocks": 0},
+                )
+        for kind in ERROR_PRIORITY:
+            if kind in errs:
+                return errs[kind]
+        return None
+
+
+def _clean_message(msg: str) -> str:
+    msg = msg.strip()
+    for pre in ("raise ValueError(", "ValueError: ", "RuntimeError: "):
+        if msg.startswith(pre):
+            msg = msg[len(pre) :]
+    msg = msg.strip().strip("*`")
+    while msg and (
+        (msg[-1] == ")" and msg.count(")") > msg.count("("))
+        or (msg[-1] in "\"'`*" and msg.count(msg[-1]) % 2 == 1)
+    ):
+        msg = msg[:-1].rstrip()
+    if msg.startswith(("'", '"')) and msg.count(msg[0]) == 1:
+        msg = msg[1:]
+    return msg.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Patterns
+
+_RX: dict[str, re.Pattern[str]] = {
+    k: re.compile(v)
+    for k, v in {
+        # start markers
+        "version_api": r"vLLM API server version (v?\d[\w.+\-]*)",
+        "engine_cfg": r"Initializing an? (?:V[01] )?LLM engine(?: \(v(\d[^)]*)\))?(?: with config: ?(.*))?",
+        "nondefault": r"non-default args: (\{.*)",
+        "cmd": r"(?:^|[\s$`>|;(])(?:vllm serve|-m vllm\.entrypoints\.openai\.api_server|vllm\.entrypoints\.openai\.api_server)(?=\s|$)(.*)",
+        "llm_call": r"\bLLM\((.*)",
+        # settings
+        "cfg_model": r"(?<![\w.])model='([^']*)'",
+        "cfg_dtype": r"(?<![\w.])dtype=(?:torch\.)?(\w+)",
+        "cfg_maxlen": r"max_seq_len=(\d+)",
+        "cfg_tp": r"tensor_parallel_size=(\d+)",
+        "cfg_quant": r"(?<![\w.])quantization=(\w+)",
+        "cfg_eager": r"enforce_eager=(True|False)",
+        "cfg_kvdtype": r"kv_cache_dtype=(\w+)",
+        "chunked": r"Chunked prefill is enabled with max_num_batched_tokens=(\d+)",
+        "using_maxlen": r"Using max model len (\d+)",
+        "kv_dtype_info": r"Using (\w+) data type to store kv cache",
+        # weights
+        "weights_v1": rf"Model loading took ({NUM}) (GiB|GB)(?: memory)?(?: and ({NUM}) seconds)?",
+        "weights_v0": rf"Loading model weights took ({NUM}) GB",
+        "weights_tbl": rf"model weights take\s*({NUM}) ?GiB",
+        "weights_dbg": rf"weights memory: ({NUM}) ?GiB",
+        "load_start": r"Starting to load model|Loading model weights|load_model\(|load_weights\(",
+        # profiling components
+        "act_tbl": rf"PyTorch activation peak memory(?: takes)?\s*({NUM}) ?GiB",
+        "act_dbg": rf"torch peak memory increase: ({NUM}) ?GiB",
+        "nt_tbl": rf"non_torch_memory(?: takes|=)?\s*({NUM}) ?GiB",
+        "nt_dbg": rf"non-torch forward increase memory: ({NUM}) ?GiB",
+        "nonkv_dbg": rf"Total non KV cache memory: ({NUM}) ?GiB",
+        "consumed_dbg": rf"total consumed \(from mem_get_info\): ({NUM}) ?GiB",
+        "total_tbl": rf"total_gpu_memory\s*(?:=|\()?\s*({NUM}) ?GiB",
+        "util_tbl": rf"gpu_memory_utilization\s*(?:=|\()?\s*({NUM})\b",
+        "util_x": rf"total_gpu_memory \(({NUM}) ?GiB\) x ({NUM}) =",
+        "util_equiv": rf"The current --gpu-memory-utilization=({NUM}) is equivalent",
+        # usage / suggestion line (INFO 0.10.2, DEBUG >= 0.11): starts like the error, says "on startup."
+        "usage_free": rf"Free memory on device (?:\S+ )?\(({NUM})/({NUM}) GiB\) on startup\.",
+        "usage_desired": rf"Desired GPU memory utilization is \(({NUM}), ({NUM}) GiB\)",
+        "usage_weight": rf"({NUM}) GiB for weight\b",
+        "usage_consumed": rf"({NUM}) GiB for consumed memory",
+        "usage_act": rf"({NUM}) GiB for peak activation",
+        "usage_nt": rf"({NUM}) GiB for non-torch memory",
+        "usage_cg": rf"({NUM}) GiB for CUDAGraph memory",
+        "suggest": r"Replace gpu_memory_utilization config with `?--kv-cache-memory=(\d+)",
+        "kv_in_use": rf"Current kv cache memory in use is ({NUM}) ?GiB",
+        # graphs
+        "cg_est": rf"Estimated CUDA graph memory: ({NUM}) ?GiB",
+        "cg_pool": rf"CUDA graph pool memory: ({NUM}) ?GiB \(actual\)(?:, ({NUM}) ?GiB \(estimated\))?",
+        "cg_took": rf"Graph capturing finished in {NUM} secs?, took ({NUM}) ?GiB",
+        # KV
+        "kv_avail": rf"Available KV cache memory: ({NUM}) ?GiB",
+        "kv_v0_line": rf"the rest (?:of the memory )?reserved for KV Cache is\s*({NUM}) ?GiB",
+        "kv_v0_tbl": rf"available_kv_cache_memory\s*({NUM}) ?GiB",
+        "kv_v0_results": rf"kv_cache_size=({NUM}) ?GiB",
+        "kv_fixed": rf"(?:Initial free memory ({NUM}) ?GiB, )?reserved ({NUM}) ?GiB memory for KV Cache",
+        "kv_tokens": r"GPU KV cache size: ([\d,]+) tokens",
+        "concurrency": rf"Maximum concurrency for ([\d,]+) tokens per request: ({NUM})x",
+        "blocks": r"(?:^|[#\s\]])(?:GPU|CUDA|cuda|gpu) blocks: (\d+)",
+        "blocks_v1": r"num_gpu_blocks is: (\d+)",
+        "blocks_override": r"Overriding num_gpu_blocks=\d+ with num_gpu_blocks_override=(\d+)",
+        "block_bump": r"Setting attention block size to (\d+) tokens",
+        "init_done": rf"init engine \(profile, create kv cache, warmup model\) took ({NUM}) s",
+        # errors
+        "e_free": rf"Free memory on device (?:\S+ )?\(({NUM})/({NUM}) GiB\) on startup is less than desired GPU memory utilization \(({NUM}), ({NUM}) GiB\)",
+        "e_nocache": r"No available memory for the cache blocks",
+        "e_maxlen": rf"To serve at least one request with the models?'s max seq len \((\d+)\),? \(({NUM}) GiB KV cache is needed, which is larger than the available KV cache memory \(({NUM}) GiB\)\.?(?: Based on the available memory, the estimated maximum model length is (\d+))?",
+        "e_maxlen_v0": r"The model's max seq len \((\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((\d+)\)",
+        "e_maxlen_loose": rf"({NUM}) GiB KV cache is needed",
+        "e_mamba": r"(?:max_num_seqs \((\d+)\) )?exceeds available Mamba cache blocks \((\d+)\)",
+        "e_profiling": rf"Error in memory profiling\. Initial free memory ({NUM}) ?GiB, current free memory ({NUM}) ?GiB",
+        "e_sampler": r"CUDA out of memory occurred when warming up sampler with (\d+) dummy requests",
+        "e_oom": r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory",
+        "e_oom_alloc": rf"Tried to allocate ({NUM}) (MiB|GiB)",
+        "e_oom_cap": rf"total capacity of ({NUM}) GiB of which ({NUM}) (MiB|GiB) is free",
+        "e_capture": r"capture_model\(",
+        "e_generic": r"EngineCore failed to start|Engine core initialization failed|Engine process failed to start",
+    }.items()
+}
+
+
+def _gib(v: str) -> float:
+    return float(v)
+
+
+def _from(line: str, m: re.Match[str]) -> str:
+    return line[m.start() :]
+
+
+def _parse_dict_pairs(text: str) -> dict[str, Any]:
+    """The top-level pairs of a logged Python dict, tolerating '...' elisions and truncation."""
+    text = text.strip()
+    end = text.rfind("}")
+    if end > 0:
+        try:
+            val = ast.literal_eval(text[: end + 1])
+            if isinstance(val, dict):
+                return {str(k): v for k, v in val.items()}
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            pass
+    body = text[1:] if text.startswith("{") else text
+    # drop nested containers so their keys do not leak to the top level
+    prev = None
+    while prev != body:
+        prev = body
+        body = re.sub(r"\{[^{}]*\}", "{}", body)
+        body = re.sub(r"\[[^\[\]]*\]", "[]", body)
+    out: dict[str, Any] = {}
+    for m in re.finditer(
+        r"'(\w+)':\s*('(?:[^'\\]|\\.)*'|\"[^\"]*\"|True|False|None|-?[\d.]+(?:e[+-]?\d+)?)", body
+    ):
+        raw = m.group(2)
+        try:
+            out[m.group(1)] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[m.group(1)] = raw
+    return out
+
+
+def _parse_cmdline(rest: str) -> dict[str, Any]:
+    rest = rest.replace("`", " ").replace("\\\n", " ")
+    rest = re.split(r"\s#\s", rest)[0]  # shell comment
+    try:
+        toks = shlex.split(rest)
+    except ValueError:
+        toks = rest.split()
+    out: dict[str, Any] = {}
+    i = 0
+    positional_seen = False
+    while i < len(toks):
+        t = toks[i]
+        if t.startswith("-") and not re.fullmatch(r"-\d[\d.]*", t):
+            name, eq, val = t.partition("=")
+            canon = _canon_key(name)
+            bare = name.lstrip("-").replace("-", "_")
+            if eq:
+                if canon:
+                    out[canon] = val
+                i += 1
+                continue
+            if bare in _FLAG_ONLY or (canon in _BOOL_KEYS):
+                if canon:
+                    out[canon] = True
+                i += 1
+                continue
+            nxt = toks[i + 1] if i + 1 < len(toks) else None
+            if nxt is not None and (not nxt.startswith("-") or re.fullmatch(r"-\d[\d.]*", nxt)):
+                if canon:
+                    out[canon] = nxt
+                i += 2
+                continue
+            i += 1
+            continue
+        if not positional_seen and t not in ("serve", "...", "…"):
+            out.setdefault("model", t)
+            positional_seen = True
+        i += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+# Order in which one start logs its markers: command, API server version, non-default args, engine config.
+_STAGE = {"cmd": 0, "version": 1, "args": 2, "engine": 3}
+
+
+def _start_marker(line: str) -> tuple[str, re.Match[str]] | None:
+    for kind, key in (("version", "version_api"), ("engine", "engine_cfg"), ("args", "nondefault")):
+        m = _RX[key].search(line)
+        if m:
+            return kind, m
+    m = _RX["cmd"].search(line)
+    if m:
+        return "cmd", m
+    m = _RX["llm_call"].search(line)
+    if m and "=" in m.group(1):
+        return "cmd", m
+    return None
+
+
+def parse_log(text: str) -> list[Launch]:
+    """One Launch per engine start found in `text` (a log may hold several restarts)."""
+    launches: list[Launch] = []
+    cur = _Builder()
+    for raw in text.splitlines():
+        line = _ANSI.sub("", raw).rstrip()
+        if not line.strip():
+            continue
+        marker = _start_marker(line)
+        if marker is not None:
+            kind, _ = marker
+            # a marker repeats, follows the end, or comes back to an earlier startup stage after figures
+            later_stage = any(_STAGE[k] > _STAGE[kind] for k in cur.markers)
+            # the version and engine-config lines precede weight loading, so after figures they open a new start
+            after_figures = bool(cur.figures) and kind in ("version", "engine")
+            if kind in cur.markers or cur.ended or after_figures or (later_stage and cur.figures):
+                if cur.touched:
+                    launches.append(cur.build())
+                cur = _Builder()
+            cur.markers.add(kind)
+            cur.touched = True
+        _parse_line(cur, line, marker)
+    if cur.touched:
+        launches.append(cur.build())
+    return [ln for ln in launches if _meaningful(ln)]
+
+
+def _meaningful(ln: Launch) -> bool:
+    d = ln.model_dump(exclude_defaults=True)
+    return bool(d)
+
+
+def _parse_line(b: _Builder, line: str, marker: tuple[str, re.Match[str]] | None) -> None:
+    rx = _RX
+    if marker is not None:
+        kind, m = marker
+        if kind == "version":
+            b.setting("vllm_version", m.group(1).lstrip("v").rstrip(".,;"), 3)
+        elif kind == "engine":
+            if m.group(1):
+                b.setting("vllm_version", m.group(1).strip(), 2)
+            cfg = m.group(2) or ""
+            for key, rkey, conv in (
+                ("model", "cfg_model", _to_str),
+                ("dtype", "cfg_dtype", _to_str),
+                ("max_model_len", "cfg_maxlen", int),
+                ("tensor_parallel_size", "cfg_tp", int),
+                ("quantization", "cfg_quant", _to_str),
+                ("enforce_eager", "cfg_eager", _to_bool),
+                ("kv_cache_dtype", "cfg_kvdtype", _to_str),
+            ):
+                mm = rx[rkey].search(cfg)
+                if mm:
+                    b.setting(key, conv(mm.group(1)), 2)
+        elif kind == "args":
+            pairs = _parse_dict_pairs(m.group(1))
+            if "model" not in pairs and "model_tag" in pairs:
+                pairs["model"] = pairs["model_tag"]
+            for k, v in pairs.items():
+                canon = _canon_key(k) if k != "model_tag" else None
+                if canon and canon == k:
+                    b.explicit_setting(canon, v, 3)
+        elif kind == "cmd":
+            body = m.group(1) if m.re is rx["cmd"] else None
+            if body is not None:
+                pairs = _parse_cmdline(body)
+            else:
+                pairs = {
+                    mm.group(1): mm.group(2)
+                    for mm in re.finditer(r"(\w+)\s*=\s*('[^']*'|\"[^\"]*\"|[\w.+\-]+)", m.group(1))
+                }
+            for k, v in pairs.items():
+                canon = _canon_key(k)
+                if canon:
+                    b.explicit_setting(canon, v, 3)
+
+    # --- settings stated by INFO lines
+    if m := rx["chunked"].search(line):
+        b.setting("max_num_batched_tokens", int(m.group(1)), 1)
+    if m := rx["using_maxlen"].search(line):
+        b.setting("max_model_len", int(m.group(1)), 1)
+    if m := rx["kv_dtype_info"].search(line):
+        b.setting("kv_cache_dtype", m.group(1), 1)
+
+    # --- weights
+    if m := rx["weights_v1"].search(line):
+        b.figure("weights_gib", _gib(m.group(1)), 3)
+    if m := rx["weights_v0"].search(line):
+        b.figure("weights_gib", _gib(m.group(1)), 3)  # "GB" here is bytes / 2^30 (vllm-logs.md caveat 3)
+    if m := rx["weights_tbl"].search(line):
+        b.figure("weights_gib", _gib(m.group(1)), 2)
+    if m := rx["weights_dbg"].search(line):
+        b.figure("weights_gib", _gib(m.group(1)), 2)
+    if rx["load_start"].search(line):
+        b.load_started = True
+
+    # --- V0 tables and DEBUG profiling components
+    if m := rx["act_tbl"].search(line):
+        b.figure("activation_gib", _gib(m.group(1)), 2)
+    if m := rx["act_dbg"].search(line):
+        b.figure("activation_gib", _gib(m.group(1)), 2)
+    if m := rx["nt_tbl"].search(line):
+        b.figure("non_torch_gib", _gib(m.group(1)), 2)
+    if m := rx["nt_dbg"].search(line):
+        b.figure("non_torch_gib", _gib(m.group(1)), 2)
+    if m := rx["nonkv_dbg"].search(line):
+        b.figure("non_kv_cache_gib", _gib(m.group(1)), 2)
+    if m := rx["consumed_dbg"].search(line):
+        b.figure("consumed_gib", _gib(m.group(1)), 2)
+    if m := rx["total_tbl"].search(line):
+        b.figure("total_gib", _gib(m.group(1)), 2)
+    if m := rx["util_x"].search(line):
+        b.figure("total_gib", _gib(m.group(1)), 2)
+        b.setting("gpu_memory_utilization", float(m.group(2)), 2)
+    elif m := rx["util_tbl"].search(line):
+        b.setting("gpu_memory_utilization", float(m.group(1)), 2)
+    if m := rx["util_equiv"].search(line):
+        b.setting("gpu_memory_utilization", float(m.group(1)), 2)
+
+    # --- usage / suggestion line (>= 0.10.2)
+    if m := rx["usage_free"].search(line):
+        b.figure("free_at_start_gib", _gib(m.group(1)), 3)
+        b.figure("total_gib", _gib(m.group(2)), 3)
+    if m := rx["usage_desired"].search(line):
+        b.setting("gpu_memory_utilization", float(m.group(1)), 4)
+    if "Actual usage is" in line:
+        for key, rkey in (
+            ("weights_gib", "usage_weight"),
+            ("consumed_gib", "usage_consumed"),
+            ("activation_gib", "usage_act"),
+            ("non_torch_gib", "usage_nt"),
+        ):
+            if mm := rx[rkey].search(line):
+                b.figure(key, _gib(mm.group(1)), 2)
+        if mm := rx["usage_cg"].search(line):
+            b.figure("cudagraph_gib", _gib(mm.group(1)), 2)
+            b.setting("cudagraph_actual", True, 1)
+    if m := rx["suggest"].search(line):
+        b.figure("suggested_kv_cache_memory_bytes", int(m.group(1)), 2)
+    if m := rx["kv_in_use"].search(line):
+        b.figure("kv_cache_gib", _gib(m.group(1)), 1)
+
+    # --- graphs
+    if m := rx["cg_est"].search(line):
+        b.figure("cudagraph_estimate_gib", _gib(m.group(1)), 2)
+    if m := rx["cg_pool"].search(line):
+        b.figure("cudagraph_gib", _gib(m.group(1)), 3)
+        b.setting("cudagraph_actual", True, 1)
+        if m.group(2):
+            b.figure("cudagraph_estimate_gib", _gib(m.group(2)), 3)
+    if m := rx["cg_took"].search(line):
+        b.figure("cudagraph_gib", _gib(m.group(1)), 3)
+        b.setting("cudagraph_actual", True, 1)
+
+    # --- KV
+    if m := rx["kv_avail"].search(line):
+        b.figure("kv_cache_gib", _gib(m.group(1)), 3)
+    for key in ("kv_v0_line", "kv_v0_tbl", "kv_v0_results"):
+        if m := rx[key].search(line):
+            b.figure("kv_cache_gib", _gib(m.group(1)), 3)
+    if m := rx["kv_fixed"].search(line):
+        if m.group(1):
+            b.figure("free_at_start_gib", _gib(m.group(1)), 2)
+        b.figure("kv_cache_gib", _gib(m.group(2)), 3)
+    if m := rx["kv_tokens"].search(line):
+        b.figure("kv_cache_tokens", int(m.group(1).replace(",", "")), 3)
+    if m := rx["concurrency"].search(line):
+        b.figure("max_concurrency", float(m.group(2)), 3)
+        b.setting("max_model_len", int(m.group(1).replace(",", "")), 1)
+    if m := rx["blocks"].search(line):
+        b.figure("num_gpu_blocks", int(m.group(1)), 2)
+    if m := rx["blocks_v1"].search(line):
+        b.figure("num_gpu_blocks", int(m.group(1)), 2)
+    if m := rx["blocks_override"].search(line):
+        b.figure("num_gpu_blocks", int(m.group(1)), 3)
+    if m := rx["block_bump"].search(line):
+        b.figure("block_size", int(m.group(1)), 3)
+    if m := rx["init_done"].search(line):
+        b.figure("init_seconds", float(m.group(1)), 3)
+        b.ended = True
+
+    # --- errors (vllm-memory.md §2.1, §3.4, §6; V0 wording for max seq len)
+    if m := rx["e_free"].search(line):
+        f, t, u, r = (float(x) for x in m.groups())
+        b.figure("free_at_start_gib", f, 4)
+        b.figure("total_gib", t, 4)
+        b.setting("gpu_memory_utilization", u, 4)
+        b.error(
+            "free_memory",
+            _from(line, m),
+            {"free_gib": f, "total_gib": t, "utilization": u, "requested_gib": r},
+        )
+    if m := rx["e_nocache"].search(line):
+        last = [*rx["e_nocache"].finditer(line)][
+            -1
+        ]  # 'raise ValueError("No avail... " ValueError: No avail...'
+        b.error("no_cache_blocks", _from(line, last))
+    if m := rx["e_maxlen"].search(line):
+        nums = {
+            "max_model_len": float(m.group(1)),
+            "needed_gib": float(m.group(2)),
+            "available_gib": float(m.group(3)),
+        }
+        if m.group(4):
+            nums["estimated_max_len"] = float(m.group(4))
+        b.setting("max_model_len", int(m.group(1)), 2)
+        b.figure("kv_cache_gib", float(m.group(3)), 2)
+        b.error("max_seq_len", _from(line, m), nums)
+    elif m := rx["e_maxlen_v0"].search(line):
+        b.setting("max_model_len", int(m.group(1)), 2)
+        b.figure("kv_cache_tokens", int(m.group(2)), 1)
+        b.error(
+            "max_seq_len",
+            _from(line, m),
+            {"max_model_len": float(m.group(1)), "kv_tokens": float(m.group(2))},
+        )
+    elif m := rx["e_maxlen_loose"].search(line):
+        b.error("max_seq_len", _from(line, m), {"needed_gib": float(m.group(1))})
+    if m := rx["e_mamba"].search(line):
+        nums = {"mamba_blocks": float(m.group(2))}
+        if m.group(1):
+            nums["max_num_seqs"] = float(m.group(1))
+            b.setting("max_num_seqs", int(m.group(1)), 2)
+        b.error("mamba_cache_blocks", _from(line, m), nums)
+    if m := rx["e_profiling"].search(line):
+        b.figure("free_at_start_gib", float(m.group(1)), 2)
+        b.error(
+            "profiling",
+            _from(line, m),
+            {"initial_free_gib": float(m.group(1)), "current_free_gib": float(m.group(2))},
+        )
+    if m := rx["e_sampler"].search(line):
+        b.error("sampler_oom", _from(line, m), {"dummy_requests": float(m.group(1))})
+    if rx["e_capture"].search(line) and ("ERROR" in line or "exception" in line.lower() or "Error" in line):
+        b.in_capture = True
+        b.error("cuda_oom", "CUDA graph capture failed: " + line[line.find("ERROR") :].strip(), {})
+    if (m := rx["e_oom"].search(line)) and not rx["e_sampler"].search(line):
+        nums: dict[str, float] = {}
+        if mm := rx["e_oom_alloc"].search(line):
+            nums["tried_gib"] = float(mm.group(1)) / (1024 if mm.group(2) == "MiB" else 1)
+        if mm := rx["e_oom_cap"].search(line):
+            nums["device_total_gib"] = float(mm.group(1))
+            nums["device_free_gib"] = float(mm.group(2)) / (1024 if mm.group(3) == "MiB" else 1)
+            b.figure("total_gib", float(mm.group(1)), 1)
+        loading = b.load_started and b.get("weights_gib") is None and b.get("kv_cache_gib") is None
+        kind = "weights_do_not_fit" if loading and not b.in_capture else "cuda_oom"
+        if kind in b.errors and nums and not b.errors[kind].numbers:
+            b.errors[kind].numbers.update(nums)
+            b.errors[kind].message = _clean_message(_from(line, m))
+        b.error(kind, _from(line, m), nums)
+    if m := rx["e_generic"].search(line):
+        b.error("other", _from(line, m))

@@ -9,20 +9,24 @@ def fleet_table(fleet: FleetPlan):
     """A rich Table: one row per replica, grouped by host and GPU."""
     from rich.table import Table
 
-    t = Table(title=f"fleet placement ({fleet.placement}), vLLM {fleet.vllm_version}", title_justify="left")
+    t = Table(
+        title=f"fleet placement ({fleet.placement}), vLLM {fleet.vllm_version}; frac = planned fraction, "
+        "min = the least that serves the model, conc = max concurrency at max_model_len, fp = footprint",
+        title_justify="left",
+    )
     for col, just in (
         ("host", "left"),
         ("gpu", "left"),
-        ("model", "left"),
+        ("replica", "left"),
         ("port", "right"),
-        ("fraction", "right"),
+        ("frac", "right"),
         ("min", "right"),
         ("KV GiB", "right"),
-        ("max conc.", "right"),
-        ("footprint GiB", "right"),
+        ("conc", "right"),
+        ("fp GiB", "right"),
         ("verdict", "left"),
     ):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+        t.add_column(col, justify=just, no_wrap=col in ("host", "replica"))  # type: ignore[arg-type]
     by_id = {p.id: p for p in fleet.placements}
     for h in fleet.hosts:
         first_host = True
@@ -36,12 +40,12 @@ def fleet_table(fleet: FleetPlan):
                 p = by_id.get(mid)
                 if p is None:
                     continue
-                shown_gpu = str(g.gpu) if len(p.gpus) == 1 else f"{g.gpu} (tp {','.join(map(str, p.gpus))})"
+                shown_id = mid if len(p.gpus) == 1 else f"{mid} tp{len(p.gpus)}"
                 verdict = "[green]ok[/green]" if p.verdict == "ok" else f"[red]{p.verdict}[/red]"
                 t.add_row(
                     h.name if first_host else "",
-                    shown_gpu,
-                    mid,
+                    str(g.gpu),
+                    shown_id,
                     str(p.port),
                     f"{p.gpu_memory_utilization:.3f}",
                     f"{p.min_fraction:.3f}",
@@ -61,6 +65,8 @@ def print_fleet(fleet: FleetPlan, *, explain: bool = False, console=None) -> Non
     from rich.markup import escape
 
     c = console or Console()
+    if console is None and c.width < 110:
+        c = Console(width=110)  # the table needs ~110 columns; a narrower terminal wraps lines
     c.print(fleet_table(fleet))
     placed = len(fleet.placements)
     total = placed + len(fleet.unplaced)

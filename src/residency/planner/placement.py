@@ -40,6 +40,7 @@ from residency.spec import DeviceSpec, HostSpec, ModelSpec, StackSpec
 GIB = float(1 << 30)
 EPS = 1e-9
 DEFAULT_VLLM_PORT = 8000
+GRID = 0.01  # fraction grid of the planner's solver (planner/solver.py STEP)
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def planner_demand(
 
     One planner run at a probe fraction gives the non-KV memory and the KV per request (both
     independent of the fraction), so the minimum fraction is solved directly, then confirmed
-    with one more run (and nudged up by 0.005 while the planner still says it falls short).
+    with one more run (and nudged up by 0.01 while the planner still says it falls short).
     """
     plan_fn = plan_fn or _plan_stack()
     extra = extra or {}
@@ -117,15 +118,17 @@ def planner_demand(
         total = p.requested_gib / dev.budget
         nonkv = p.requested_gib - p.kv_cache_gib
         kv_per_req = p.kv_cache_gib / p.max_concurrency
-    u = math.ceil(((nonkv + kv_per_req * need) / total) * 1000) / 1000
-    u = min(max(u, 0.001), 1.0)
+    # the planner's solver works on a 0.01 grid (minimums round up): use the same grid, so the
+    # fractions the per-GPU verification chooses are the ones packing counted on
+    u = math.ceil(round(((nonkv + kv_per_req * need) / total) * 100, 6)) / 100
+    u = min(max(u, GRID), 1.0)
     for _ in range(12):
         q = plan_fn(_single_spec(vllm_version, m, dev, u, **extra)).models[0]
         if q.verdict == "ok" and q.max_concurrency + EPS >= need:
             return _demand_from(q, need)
         if u >= dev.budget - EPS:
             break
-        u = min(round(u + 0.005, 3), dev.budget)
+        u = min(round(u + GRID, 2), dev.budget)
     q = plan_fn(_single_spec(vllm_version, m, dev, dev.budget, **extra)).models[0]
     why = (
         q.error.message
@@ -153,6 +156,13 @@ def _plan_stack():
     from residency.planner.plan import plan_stack
 
     return plan_stack
+
+
+def settings_key(m: ModelSpec) -> str:
+    """Engine settings that decide a model's demand: identical ones share it (name, replicas, pin do not count)."""
+    return repr(
+        sorted(m.model_dump(exclude={"name", "replicas", "host", "gpus", "port", "env", "priority"}).items())
+    )
 
 
 def device_key(d: DeviceSpec) -> tuple:
@@ -328,8 +338,13 @@ def place_fleet(
     explain: bool = False,
     plan_fn=None,
     use_calibration: bool = True,
+    demand_cache: dict | None = None,
 ) -> FleetPlan:
-    """Place every replica of a multi-host spec; verify each GPU's set with the full planner."""
+    """Place every replica of a multi-host spec; verify each GPU's set with the full planner.
+
+    `demand_fn` replaces the planner's per-(model, device) math (tests); `demand_cache` (a dict
+    keyed by (settings_key(model), device_key(device))) lets a caller reuse or read the demands.
+    """
     if not spec.hosts:
         from residency.errors import SpecError
 
@@ -353,14 +368,12 @@ def place_fleet(
     else:
         cache = {}
 
-    # Identical engine settings share one demand, whatever the model's name, replicas or pin.
-    settings_key = [
-        repr(sorted(m.model_dump(exclude={"name", "replicas", "host", "port", "env", "priority"}).items()))
-        for m in spec.models
-    ]
+    if demand_cache is not None:
+        cache = demand_cache
+    skeys = [settings_key(m) for m in spec.models]
 
     def demand(mi: int, d: DeviceSpec) -> Demand:
-        k = (settings_key[mi], device_key(d))
+        k = (skeys[mi], device_key(d))
         if k not in cache:
             cache[k] = demand_fn(spec.models[mi], d, spec.vllm_version)
         return cache[k]
@@ -703,17 +716,17 @@ def _verify(
         p = pools[pid]
         d = devices[p.host]
         members = [j for _, j in sorted(p.members)]
-        tp = max(jobs[j].spec.tensor_parallel_size for j in members)
         models = []
         for j in members:
-            upd = {"replicas": 1, "host": None, "port": placements[j].port}
+            # pinned to its GPUs: the planner charges its footprint to exactly those
+            upd = {"replicas": 1, "host": None, "port": placements[j].port, "gpus": placements[j].gpus}
             if j in fixed:
                 upd["gpu_memory_utilization"] = fixed[j]
             models.append(jobs[j].spec.model_copy(update=upd))
         extra = {"calibration_file": spec.calibration_file} if spec.calibration_file else {}
         return StackSpec(
             vllm_version=spec.vllm_version,
-            device=d.model_copy(update={"count": max(tp, 1)}),
+            device=d,  # all the host's GPUs, so GPU indices are the real ones; only this GPU's set is in it
             models=models,
             proxy=spec.proxy,
             hf_cache=spec.hf_cache,

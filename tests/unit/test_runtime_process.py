@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import sys
 import textwrap
@@ -90,7 +91,17 @@ def fakes(tmp_path, monkeypatch):
     pids = tmp_path / "pids.txt"
     pids.touch()
     monkeypatch.setenv("FAKE_PIDS", str(pids))
-    return _exe(tmp_path / "vllm", FAKE_VLLM), _exe(tmp_path / "litellm", FAKE_LITELLM), pids
+    yield _exe(tmp_path / "vllm", FAKE_VLLM), _exe(tmp_path / "litellm", FAKE_LITELLM), pids
+    # a failed assertion must not leave fake servers behind: kill every group this test started
+    st = StateStore(tmp_path / "state").load()
+    leaders = [e.pid for e in (st.entries if st else []) if e.pid]
+    leaders += [int(line.split()[0]) for line in pids.read_text().splitlines() if line.strip()]
+    for pid in leaders:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _spec(tmp_path: Path, second_mml: int = 2048) -> Path:
@@ -299,3 +310,19 @@ def test_state_file_shape(tmp_path):
     store.save(st)
     raw = json.loads(store.path.read_text())
     assert raw["entries"][0]["pid"] == 1 and raw["runtime"] == "process"
+
+
+def test_explain_failure_uses_planner_kinds():
+    from residency.runtime.logwatch import explain_failure
+
+    log = (
+        "INFO Model loading took 7.5 GiB memory and 3.1 seconds\n"
+        "ERROR ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
+        "when initializing the engine.\n"
+    )
+    f = explain_failure(log)
+    assert f.kind == "no_cache_blocks"
+    assert "No available memory for the cache blocks" in f.message
+    assert f.fix  # a fix is always given for a known kind
+    g = explain_failure("something odd\nRuntimeError: engine core died unexpectedly\n")
+    assert g.kind == "other" and "engine core died" in g.message and g.tail

@@ -149,22 +149,19 @@ def print_failure(console, key: str, f: Failure, log_hint: str | None) -> None:
 
 
 def _record_calibration(spec: StackSpec, plan: Plan, m: Member, launch, source: str, console) -> None:
-    """`up` calibrates from each launch log on its own (when the calibrate store is present)."""
-    if launch is None:
+    """`up` calibrates from each launch log on its own (residency.calibrate.store)."""
+    if launch is None or getattr(launch, "error", None) is not None:
         return
     try:
-        from residency.calibrate import store
+        from residency.calibrate.store import calibration_path, record_launch
     except ImportError:
         return
-    fn = getattr(store, "record_launch", None)
-    if fn is None:
-        return
     try:
-        fn(launch, spec=spec, model=m.spec, device=plan.device.name, source=source)
-    except TypeError:
-        return
+        record_launch(
+            launch, spec=spec, model=m.spec, source=source, path=calibration_path(spec.calibration_file, spec)
+        )
     except Exception as ex:  # calibration is a side benefit; never fail a start over it
-        console.print(f"  {m.key}: note: calibration not recorded ({ex})")
+        console.print(f"  {m.key}: note: calibration not recorded ({ex})", markup=False)
 
 
 def stop_entries(

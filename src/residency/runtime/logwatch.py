@@ -183,39 +183,21 @@ def explain_failure(text: str, tail_lines: int = 15) -> Failure:
     """Why a start failed: vLLM's own error text, its kind, what it means, and the fix."""
     lines = text.splitlines()
     tail = lines[-tail_lines:]
-    # 1. the calibrate engineer's explainer (planner kinds with numbers) when it is present
+    # 1. the calibrate explainer: the planner's verdict kinds, with vLLM's numbers
+    explained = None
     try:
+        from residency.calibrate.explain import explain_launch
         from residency.calibrate.logparse import parse_log
 
         launches = parse_log(text)
-        ln = launches[-1] if launches else None
-        if ln is not None and ln.error is not None:
-            message = ln.error.message
-            kind = ln.error.kind
-            meaning = fix = ""
-            try:
-                from residency.calibrate.explain import explain_launch
-
-                ex = explain_launch(ln)
-                if isinstance(ex, str):
-                    meaning = ex
-                else:
-                    kind = getattr(ex, "kind", kind) or kind
-                    message = getattr(ex, "message", message) or message
-                    meaning = getattr(ex, "meaning", "") or ""
-                    fix = getattr(ex, "fix", "") or ""
-            except Exception:
-                pass
-            if not fix:
-                for pat, k, mean, fx in _KNOWN:
-                    if pat.search(message) or k == kind:
-                        meaning = meaning or mean
-                        fix = fx.replace("{limit}", "")
-                        break
-            if kind != "other" or fix:
-                return Failure(kind, message, meaning, fix, tail)
-    except Exception:
-        pass
+        if launches and launches[-1].error is not None:
+            ex = explain_launch(launches[-1])
+            if ex.kind not in ("ok", "unknown"):
+                explained = Failure(ex.kind, ex.message, ex.meaning, ex.fix, tail)
+    except Exception:  # parser absent or confused: our own table below
+        explained = None
+    if explained is not None and explained.kind != "other":
+        return explained
     # 2. our own table of startup errors
     for line in reversed(lines):
         for pat, kind, meaning, fix in _KNOWN:
@@ -226,6 +208,8 @@ def explain_failure(text: str, tail_lines: int = 15) -> Failure:
                     lim = re.search(r"max_position_embeddings=(\d+)", m.group(2))
                     limit = f"({lim.group(1)})" if lim else ""
                 return Failure(kind, line.strip(), meaning, fix.replace("{limit}", limit), tail)
+    if explained is not None:
+        return explained
     # 3. the last error-looking line and the log tail
     return Failure(
         "other", _last_error_line(lines) or "the process exited without an error line", "", "", tail

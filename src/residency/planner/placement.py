@@ -565,7 +565,7 @@ def _pack(spec, jobs, hosts, devices, pools, host_pools, demand, spread: bool, n
                 score = (sum(left for left, _ in chosen), hi)
             if notes is not None:
                 considered.append(
-                    f"{','.join(pools[pid].label for _, pid in chosen)} leaves {sum(x for x, _ in chosen):.1f} GiB"
+                    f"{','.join(pools[pid].label for _, pid in chosen)} leaves {max(0.0, sum(x for x, _ in chosen)):.1f} GiB"
                 )
             if best is None or score < best[0]:
                 best = (score, hi, [pid for _, pid in chosen])

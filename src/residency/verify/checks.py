@@ -706,7 +706,7 @@ def t6_round_trip(ctx: ModelCtx, hop: Hop) -> Outcome:
         resp = chat(hop, body)
     except RequestFailed as e:
         out = failure(e, ctx, hop)
-        if e.status == 400:
+        if e.status == 400 and not out.data.get("missing_flags"):
             out.fix = "the chat template rejects tool results (role `tool` / assistant tool_calls): use vLLM's tool template for this family"
         return out
     msg, finish = _message(resp)
@@ -1062,8 +1062,12 @@ def g1_capabilities(ctx: ModelCtx) -> Outcome:
     declared = info.get("supports_function_calling")
     if measured_tools is not None:
         notes.append(f"supports_function_calling={declared} vs measured {measured_tools}")
-        if declared is not measured_tools:
-            mismatch.append(f"supports_function_calling: {str(measured_tools).lower()}")
+        # Declaring false for a broken model is not the fix (T1/T2 name it); flag only a wrong promise
+        # or a working model that clients reading /model/info would not send tools to.
+        if measured_tools and declared is not True:
+            mismatch.append("supports_function_calling: true")
+        elif not measured_tools and declared is True:
+            mismatch.append("supports_function_calling: false (until T1/T2 pass)")
     r1 = ctx.memo.get("R1.proxy")
     if isinstance(r1, Outcome) and r1.status != SKIP:
         dr = info.get("supports_reasoning")
@@ -1121,7 +1125,7 @@ def combine(ctx: ModelCtx, check: Check, per_hop: dict[str, Outcome]) -> Outcome
     d, p = per_hop.get("direct"), per_hop.get("proxy")
     assert d is not None and p is not None
     status = max((d, p), key=lambda o: _RANK[o.status]).status
-    if d.status == p.status and d.detail == p.detail:
+    if d.status == p.status and (d.detail == p.detail or (d.status == FAIL and d.fix == p.fix)):
         detail = f"direct+proxy: {d.detail}"
     else:
         detail = f"direct: {d.status} {d.detail} | proxy: {p.status} {p.detail}"

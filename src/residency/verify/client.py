@@ -7,6 +7,7 @@ goes on. Messages pass through the run's Redactor before anyone prints them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,17 +31,40 @@ class RequestFailed(Exception):
 
 def error_message(body: Any, text: str = "") -> str:
     """The server's error text from any of the shapes vLLM / LiteLLM / FastAPI use (toolcalls.md §1.4)."""
+    msg = None
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-        if body.get("message"):
-            return str(body["message"])
-        if body.get("detail"):
-            return str(body["detail"])
-    return (text or "").strip()[:500] or "(empty body)"
+            msg = str(err["message"])
+        elif isinstance(err, str):
+            msg = err
+        elif body.get("message"):
+            msg = str(body["message"])
+        elif body.get("detail"):
+            msg = str(body["detail"])
+    return unwrap_litellm(msg if msg is not None else (text or "").strip()[:500] or "(empty body)")
+
+
+_WRAPPED = re.compile(r"^(litellm\.[\w.]+Error):.*?Exception - (\{.*\})", re.S)
+
+
+def unwrap_litellm(msg: str) -> str:
+    """'litellm.BadRequestError: Hosted_vllmException - {"error": {"message": "X"}}...' -> 'litellm.BadRequestError: X'.
+
+    LiteLLM 1.7x-1.10x wraps the backend's body this way (toolcalls.md §3.2) and appends a
+    'LiteLLM: model group ... failed' note; the class name is kept because agents key on it
+    (ContextWindowExceededError)."""
+    m = _WRAPPED.search(msg)
+    if not m:
+        return msg.split("\n\nLiteLLM:")[0]
+    try:
+        inner = json.JSONDecoder().raw_decode(m.group(2))[0]
+    except ValueError:
+        return msg.split("\n\nLiteLLM:")[0]
+    cls = m.group(1)
+    if "ContextWindowExceeded" in msg and "ContextWindowExceeded" not in cls:
+        cls = "litellm.ContextWindowExceededError"
+    return f"{cls}: {error_message(inner)}"
 
 
 @dataclass

@@ -948,11 +948,21 @@ def facts_from_config(
         out_notes.append(
             f"vision tower ~{vision_bytes / GiB:.2f} GiB (loaded by vLLM for multimodal serving)"
         )
+    estimated = main_bytes + mtp_bytes + vision_bytes
+    if quant is None and param_count is not None and param_count * db > estimated:
+        # A known safetensors parameter count of an unquantized checkpoint is exact (x dtype bytes);
+        # it also covers parts the config does not describe (e.g. a trimmed config without its
+        # vision tower: Mistral-Small-3.2 24,011,361,280 params -> 48,022,722,560 B vs ~47.1e9 text-only).
+        estimated = param_count * db
+    elif mm and not vision_bytes:
+        out_notes.append(
+            "vision tower not described by the config: estimated_bytes covers the text backbone only"
+        )
     return replace(
         facts,
         param_count=param_count if param_count is not None else est.total,
         unloaded_bytes=mtp_bytes,
-        estimated_bytes=main_bytes + mtp_bytes + vision_bytes,
+        estimated_bytes=estimated,
         notes=tuple(out_notes),
     )
 

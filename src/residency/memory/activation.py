@@ -24,7 +24,9 @@ MiB = 2**20
 ACT_BASE = 0.25 * GiB  # allocator slack + custom-op workspaces in the profile run
 ACT_HIDDEN_COPIES = 4  # residual, normed and attention-out hidden states alive at the MLP peak
 MOE_CHUNK = 32768  # VLLM_FUSED_MOE_CHUNK_SIZE: the fused-MoE workspace is sized for at most this many tokens
-SAMPLER_BYTES_SORT = 30  # fp32 logits + fp32 sorted values + int64 indices + probs/cumsum/mask (§4.1 step 3)
+SAMPLER_BYTES_SORT = (
+    36  # bf16+fp32 logits 6, sorted fp32 4, int64 indices 8, probs 4, mask 1, scatter 4, probs+q 8 (§4.1)
+)
 SAMPLER_BYTES_FLASHINFER = 10  # FlashInfer top-k/top-p sampling: no full sort
 NON_TORCH = 0.12 * GiB  # cuBLAS/cuDNN workspaces and friends created after the baseline snapshot
 NCCL_IN_BUDGET = 0.6 * GiB  # <= 0.10.2, TP > 1: NCCL + custom all-reduce buffers land inside the budget
@@ -35,6 +37,7 @@ UMA_HOST_BASE = 1.0 * GiB  # unified memory: worker host RSS growth after the sn
 UMA_HOST_PER_WEIGHT = 0.05  # ... plus host staging of checkpoint tensors that the allocator keeps
 GRAPH_PER_SIZE_LAYER = 0.30 * MiB  # CUDA graph pool per capture size per decoder layer (dense)
 GRAPH_BASE = 0.05 * GiB
+MM_ENCODER_PEAK = 1.5 * GiB  # vision encoder forward on the largest dummy item (rough; one VL record)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ def forward_peak_bytes(f: ModelFacts, s: ProfileSettings) -> int:
         kdim = m.linear_num_key_heads * m.linear_key_head_dim
         vdim = m.linear_num_value_heads * m.linear_value_head_dim
         total += T * (2 * kdim + 2 * vdim) // tp * b
-        total += T * (m.linear_num_value_heads // tp) * m.linear_key_head_dim * m.linear_value_head_dim * b // 64
+        total += (
+            T * (m.linear_num_value_heads // tp) * m.linear_key_head_dim * m.linear_value_head_dim * b // 64
+        )
     elif f.mamba is not None and f.mamba.kind in ("mamba2", "mamba"):
         total += T * 2 * f.mamba.intermediate_size // tp * b
     return int(total)
@@ -84,7 +89,7 @@ def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
 
     Rows x padded vocab x bytes per element; the per-element figure depends on whether the version's
     dummy run goes through the torch sort path (top-k = vocab-1, top-p 0.9).
-    Qwen3 (vocab 151,936), 256 rows, sort path: 256 x 151,936 x 30 B = 1.09 GiB.
+    Qwen3 (vocab 151,936), 256 rows, sort path: 256 x 151,936 x 36 B = 1.30 GiB.
     """
     rows = min(s.max_num_seqs, s.max_num_batched_tokens)
     per = SAMPLER_BYTES_SORT if rules.sampler_sort_path else SAMPLER_BYTES_FLASHINFER
@@ -96,7 +101,7 @@ def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:
     if not f.multimodal:
         return 0
     budget = max(s.max_num_batched_tokens, 8192)
-    return budget * f.hidden_size * s.act_bytes * 3
+    return int(MM_ENCODER_PEAK + budget * f.hidden_size * s.act_bytes * 3)
 
 
 def activation_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
@@ -116,7 +121,9 @@ def non_torch_bytes(s: ProfileSettings, rules: VersionRules) -> int:
     return int(nt)
 
 
-def cudagraph_capture_sizes(s: ProfileSettings, rules: VersionRules, device: Device | None = None) -> list[int]:
+def cudagraph_capture_sizes(
+    s: ProfileSettings, rules: VersionRules, device: Device | None = None
+) -> list[int]:
     """Capture sizes by version (§5.1); [] with enforce_eager."""
     if s.enforce_eager:
         return []
@@ -137,7 +144,9 @@ def cudagraph_capture_sizes(s: ProfileSettings, rules: VersionRules, device: Dev
     return sizes
 
 
-def cudagraph_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules, device: Device | None = None) -> int:
+def cudagraph_bytes(
+    f: ModelFacts, s: ProfileSettings, rules: VersionRules, device: Device | None = None
+) -> int:
     """CUDA graph pool estimate: base + sizes x layers x per-size cost (MoE and hybrid graphs cost more).
 
     Dense 32-layer model, 51 sizes: 0.05 GiB + 51 x 32 x 0.30 MiB = 0.53 GiB.

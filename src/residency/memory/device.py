@@ -103,7 +103,9 @@ def resolve_device(spec: DeviceSpec, field: str = "device") -> Device:
     nvml = spec.nvml_memory if spec.nvml_memory is not None else (preset.nvml_memory if preset else True)
     name = spec.name or (preset.name if preset else f"GPU ({total:g} GiB)")
     if spec.used_gib >= total:
-        raise SpecError(f"{field}.used_gib", f"{spec.used_gib} GiB used is not less than the total {total} GiB")
+        raise SpecError(
+            f"{field}.used_gib", f"{spec.used_gib} GiB used is not less than the total {total} GiB"
+        )
     return Device(
         name=name,
         preset=spec.preset,

@@ -38,6 +38,7 @@ class EngineSettings:
     enable_prefix_caching: bool | None = None
     enforce_eager: bool = False
     kv_cache_memory_bytes: int | None = None
+    quantization: str | None = None  # --quantization (online fp8 on a bf16 checkpoint halves the linears)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def simulate_startup(
     )
     sf = stage_facts(facts, pp)
     req = requested_bytes(total, es.gpu_memory_utilization, rules)
-    weights = weights_bytes_per_rank(facts, tp, es.max_model_len) // pp
+    weights = weights_bytes_per_rank(facts, tp, es.max_model_len, es.quantization) // pp
     if es.dtype in ("float32", "fp32") and not facts.quantization:
         weights *= 2  # bf16 checkpoint upcast to fp32
     activation = act.activation_bytes(facts, ps, rules)

@@ -22,9 +22,20 @@ MAMBA_KINDS = ("mamba2", "mamba", "gdn", "linear")
 ATTN_KINDS = ("full", "sliding", "chunked", "mla")
 
 _DTYPE_BYTES = {
-    "float32": 4, "fp32": 4, "float": 4,
-    "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2, "half": 2,
-    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "fp8_ds_mla": 1, "int8": 1,
+    "float32": 4,
+    "fp32": 4,
+    "float": 4,
+    "bfloat16": 2,
+    "bf16": 2,
+    "float16": 2,
+    "fp16": 2,
+    "half": 2,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
+    "fp8_inc": 1,
+    "fp8_ds_mla": 1,
+    "int8": 1,
 }
 
 
@@ -136,9 +147,14 @@ def mamba_state_bytes(facts: ModelFacts, kind: str, s: KVSettings, rules: Versio
     if kind == "gdn":
         # <= 0.16: both states use the conv dtype; >= 0.17 the temporal state honours mamba_ssm_cache_dtype
         temporal_b = ssm_b if rules.gdn_ssm_dtype_separate else conv_b
-        conv_dim = 2 * m.linear_num_key_heads * m.linear_key_head_dim + m.linear_num_value_heads * m.linear_value_head_dim
+        conv_dim = (
+            2 * m.linear_num_key_heads * m.linear_key_head_dim
+            + m.linear_num_value_heads * m.linear_value_head_dim
+        )
         conv = (m.conv_kernel - 1 + s.num_speculative_tokens) * (conv_dim // t) * conv_b
-        temporal = (m.linear_num_value_heads // t) * m.linear_key_head_dim * m.linear_value_head_dim * temporal_b
+        temporal = (
+            (m.linear_num_value_heads // t) * m.linear_key_head_dim * m.linear_value_head_dim * temporal_b
+        )
         return conv + temporal
     if kind == "mamba2":
         ng = m.n_groups + ((t - m.n_groups) if m.n_groups % t else 0)
@@ -250,14 +266,26 @@ def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KV
     for k in kinds:
         if k in ATTN_KINDS:
             a1 = attention_bytes_per_token(facts, k, s, rules)
-            window = facts.sliding_window if k == "sliding" else facts.attention_chunk_size if k == "chunked" else None
+            window = (
+                facts.sliding_window
+                if k == "sliding"
+                else facts.attention_chunk_size
+                if k == "chunked"
+                else None
+            )
             layers.append(LayerKV(kind=k, page_bytes=block * a1, block_size=block, window=window))  # type: ignore[arg-type]
         elif k in MAMBA_KINDS:
             nb = 1 + s.num_speculative_tokens
             if mode == "align":
                 nb = 2 + s.num_speculative_tokens
             layers.append(
-                LayerKV(kind="mamba", page_bytes=mamba_page, block_size=block, mamba_blocks=nb, mamba_all=mode == "all")
+                LayerKV(
+                    kind="mamba",
+                    page_bytes=mamba_page,
+                    block_size=block,
+                    mamba_blocks=nb,
+                    mamba_all=mode == "all",
+                )
             )
     if not layers:
         return KVLayout((), block, (), (), 0, 0, 0, True, False, False, notes=("attention-free: no KV",))
@@ -276,9 +304,17 @@ def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KV
     if len(keys) == 1:  # §7.2 rule 3: all specs equal -> one group of all layers
         idx = tuple(range(len(layers)))
         return KVLayout(
-            layers=tuple(layers), groups=(idx,), group_kinds=(layers[0],), group_size=len(layers),
-            page_bytes=layers[0].page_bytes, bytes_per_block=layers[0].page_bytes * len(layers),
-            uniform=True, uniform_type=False, hybrid=False, notes=tuple(notes), **common,  # type: ignore[arg-type]
+            layers=tuple(layers),
+            groups=(idx,),
+            group_kinds=(layers[0],),
+            group_size=len(layers),
+            page_bytes=layers[0].page_bytes,
+            bytes_per_block=layers[0].page_bytes * len(layers),
+            uniform=True,
+            uniform_type=False,
+            hybrid=False,
+            notes=tuple(notes),
+            **common,  # type: ignore[arg-type]
         )
     types = {sp.kind for sp in layers}
     pages = {sp.page_bytes for sp in layers}
@@ -286,13 +322,23 @@ def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KV
         # §7.2 rule 4 (>= 0.11.0): UniformTypeKVCacheSpecs -> one group, bytes per block = sum of pages
         idx = tuple(range(len(layers)))
         return KVLayout(
-            layers=tuple(layers), groups=(idx,), group_kinds=(layers[0],), group_size=len(layers),
-            page_bytes=layers[0].page_bytes, bytes_per_block=sum(sp.page_bytes for sp in layers),
-            uniform=False, uniform_type=True, hybrid=False, notes=tuple(notes), **common,  # type: ignore[arg-type]
+            layers=tuple(layers),
+            groups=(idx,),
+            group_kinds=(layers[0],),
+            group_size=len(layers),
+            page_bytes=layers[0].page_bytes,
+            bytes_per_block=sum(sp.page_bytes for sp in layers),
+            uniform=False,
+            uniform_type=True,
+            hybrid=False,
+            notes=tuple(notes),
+            **common,  # type: ignore[arg-type]
         )
     # §7.2 rule 5: hybrid, equal pages. Bucket by spec, group_size = min (or max under the threshold).
     if len(pages) > 1:
-        notes.append("page sizes differ across layer types; vLLM would pad/pack them (0.33) - estimate uses the largest page")
+        notes.append(
+            "page sizes differ across layer types; vLLM would pad/pack them (0.33) - estimate uses the largest page"
+        )
     page = max(pages)
     buckets: dict[tuple, list[int]] = {}
     for i, sp in enumerate(layers):
@@ -311,9 +357,18 @@ def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KV
             gkinds.append(layers[idxs[0]])
         padding += ng * gsize - len(idxs)
     return KVLayout(
-        layers=tuple(layers), groups=tuple(groups), group_kinds=tuple(gkinds), group_size=gsize,
-        page_bytes=page, bytes_per_block=page * gsize, uniform=False, uniform_type=False, hybrid=True,
-        padding_layers=padding, notes=tuple(notes), **common,  # type: ignore[arg-type]
+        layers=tuple(layers),
+        groups=tuple(groups),
+        group_kinds=tuple(gkinds),
+        group_size=gsize,
+        page_bytes=page,
+        bytes_per_block=page * gsize,
+        uniform=False,
+        uniform_type=False,
+        hybrid=True,
+        padding_layers=padding,
+        notes=tuple(notes),
+        **common,  # type: ignore[arg-type]
     )
 
 
@@ -357,7 +412,9 @@ def check_available(layout: KVLayout, available_bytes: int, rules: VersionRules)
     return available_bytes
 
 
-def estimate_max_model_len(layout: KVLayout, available_bytes: int, max_model_len: int, mnbt: int, rules: VersionRules) -> int:
+def estimate_max_model_len(
+    layout: KVLayout, available_bytes: int, max_model_len: int, mnbt: int, rules: VersionRules
+) -> int:
     """vLLM's binary search over 1..max_model_len for the largest L whose need fits (0 if none)."""
 
     def fits(L: int) -> bool:

@@ -18,7 +18,14 @@ def _gib(rules: VersionRules, b: float) -> str:
     return f"{round(x, 2)}" if rules.free_message_round_str else f"{x:.2f}"
 
 
-def free_memory(rules: VersionRules, free_b: float, total_b: float, util: float, requested_b: float, device: str = "cuda:0") -> str:
+def free_memory(
+    rules: VersionRules,
+    free_b: float,
+    total_b: float,
+    util: float,
+    requested_b: float,
+    device: str = "cuda:0",
+) -> str:
     dev = f"{device} " if rules.free_message_names_device else ""
     return (
         f"Free memory on device {dev}({_gib(rules, free_b)}/{_gib(rules, total_b)} GiB) on startup is less than "
@@ -30,17 +37,29 @@ def free_memory(rules: VersionRules, free_b: float, total_b: float, util: float,
 def no_cache_blocks(rules: VersionRules) -> str:
     msg = "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine"
     if rules.messages_docs_link:  # 0.33 adds the CPU-backend note and the docs link
-        return msg + " (this flag also controls CPU memory reservation on the CPU backend, despite its name). " + DOCS
+        return (
+            msg
+            + " (this flag also controls CPU memory reservation on the CPU backend, despite its name). "
+            + DOCS
+        )
     return msg + "."
 
 
-def max_seq_len(rules: VersionRules, max_model_len: int, needed_b: int, available_b: int, estimated: int) -> str:
+def max_seq_len(
+    rules: VersionRules, max_model_len: int, needed_b: int, available_b: int, estimated: int
+) -> str:
     who = "models's" if rules.models_typo else "model's"  # typo fixed in 0.22
-    est = f"Based on the available memory, the estimated maximum model length is {estimated}. " if estimated > 0 else ""
+    est = (
+        f"Based on the available memory, the estimated maximum model length is {estimated}. "
+        if estimated > 0
+        else ""
+    )
     gib = (lambda b: f"{round(b / GiB, 2)}") if rules.free_message_round_str else (lambda b: f"{b / GiB:.2f}")
     if rules.messages_docs_link:
-        tail = ("Try increasing `gpu_memory_utilization` (which also controls CPU memory on the CPU backend) or "
-                "decreasing `max_model_len` when initializing the engine. " + DOCS)
+        tail = (
+            "Try increasing `gpu_memory_utilization` (which also controls CPU memory on the CPU backend) or "
+            "decreasing `max_model_len` when initializing the engine. " + DOCS
+        )
     else:
         tail = "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."
     return (

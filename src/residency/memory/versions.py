@@ -31,7 +31,9 @@ class VersionRules:
     nccl_in_budget: bool  # <= 0.10.2: snapshot before distributed init -> NCCL buffers inside the budget
     cublas_before_snapshot: bool  # >= 0.33: cuBLAS handles created before the snapshot (baseline)
     # §2.3 unified memory
-    uma_free_is_memavailable: bool  # >= 0.11.1: free = psutil available on cc 8.7/11.0/12.1 (>= 0.20: is_integrated)
+    uma_free_is_memavailable: (
+        bool  # >= 0.11.1: free = psutil available on cc 8.7/11.0/12.1 (>= 0.20: is_integrated)
+    )
     # §3.3 profiling formula
     formula_b: bool  # >= 0.27: non_kv = (init_free - after_free) + (torch_peak - torch_allocated)
     # §4.2 batch defaults
@@ -48,11 +50,15 @@ class VersionRules:
     models_typo: bool  # <= 0.21: "the models's max seq len"
     messages_docs_link: bool  # >= 0.33: errors end with a docs link
     need_from_groups: bool  # >= 0.33: needed = bytes_per_block x sum_groups cdiv(max_mem, page)
-    mamba_blocks_check: bool  # >= 0.17 (issue #34094): max_num_seqs > Mamba blocks -> ValueError at graph capture
+    mamba_blocks_check: (
+        bool  # >= 0.17 (issue #34094): max_num_seqs > Mamba blocks -> ValueError at graph capture
+    )
     # §7 KV specs, grouping, blocks, logs
     has_kv_cache_memory_bytes: bool  # >= 0.10.2 (PR #21489)
     uniform_type_specs: bool  # >= 0.11.0: UniformTypeKVCacheSpecs (one group, sum of pages)
-    mla_use_mla_flag: bool  # 0.10.x: AttentionSpec(use_mla=True); >= 0.11.0 MLAAttentionSpec (+ fp8_ds_mla 656 B)
+    mla_use_mla_flag: (
+        bool  # 0.10.x: AttentionSpec(use_mla=True); >= 0.11.0 MLAAttentionSpec (+ fp8_ds_mla 656 B)
+    )
     group_size_threshold: float | None  # 0.12-0.17: 1.25; >= 0.18: 1.5; before 0.12: always min
     log_tokens: Literal["blocks", "groups", "concurrency"]  # <= 0.10.2 uniform / 0.11.0-0.20.0 / >= 0.20.1
     combined_capacity_line: bool  # >= 0.33: one line with tokens and concurrency
@@ -62,7 +68,9 @@ class VersionRules:
     mamba_cache_modes: bool  # >= 0.15: mamba_cache_mode none/align/all
     mamba_prefix_opt_in: bool  # 0.11.1-0.14: explicit --enable-prefix-caching -> chunk-aligned ("all")
     hybrid_prefix_caching_default: bool  # >= 0.26: prefix caching on for hybrid generative models
-    mamba2_default_mode: Literal["all", "align"]  # 0.26-0.27 "all", >= 0.28 "align" (SupportsMambaPrefixCaching)
+    mamba2_default_mode: Literal[
+        "all", "align"
+    ]  # 0.26-0.27 "all", >= 0.28 "align" (SupportsMambaPrefixCaching)
     gdn_ssm_dtype_separate: bool  # >= 0.17: GDN temporal state honours mamba_ssm_cache_dtype
     loading_says_memory: bool  # >= 0.11.1: "Model loading took X GiB memory and Y seconds"
 

@@ -15,13 +15,26 @@ from residency.memory.model_facts import ModelFacts
 
 GiB = 2**30
 MXFP4_PADDING = 1.065  # gpt-oss-120b: 64.38 GiB logged (Triton path) / 60.4 GiB of checkpoint body
+ONLINE_FP8 = {"fp8": 1, "ptpc_fp8": 1, "fbgemm_fp8": 1}  # bytes per linear weight after online quantization
 VOCAB_PADDING = 64  # DEFAULT_VOCAB_PADDING_SIZE (vocab_parallel_embedding.py:23, all versions)
 
 # bits per weight of quantized linear layers, scales included (§10)
 _QUANT_BITS = {
-    "fp8": 8.0, "fbgemm_fp8": 8.0, "compressed-tensors": 8.0, "modelopt": 8.0, "ptpc_fp8": 8.0,
-    "awq": 4.25, "awq_marlin": 4.25, "gptq": 4.25, "gptq_marlin": 4.25, "auto_round": 4.25, "bitsandbytes": 4.5,
-    "modelopt_fp4": 4.5, "nvfp4": 4.5, "mxfp4": 4.25, "gguf": 8.5,
+    "fp8": 8.0,
+    "fbgemm_fp8": 8.0,
+    "compressed-tensors": 8.0,
+    "modelopt": 8.0,
+    "ptpc_fp8": 8.0,
+    "awq": 4.25,
+    "awq_marlin": 4.25,
+    "gptq": 4.25,
+    "gptq_marlin": 4.25,
+    "auto_round": 4.25,
+    "bitsandbytes": 4.5,
+    "modelopt_fp4": 4.5,
+    "nvfp4": 4.5,
+    "mxfp4": 4.25,
+    "gguf": 8.5,
 }
 
 
@@ -56,14 +69,23 @@ def estimated_param_bytes(f: ModelFacts) -> int:
     else:
         mlp = 3 * h * f.intermediate_size
     body_params = L * (attn + mlp)
-    bits = f.quant_bits or (_QUANT_BITS.get(f.quantization or "", 16.0) if f.quantization else 8.0 * dtype_bytes(f.dtype))
+    bits = f.quant_bits or (
+        _QUANT_BITS.get(f.quantization or "", 16.0) if f.quantization else 8.0 * dtype_bytes(f.dtype)
+    )
     body = int(body_params * bits / 8)
     emb = f.vocab_size * h * dtype_bytes(f.dtype) * (1 if f.tie_word_embeddings else 2)
     return body + emb
 
 
-def weights_bytes_per_rank(f: ModelFacts, tp: int = 1, max_model_len: int | None = None) -> int:
-    """Torch-allocated bytes after loading, per TP rank."""
+def weights_bytes_per_rank(
+    f: ModelFacts, tp: int = 1, max_model_len: int | None = None, quantization: str | None = None
+) -> int:
+    """Torch-allocated bytes after loading, per TP rank.
+
+    `quantization` is the --quantization flag: "fp8" on an unquantized checkpoint quantizes the
+    linear layers online to 1 byte per weight (embeddings and LM head stay in the model dtype);
+    granite-4.0-micro: 0.48 GiB tied embedding + 3.14 G linear params x 1 B = 3.41 GiB (logged 3.42).
+    """
     total = f.checkpoint_bytes if f.checkpoint_bytes is not None else estimated_param_bytes(f)
     total -= f.unloaded_bytes
     emb_full = embedding_bytes(f, 1)
@@ -75,8 +97,12 @@ def weights_bytes_per_rank(f: ModelFacts, tp: int = 1, max_model_len: int | None
         # MXFP4 MoE weights are padded (intermediate to 64/128/256, hidden to 128/256; mxfp4.py:187-228
         # @0.11.0): gpt-oss-120b logs 64.38 GiB (Triton) / 65.97 GiB (Marlin) for a 60.8 GiB checkpoint.
         body = int(body * MXFP4_PADDING)
+    if quantization in ONLINE_FP8 and not f.quantization:
+        body = body * ONLINE_FP8[quantization] // dtype_bytes(f.dtype)
     return body // tp + embedding_bytes(f, tp) + rope_cache_bytes(f, max_model_len)
 
 
-def weights_gib_per_rank(f: ModelFacts, tp: int = 1, max_model_len: int | None = None) -> float:
-    return weights_bytes_per_rank(f, tp, max_model_len) / GiB
+def weights_gib_per_rank(
+    f: ModelFacts, tp: int = 1, max_model_len: int | None = None, quantization: str | None = None
+) -> float:
+    return weights_bytes_per_rank(f, tp, max_model_len, quantization) / GiB

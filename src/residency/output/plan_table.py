@@ -15,7 +15,7 @@ def device_bar(plan: Plan, width: int = 60) -> list[tuple[str, int, str]]:
         segs.append(("used", plan.device.used_gib, "grey50"))
     for i, m in enumerate(plan.models):
         if m.verdict == "ok" or (m.error and m.error.kind != "free_memory"):
-            segs.append((m.name, m.footprint_gib / max(1, len(m.gpus) and 1), COLORS[i % len(COLORS)]))
+            segs.append((m.name, m.footprint_gib, COLORS[i % len(COLORS)]))
     taken = sum(s[1] for s in segs)
     segs.append(("free", max(0.0, total - taken), "grey23"))
     out = [(lbl, max(1, round(g / total * width)) if g > 0 else 0, c) for lbl, g, c in segs]
@@ -23,11 +23,11 @@ def device_bar(plan: Plan, width: int = 60) -> list[tuple[str, int, str]]:
 
 
 def print_plan(plan: Plan, explain: bool = False) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    import sys
 
     con = Console() if sys.stdout.isatty() else Console(width=140)
     d = plan.device
@@ -35,36 +35,60 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
         f"[bold]{d.name}[/] x{d.count}: {d.total_gib:.2f} GiB{' unified' if d.unified else ''}, "
         f"{d.used_gib:.2f} GiB used before the stack, budget {d.budget_gib:.2f} GiB - vLLM {plan.vllm_version}"
     )
-    t = Table(show_lines=False, caption='GiB per GPU; other = non-torch + unified-memory host overhead; conc = max concurrency at max_model_len')
+    t = Table(
+        show_lines=False,
+        caption="GiB per GPU; other = non-torch + unified-memory host overhead; conc = max concurrency at max_model_len",
+    )
     for col, j in [
-        ("model", "left"), ("frac", "right"), ("weights", "right"), ("act", "right"),
-        ("graphs", "right"), ("other", "right"), ("KV GiB", "right"), ("KV tokens", "right"),
-        ("conc", "right"), ("footprint", "right"), ("free@start", "right"), ("verdict", "left"),
+        ("model", "left"),
+        ("frac", "right"),
+        ("weights", "right"),
+        ("act", "right"),
+        ("graphs", "right"),
+        ("other", "right"),
+        ("KV GiB", "right"),
+        ("KV tokens", "right"),
+        ("conc", "right"),
+        ("footprint", "right"),
+        ("free@start", "right"),
+        ("verdict", "left"),
     ]:
         t.add_column(col, justify=j)  # type: ignore[arg-type]
     for i, m in enumerate(plan.models):
         frac = f"{m.gpu_memory_utilization:.2f}" + ("*" if m.chosen_by_solver else "")
-        verdict = Text("ok", style="green") if m.verdict == "ok" else Text(f"FAIL {m.error.kind}", style="bold red")  # type: ignore[union-attr]
+        verdict = (
+            Text("ok", style="green") if m.verdict == "ok" else Text(f"FAIL {m.error.kind}", style="bold red")
+        )  # type: ignore[union-attr]
         graphs = f"{m.cudagraph_gib:.2f}" + ("" if m.cudagraph_in_budget else " out")
         t.add_row(
             Text(m.name + (" (cal)" if m.calibrated else ""), style=COLORS[i % len(COLORS)]),
-            frac, f"{m.weights_gib:.2f}", f"{m.activation_gib:.2f}", graphs, f"{m.non_torch_gib:.2f}",
-            f"{m.kv_cache_gib:.2f}", f"{m.kv_cache_tokens:,}", f"{m.max_concurrency:.2f}x",
-            f"{m.footprint_gib:.2f}", f"{m.free_at_start_gib:.2f}", verdict,
+            frac,
+            f"{m.weights_gib:.2f}",
+            f"{m.activation_gib:.2f}",
+            graphs,
+            f"{m.non_torch_gib:.2f}",
+            f"{m.kv_cache_gib:.2f}",
+            f"{m.kv_cache_tokens:,}",
+            f"{m.max_concurrency:.2f}x",
+            f"{m.footprint_gib:.2f}",
+            f"{m.free_at_start_gib:.2f}",
+            verdict,
         )
     con.print(t)
     bar = Text()
-    for lbl, cells, color in device_bar(plan):
+    for _lbl, cells, color in device_bar(plan):
         if cells:
             bar.append("█" * cells, style=color)
     con.print(bar)
     legend = Text()
-    for lbl, cells, color in device_bar(plan):
+    for lbl, _cells, color in device_bar(plan):
         legend.append("■ ", style=color)
         legend.append(lbl + "  ")
     legend.append(f"headroom {plan.headroom_gib:.2f} GiB")
     con.print(legend)
-    con.print(f"fractions sum {plan.utilization_sum:.2f} (budget {d.budget_gib / d.total_gib:.2f}); * = chosen by the solver")
+    con.print(
+        f"fractions sum {plan.utilization_sum:.2f} (budget {d.budget_gib / d.total_gib:.2f}); * = chosen by the solver"
+    )
     con.print("launch order: " + " -> ".join(plan.launch_order))
     if plan.solver:
         con.print(f"solver: {plan.solver}")
@@ -79,8 +103,10 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
         con.print(f"[yellow]warning[/]: {w}")
     if explain:
         for m in plan.models:
-            con.print(f"[bold]{m.name}[/] ({m.model}): max_model_len {m.max_model_len}, max_num_seqs {m.max_num_seqs}, "
-                      f"max_num_batched_tokens {m.max_num_batched_tokens}, block {m.block_size}, context {m.context_gib:.2f} GiB, "
-                      f"host overhead {m.host_overhead_gib:.2f} GiB")
+            con.print(
+                f"[bold]{m.name}[/] ({m.model}): max_model_len {m.max_model_len}, max_num_seqs {m.max_num_seqs}, "
+                f"max_num_batched_tokens {m.max_num_batched_tokens}, block {m.block_size}, context {m.context_gib:.2f} GiB, "
+                f"host overhead {m.host_overhead_gib:.2f} GiB"
+            )
             for note in m.notes:
                 con.print(f"  - {note}")

@@ -29,14 +29,20 @@ def plan_svg(plan: Plan, width: int = 720) -> str:
     ]
     for lbl, gib, color in segs:
         w = inner * gib / total
-        parts.append(f'<rect x="{x:.1f}" y="24" width="{w:.1f}" height="{h}" fill="{color}"><title>{escape(lbl)}: {gib:.2f} GiB</title></rect>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="24" width="{w:.1f}" height="{h}" fill="{color}"><title>{escape(lbl)}: {gib:.2f} GiB</title></rect>'
+        )
         if w > 40:
             parts.append(f'<text x="{x + 4:.1f}" y="{24 + h / 2 + 4:.1f}">{escape(lbl)} {gib:.1f}</text>')
         x += w
     bx = pad + inner * plan.device.budget_gib / total
-    parts.append(f'<line x1="{bx:.1f}" y1="20" x2="{bx:.1f}" y2="{24 + h + 4}" stroke="black" stroke-dasharray="3,2"/>')
-    parts.append(f'<text x="{pad}" y="{h + 46}">budget {plan.device.budget_gib:.2f} GiB (dashed); headroom {plan.headroom_gib:.2f} GiB; '
-                 f'{"fits" if plan.fits else "does NOT fit"}</text>')
+    parts.append(
+        f'<line x1="{bx:.1f}" y1="20" x2="{bx:.1f}" y2="{24 + h + 4}" stroke="black" stroke-dasharray="3,2"/>'
+    )
+    parts.append(
+        f'<text x="{pad}" y="{h + 46}">budget {plan.device.budget_gib:.2f} GiB (dashed); headroom {plan.headroom_gib:.2f} GiB; '
+        f"{'fits' if plan.fits else 'does NOT fit'}</text>"
+    )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -51,7 +51,9 @@ def batch_defaults(device: Device, rules: VersionRules) -> tuple[int, int, str]:
     return 2048, 256, "small" + (" (NVML memory N/A)" if not device.nvml_memory else "")
 
 
-def engine_settings(m: ModelSpec, f: ModelFacts, device: Device, rules: VersionRules) -> tuple[EngineSettings, list[str]]:
+def engine_settings(
+    m: ModelSpec, f: ModelFacts, device: Device, rules: VersionRules
+) -> tuple[EngineSettings, list[str]]:
     notes: list[str] = []
     mnbt_d, mns_d, tier = batch_defaults(device, rules)
     mml = m.max_model_len
@@ -80,6 +82,7 @@ def engine_settings(m: ModelSpec, f: ModelFacts, device: Device, rules: VersionR
         enable_prefix_caching=m.enable_prefix_caching,
         enforce_eager=m.enforce_eager,
         kv_cache_memory_bytes=m.kv_cache_memory_bytes,
+        quantization=m.quantization,
     )
     return es, notes
 
@@ -135,7 +138,10 @@ class Sim:
         out: list[Startup] = []
         gpus_of: list[list[int]] = []
         for i, u in enumerate(fracs):
-            t = self.entries[i].settings.tensor_parallel_size * self.entries[i].settings.pipeline_parallel_size
+            t = (
+                self.entries[i].settings.tensor_parallel_size
+                * self.entries[i].settings.pipeline_parallel_size
+            )
             t = min(t, d.count)
             order = sorted(range(d.count), key=lambda g: (used[g], g))[:t]
             pin = self.entries[i].spec.gpus  # placement pins a replica's GPUs (issue 7)
@@ -145,7 +151,9 @@ class Sim:
             st = self.run(i, u, max(free, 0))
             out.append(st)
             gpus_of.append(sorted(order))
-            if st.error_kind != "free_memory":  # a process that fails the check holds only its context briefly
+            if (
+                st.error_kind != "free_memory"
+            ):  # a process that fails the check holds only its context briefly
                 for g in order:
                     used[g] += st.footprint_bytes if st.error_kind is None else st.context_bytes
         return out, gpus_of
@@ -227,7 +235,11 @@ def _resolve(spec: StackSpec, m: ModelSpec, i: int) -> ModelFacts:
 
 def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
     if spec.device is None and spec.hosts:
-        raise SpecError("hosts", "a multi-host spec is planned per GPU by placement", "use `residency plan` on a one-device spec")
+        raise SpecError(
+            "hosts",
+            "a multi-host spec is planned per GPU by placement",
+            "use `residency plan` on a one-device spec",
+        )
     assert spec.device is not None
     device = resolve_device(spec.device)
     rules = rules_for(spec.vllm_version)
@@ -286,7 +298,12 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
                 meaning=MEANINGS.get(st.error_kind, ""),
             )
         offer = e.spec.kv_cache_memory_bytes
-        if offer is None and e.spec.gpu_memory_utilization is None and rules.has_kv_cache_memory_bytes and st.error_kind is None:
+        if (
+            offer is None
+            and e.spec.gpu_memory_utilization is None
+            and rules.has_kv_cache_memory_bytes
+            and st.error_kind is None
+        ):
             offer = max(0, st.available_kv_bytes)
             notes.append(
                 f"or launch with --kv-cache-memory-bytes {offer} --gpu-memory-utilization {u:.2f} "
@@ -334,8 +351,12 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
             "cache as used: run `sync; echo 3 | sudo tee /proc/sys/vm/drop_caches` before each start (>= 0.11.1 uses MemAvailable)"
         )
     if len(entries) > 1:
-        warnings.append("start the models one at a time: launch the next only after the previous logs 'init engine ... took'")
-    used_total = device.used_gib + sum(m.footprint_gib for m, st in zip(models, sts, strict=True) if st.error_kind is None) / max(1, device.count)
+        warnings.append(
+            "start the models one at a time: launch the next only after the previous logs 'init engine ... took'"
+        )
+    used_total = device.used_gib + sum(
+        m.footprint_gib for m, st in zip(models, sts, strict=True) if st.error_kind is None
+    ) / max(1, device.count)
     headroom = device.total_gib - used_total
     return Plan(
         vllm_version=rules.version,

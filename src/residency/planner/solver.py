@@ -77,14 +77,25 @@ def solve(
     for i in free_idx:
         u, st = min_fraction(runs[i], targets[i])
         if u is None:
-            why = st.error_kind if st is not None and st.error_kind else "its concurrency stays below the target"
+            why = (
+                st.error_kind
+                if st is not None and st.error_kind
+                else "its concurrency stays below the target"
+            )
             if st is not None and st.error_kind is None:
-                why = f"even 1.0 gives {st.max_concurrency:.2f}x concurrency, below the {targets[i]:g} required"
+                why = (
+                    f"even 1.0 gives {st.max_concurrency:.2f}x concurrency, below the {targets[i]:g} required"
+                )
             problems.append(f"{names[i]}: cannot serve {targets[i]:g} requests at any fraction ({why})")
         else:
             mins[i] = u
     if problems:
-        return SolveResult([f if f is not None else mins.get(i, 0.0) for i, f in enumerate(fixed)], "; ".join(problems), False, mins)
+        return SolveResult(
+            [f if f is not None else mins.get(i, 0.0) for i, f in enumerate(fixed)],
+            "; ".join(problems),
+            False,
+            mins,
+        )
     fixed_sum = sum(f for f in fixed if f is not None)
     need = fixed_sum + sum(mins.values())
     if need > budget + 1e-9:
@@ -102,7 +113,9 @@ def solve(
     else:
         weights = {i: mins[i] for i in free_idx}
     wsum = sum(weights.values()) or 1.0
-    extra = {i: int((slack * weights[i] / wsum) / STEP + 1e-9) for i in free_idx}  # in 0.01 steps, rounded down
+    extra = {
+        i: int((slack * weights[i] / wsum) / STEP + 1e-9) for i in free_idx
+    }  # in 0.01 steps, rounded down
 
     def fracs() -> list[float]:
         return [f if f is not None else round(mins[i] + extra[i] * STEP, 2) for i, f in enumerate(fixed)]
@@ -126,6 +139,8 @@ def solve(
             "earlier processes' footprints (CUDA context, graphs outside the budget, host RSS) leave too little"
         )
         return SolveResult(out, text, False, mins)
-    how = "by priority" if any(priorities[i] is not None for i in free_idx) else "in proportion to the minimums"
+    how = (
+        "by priority" if any(priorities[i] is not None for i in free_idx) else "in proportion to the minimums"
+    )
     text = f"chose {chosen}; sum {sum(out):.2f} of budget {budget:.2f}, slack given {how}"
     return SolveResult(out, text, True, mins)

@@ -431,3 +431,19 @@ def test_nondefault_args_nested_keys_do_not_leak():
     )
     (ln,) = parse_log("non-default args: " + line)
     assert ln.model is None and ln.tensor_parallel_size == 2 and ln.dtype == "float16"
+
+
+def test_real_cpu_build_log():
+    # a vLLM 0.32.0 CPU-build start recorded on this project's test box (tests/fixtures/logs/cpu-0.32.0-toy-hermes.log):
+    # banner "█  version 0.32.0", "Explicitly set (1.0/10.34) GiB for KV cache on node 0.",
+    # "CPU KV cache size: 1,398,016 tokens, Maximum concurrency for 4,096 tokens per request: 341.31x",
+    # "init engine (profile, create kv cache, warmup model) took 41.10 s"
+    (ln,) = parse_log((FIXTURES / "cpu-0.32.0-toy-hermes.log").read_text())
+    assert (ln.vllm_version, ln.kv_cache_gib, ln.kv_cache_tokens, ln.max_concurrency) == (
+        "0.32.0",
+        1.0,
+        1398016,
+        341.31,
+    )
+    assert (ln.init_seconds, ln.max_model_len, ln.max_num_seqs, ln.error) == (41.1, 4096, 4, None)
+    assert ln.explicit["max_num_seqs"] == 4 and "port" not in ln.explicit

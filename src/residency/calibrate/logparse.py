@@ -299,7 +299,8 @@ _RX: dict[str, re.Pattern[str]] = {
     k: re.compile(v)
     for k, v in {
         # start markers
-        "version_api": r"vLLM API server version (v?\d[\w.+\-]*)",
+        # "vLLM API server version 0.11.0"; >= ~0.30 also an ASCII-art banner ending "█  version 0.32.0"
+        "version_api": r"(?:vLLM API server version|█\s+version) (v?\d[\w.+\-]*)",
         "engine_cfg": r"Initializing an? (?:V[01] )?LLM engine(?: \(v(\d[^)]*)\))?(?: with config: ?(.*))?",
         "nondefault": r"non-default args: (\{.*)",
         "cmd": r"(?:^|[\s$`>|;(])(?:vllm serve|-m vllm\.entrypoints\.openai\.api_server|vllm\.entrypoints\.openai\.api_server)(?=\s|$)(.*)",
@@ -352,7 +353,9 @@ _RX: dict[str, re.Pattern[str]] = {
         "kv_v0_tbl": rf"available_kv_cache_memory\s*({NUM}) ?GiB",
         "kv_v0_results": rf"kv_cache_size=({NUM}) ?GiB",
         "kv_fixed": rf"(?:Initial free memory ({NUM}) ?GiB, )?reserved ({NUM}) ?GiB memory for KV Cache",
-        "kv_tokens": r"GPU KV cache size: ([\d,]+) tokens",
+        "kv_tokens": r"(?:GPU|CPU|XPU) KV cache size: ([\d,]+) tokens",
+        # CPU backend: VLLM_CPU_KVCACHE_SPACE (0.32: "Explicitly set (1.0/10.34) GiB for KV cache on node 0.")
+        "kv_cpu": rf"Explicitly set \(({NUM})/{NUM}\) GiB for KV cache",
         "concurrency": rf"Maximum concurrency for ([\d,]+) tokens per request: ({NUM})x",
         "blocks": r"(?:^|[#\s\]])(?:GPU|CUDA|cuda|gpu) blocks: (\d+)",
         "blocks_v1": r"num_gpu_blocks is: (\d+)",
@@ -632,6 +635,8 @@ def _parse_line(b: _Builder, line: str, marker: tuple[str, re.Match[str]] | None
         b.setting("cudagraph_actual", True, 1)
 
     # --- KV
+    if m := rx["kv_cpu"].search(line):
+        b.figure("kv_cache_gib", _gib(m.group(1)), 3)
     if m := rx["kv_avail"].search(line):
         b.figure("kv_cache_gib", _gib(m.group(1)), 3)
     for key in ("kv_v0_line", "kv_v0_tbl", "kv_v0_results"):

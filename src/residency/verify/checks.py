@@ -798,14 +798,18 @@ def t8_agent(ctx: ModelCtx, hop: Hop) -> Outcome:
 
 
 def t9_edges(ctx: ModelCtx, hop: Hop) -> Outcome:
+    """Info level: how the hop answers shapes some clients send. A clear 4xx is fine; 5xx is not."""
     notes, status, fixes = [], PASS, []
-    for label, extra, fix in (
+    allowed = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "auto",
+            "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+        },
+    }
+    for label, extra, advice in (
         ("tools: []", {"tools": []}, "clients or the proxy must omit an empty tools list"),
-        (
-            "allowed_tools tool_choice",
-            {"tools": P.TOOLS, "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}}},
-            "pydantic-ai's allowed_tools tool_choice is not supported by vLLM: configure the client to send auto",
-        ),
+        ("allowed_tools tool_choice", {"tools": P.TOOLS, "tool_choice": allowed}, "pydantic-ai's allowed_tools tool_choice is not supported: configure the client to send auto"),
     ):  # fmt: skip
         body = {
             "messages": P.user(P.WEATHER_PROMPT),
@@ -815,13 +819,14 @@ def t9_edges(ctx: ModelCtx, hop: Hop) -> Outcome:
             "model": hop.model,
         }
         r = request(hop, "POST", f"{hop.base_url}/chat/completions", body)
-        notes.append(f"{label} → {r.status}")
         if r.status >= 500:
             status = WARN
-            fixes.append(fix + " (server answers 5xx instead of 400)")
+            notes.append(f"{label} → {r.status} (should be a 400): {r.message[:80]}")
+            fixes.append(advice)
         elif r.status >= 400:
-            status = WARN if status == PASS else status
-            fixes.append(fix)
+            notes.append(f"{label} → {r.status} ({advice})")
+        else:
+            notes.append(f"{label} → {r.status}")
     return Outcome(status, "; ".join(notes), "; ".join(fixes) or None)
 
 

@@ -251,3 +251,11 @@ def test_unknown_architecture_in_a_local_dir(tmp_path):
     assert ei.value.field == "models[w].model"
     assert "num_hidden_layers" in ei.value.problem and "vocab_size" in ei.value.problem
     assert "models[w].facts" in ei.value.fix
+
+
+def test_unknown_model_with_incomplete_facts_says_what_is_missing():
+    with pytest.raises(SpecError) as ei:
+        resolve_model(
+            spec("private/model-y", name="y", facts=ModelFactsOverride(num_hidden_layers=24, weights_gib=3))
+        )
+    assert "models[y].facts lacks hidden_size, num_attention_heads, vocab_size" in ei.value.problem

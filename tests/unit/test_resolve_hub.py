@@ -68,6 +68,10 @@ def _handler(hub: FakeHub):
             if repo not in hub.repos:
                 return self._send(404, b"Repository not found", {"X-Error-Code": "RepoNotFound"}, head)
             files = hub.repos[repo]
+            if "__gated__" in files:
+                return self._send(
+                    403, b"Access to this repo is restricted", {"X-Error-Code": "GatedRepo"}, head
+                )
             if fname not in files:
                 return self._send(404, b"Entry not found", {"X-Error-Code": "EntryNotFound"}, head)
             body = files[fname]
@@ -179,3 +183,11 @@ def test_hub_unreachable_is_a_spec_error(fake_hub, monkeypatch):
     with pytest.raises(SpecError) as ei:
         resolve_model(ModelSpec(name="x", model="acme/elsewhere"))
     assert "could not be reached" in ei.value.problem
+
+
+def test_hub_gated_repo_says_to_accept_the_licence(fake_hub):
+    fake_hub.repos["meta-llama/Secret-1B"] = {"__gated__": b"", "config.json": b"{}"}
+    with pytest.raises(SpecError) as ei:
+        resolve_model(ModelSpec(name="g", model="meta-llama/Secret-1B"))
+    assert ei.value.field == "models[g].model"
+    assert "gated" in ei.value.problem and "HF_TOKEN" in ei.value.fix

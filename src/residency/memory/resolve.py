@@ -111,11 +111,17 @@ def _find(model: str, revision: str | None, hf_cache: str | None, field: str, ov
             raise
         except _NotFound as e:
             reason = str(e)
+    if override is not None:
+        miss = [k for k in _MANUAL_KEYS if getattr(override, k, None) is None]
+        reason += f"; {field.rsplit('.', 1)[0]}.facts lacks {', '.join(miss)} to describe it alone"
     raise _unknown(model, field, hf_cache, reason)
 
 
 class _NotFound(Exception):
     pass
+
+
+_MANUAL_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size", "weights_gib")
 
 
 def _override_is_complete(o: Any) -> bool:

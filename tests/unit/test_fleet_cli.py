@@ -1,0 +1,102 @@
+"""`residency plan` on the bundled multi-host example, with the real planner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from residency.planner.placement import place_fleet
+from residency.spec import load_spec
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from residency.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_plan_json_is_the_fleet_contract_and_every_replica_is_placed():
+    r = run("plan", str(EXAMPLE), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"hosts", "placements", "unplaced", "fits"} <= set(d)
+    assert d["fits"] is True and d["unplaced"] == []
+    spec = load_spec(EXAMPLE)
+    assert len(d["placements"]) == sum(m.replicas for m in spec.models) == 10
+    # every GPU that holds replicas carries the planner's own plan for its set, and it fits
+    for h in d["hosts"]:
+        for g in h["gpus"]:
+            if g["members"]:
+                assert g["plan"]["fits"] is True
+                assert g["plan"]["utilization_sum"] <= 0.95 + 1e-9
+    # the pin holds; tensor-parallel replicas take both GPUs of one H100 box
+    by = {(p["name"], p["replica"]): p for p in d["placements"]}
+    assert by[("moe", 0)]["host"] == "spark"
+    assert by[("coder", 0)]["gpus"] == [0, 1] and by[("coder", 1)]["gpus"] == [0, 1]
+    assert by[("coder", 0)]["host"] != by[("coder", 1)]["host"]
+    # replicas of one model on distinct GPUs
+    seen = set()
+    for p in d["placements"]:
+        for gpu in p["gpus"]:
+            assert (p["name"], p["host"], gpu) not in seen
+            seen.add((p["name"], p["host"], gpu))
+
+
+def test_plan_explain_shows_the_search():
+    r = run("plan", str(EXAMPLE), "--explain")
+    assert r.returncode == 0, r.stderr
+    assert "search (largest replicas first)" in r.stdout
+    assert "moe#0 needs" in r.stdout and "best fit -> spark:0" in r.stdout
+
+
+def test_refused_fleet_exits_1_with_reason_and_fix(tmp_path):
+    """The example with 6 coder replicas (tensor_parallel 2): only the two H100 boxes have 2 GPUs."""
+    text = EXAMPLE.read_text().replace(
+        "    replicas: 2\n    tensor_parallel_size: 2", "    replicas: 6\n    tensor_parallel_size: 2"
+    )
+    assert text != EXAMPLE.read_text()
+    p = tmp_path / "fleet.yaml"
+    p.write_text(text)
+    r = run("plan", str(p))
+    assert r.returncode == 1
+    assert "unplaced coder#2" in r.stdout and "fix:" in r.stdout
+    d = json.loads(run("plan", str(p), "--json").stdout)
+    assert d["fits"] is False and [u["replica"] for u in d["unplaced"] if u["name"] == "coder"] == [
+        2,
+        3,
+        4,
+        5,
+    ]
+
+
+def test_spread_puts_replicas_on_more_gpus_than_pack():
+    spec = load_spec(EXAMPLE)
+    packed = place_fleet(spec, verify=False)
+    spread = place_fleet(spec.model_copy(update={"placement": "spread"}), verify=False)
+    used = lambda f: sum(1 for h in f.hosts for g in h.gpus if g.members)  # noqa: E731
+    assert not packed.unplaced and not spread.unplaced
+    assert used(packed) == 5  # spark + both GPUs of both H100 boxes (the coders fill them)
+    # oss#0 (0.29 of an H100, 0.19 of the Spark), after moe on the Spark and the coders on the H100s:
+    # best fit takes an H100 GPU (11.1 GiB left there vs 31.2 on the Spark); least-loaded compares
+    # the share left, 31.2/119.67 = 0.26 on the Spark vs 11.1/79.19 = 0.14, and takes the Spark
+    oss0 = lambda f: next(p.host for p in f.placements if p.name == "oss" and p.replica == 0)  # noqa: E731
+    assert oss0(packed) == "h100-a" and oss0(spread) == "spark"
+
+
+@pytest.mark.parametrize("bad", ["nohost"])
+def test_pin_to_unknown_host_is_a_spec_error(tmp_path, bad):
+    p = tmp_path / "fleet.yaml"
+    p.write_text(EXAMPLE.read_text().replace("host: spark", f"host: {bad}"))
+    r = run("plan", str(p))
+    assert r.returncode == 2
+    assert "names host 'nohost', which is not in hosts" in r.stderr
+    assert "Traceback" not in r.stderr

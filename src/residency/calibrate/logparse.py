@@ -303,8 +303,8 @@ _RX: dict[str, re.Pattern[str]] = {
         "version_api": r"(?:vLLM API server version|█\s+version) (v?\d[\w.+\-]*)",
         "engine_cfg": r"Initializing an? (?:V[01] )?LLM engine(?: \(v(\d[^)]*)\))?(?: with config: ?(.*))?",
         "nondefault": r"non-default args: (\{.*)",
-        "cmd": r"(?:^|[\s$`>|;(])(?:vllm serve|-m vllm\.entrypoints\.openai\.api_server|vllm\.entrypoints\.openai\.api_server)(?=\s|$)(.*)",
-        "llm_call": r"\bLLM\((.*)",
+        "cmd": r"^\s*[`$>]?\s*(?:\w+=\S*\s+)*(?:vllm serve|python3? -m vllm\.entrypoints\.openai\.api_server)(?=\s|$)(.*)",
+        "llm_call": r"(?:^|=\s*)LLM\((.*)",
         # settings
         "cfg_model": r"(?<![\w.])model='([^']*)'",
         "cfg_dtype": r"(?<![\w.])dtype=(?:torch\.)?(\w+)",

@@ -113,9 +113,11 @@ def solve(
     else:
         weights = {i: mins[i] for i in free_idx}
     wsum = sum(weights.values()) or 1.0
-    extra = {
-        i: int((slack * weights[i] / wsum) / STEP + 1e-9) for i in free_idx
-    }  # in 0.01 steps, rounded down
+    steps = int(slack / STEP + 1e-9)  # whole 0.01 steps of slack (never over budget)
+    share = {i: steps * weights[i] / wsum for i in free_idx}
+    extra = {i: int(share[i] + 1e-9) for i in free_idx}
+    for i in sorted(free_idx, key=lambda i: (-(share[i] - extra[i]), -weights[i], i))[: steps - sum(extra.values())]:
+        extra[i] += 1  # largest remainders get the steps rounding left over
 
     def fracs() -> list[float]:
         return [f if f is not None else round(mins[i] + extra[i] * STEP, 2) for i, f in enumerate(fixed)]

@@ -644,11 +644,16 @@ def _why_unplaced(spec, job: _Job, hosts, devices, pools, host_pools, demand, ra
                 reason=f"{rid}: cannot serve on {', '.join(errs)}: {why}",
                 fix="lower max_model_len or max_num_seqs, use a quantized checkpoint, raise tensor_parallel_size, or add a bigger device",
             )
+        scope = f"pinned host {m.host}" if m.host else "the hosts"
+        if tp == 1:
+            why = f"every GPU of {scope} already holds a replica of {m.name}"
+        else:
+            why = f"none of {scope} has {tp} GPUs (tensor_parallel_size {tp}) without a replica of {m.name}"
         return Unplaced(
             name=m.name,
             replica=job.replica,
-            reason=f"{rid}: every GPU of {where} with room already holds a replica of {m.name} (replicas need distinct GPUs)",
-            fix=f"lower replicas of {m.name} or add a host",
+            reason=f"{rid}: {why} (replicas need distinct GPUs)",
+            fix=f"lower replicas of {m.name} or add a host" + (f" with {tp} GPUs" if tp > 1 else ""),
         )
     gap, need_u, free, label, hi = best
     unit = "of a GPU" if tp == 1 else f"of each of {tp} GPUs"

@@ -361,10 +361,11 @@ def test_debug_profiling_lines_both_formulas():
     )
     assert (a.non_kv_cache_gib, a.activation_gib, a.non_torch_gib, a.weights_gib) == (29.33, 1.4, 0.21, 27.72)
     (b,) = parse_log(
+        # the 0.32 wording (vllm/utils/mem_utils.py __repr__), with r011's 15.03 consumed and 1.59 peak
         "DEBUG [gpu_worker.py:740] Memory profiling takes 5.47 seconds. Total non KV cache memory: 16.62GiB; "
-        "total consumed (from mem_get_info): 15.03GiB; weights memory: 14.2GiB."
+        "torch peak memory increase: 1.59GiB; total consumed (from mem_get_info): 15.03GiB; weights memory: 14.2GiB."
     )
-    assert (b.non_kv_cache_gib, b.consumed_gib, b.weights_gib, b.activation_gib) == (16.62, 15.03, 14.2, None)
+    assert (b.non_kv_cache_gib, b.consumed_gib, b.weights_gib, b.activation_gib) == (16.62, 15.03, 14.2, 1.59)
 
 
 def test_kv_cache_memory_bytes_line():
@@ -385,6 +386,22 @@ def test_kv_cache_memory_bytes_line():
             "utilization (0.9, 125.75 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.",
             "free_memory",
             {"free_gib": 7.34, "total_gib": 139.72, "utilization": 0.9, "requested_gib": 125.75},
+        ),
+        (
+            # 0.33 with weights held by an external loader process
+            "ValueError: Free memory on device cuda:0 (30.27/31.4 GiB) on startup is less than the engine's budget "
+            "after excluding external process's weights (0.92, 12.03 GiB). Decrease GPU memory utilization or reduce "
+            "GPU memory used by other processes.",
+            "free_memory",
+            {"free_gib": 30.27, "total_gib": 31.4, "utilization": 0.92, "requested_gib": 12.03},
+        ),
+        (
+            # CPU backend (0.32, vllm/v1/worker/cpu_worker.py); the toy box's 10.34 GiB node
+            "ValueError: Available memory on node 0 (6.5/10.34 GiB) on startup is less than desired CPU memory "
+            "utilization (0.9, 9.31 GiB). On the CPU backend, the `--gpu-memory-utilization` flag controls the "
+            "fraction of CPU memory reserved (despite its name).",
+            "free_memory",
+            {"free_gib": 6.5, "total_gib": 10.34, "utilization": 0.9, "requested_gib": 9.31},
         ),
         (
             "AssertionError: Error in memory profiling. Initial free memory 40.1 GiB, current free memory 41.3 GiB. "

@@ -363,7 +363,9 @@ _RX: dict[str, re.Pattern[str]] = {
         "block_bump": r"Setting attention block size to (\d+) tokens",
         "init_done": rf"init engine \(profile, create kv cache, warmup model\) took ({NUM}) s",
         # errors
-        "e_free": rf"Free memory on device (?:\S+ )?\(({NUM})/({NUM}) GiB\) on startup is less than desired GPU memory utilization \(({NUM}), ({NUM}) GiB\)",
+        # <= 0.13 "on device (F/T GiB)", >= 0.14 "on device cuda:N (F/T GiB)"; 0.33 external-weights variant;
+        # CPU backend (0.32): "Available memory on node 0 (F/T GiB) ... desired CPU memory utilization (U, R GiB)"
+        "e_free": rf"(?:Free memory on device|Available memory on node)(?: \S+)? \(({NUM})/({NUM}) GiB\) on startup is less than (?:desired [GC]PU memory utilization|the engine's budget after excluding external process's weights) \(({NUM}), ({NUM}) GiB\)",
         "e_nocache": r"No available memory for the cache blocks",
         "e_maxlen": rf"To serve at least one request with the models?'s max seq len \((\d+)\),? \(({NUM}) GiB KV cache is needed, which is larger than the available KV cache memory \(({NUM}) GiB\)\.?(?: Based on the available memory, the estimated maximum model length is (\d+))?",
         "e_maxlen_v0": r"The model's max seq len \((\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((\d+)\)",

@@ -228,7 +228,16 @@ def up_stack(
             st.put(e)
             store.save(st)
             this_run.append(m.key)
-            ok, reason = wait_ready(backend, e, m, opts, console)
+            try:
+                ok, reason = wait_ready(backend, e, m, opts, console)
+            except KeyboardInterrupt:
+                # never leave a half-started engine behind: stop it, keep what was ready
+                backend.stop(e, opts.grace_s)
+                st.drop(m.key)
+                store.save(st)
+                kept = ", ".join(x.name for x in st.entries) or "nothing"
+                console.print(f"interrupted: stopped {m.key} while it started; still running: {kept}")
+                raise
             if not ok:
                 text = backend.log_text(e)
                 backend.stop(e, opts.grace_s)

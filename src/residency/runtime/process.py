@@ -213,6 +213,9 @@ class ProcessBackend:
         port = m.spec.port or free_port(self.host)
         cmd = self.expected_command(m, ProcEntry(name=m.key, port=port))
         env = {**VLLM_ENV, **m.spec.env}
+        gpus = m.plan.gpus or m.spec.gpus
+        if gpus and "CUDA_VISIBLE_DEVICES" not in m.spec.env:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)  # the plan's placement
         return self._spawn(m.key, cmd, env, port, "vllm")
 
     def alive(self, e: ProcEntry) -> bool:

@@ -78,7 +78,8 @@ def requirement(m: ModelSpec) -> float:
 def _single_spec(
     spec_version: str, m: ModelSpec, dev: DeviceSpec, fraction: float | None, **extra
 ) -> StackSpec:
-    d = dev.model_copy(update={"count": max(dev.count, m.tensor_parallel_size)})
+    # alone on an empty device: the demand does not depend on what else is there (packing adds that)
+    d = dev.model_copy(update={"count": max(dev.count, m.tensor_parallel_size), "used_gib": 0.0})
     mm = m.model_copy(update={"gpu_memory_utilization": fraction, "replicas": 1, "host": None})
     return StackSpec(vllm_version=spec_version, device=d, models=[mm], **extra)
 
@@ -287,16 +288,6 @@ class Pool:
         # free memory left for a further process once all are up
         left_free = self.total_gib - self.used_gib - self.sum_fp - d.footprint_gib
         return min(left_budget, left_free)
-
-    def room(self) -> float:
-        return min((self.budget - self.sum_u) * self.total_gib, self.total_gib - self.used_gib - self.sum_fp)
-
-    def free_fraction(self) -> float:
-        """Largest fraction a further process could take here (both rules, ignoring its overhead)."""
-        return max(
-            0.0,
-            min(self.budget - self.sum_u, (self.total_gib - self.used_gib - self.sum_fp) / self.total_gib),
-        )
 
     def add(self, d: Demand, order: tuple, job: int, model: str) -> None:
         self.sum_u += d.fraction

@@ -622,3 +622,15 @@ def test_unknown_hybrid_layout_is_an_error_not_a_dense_guess():
     with pytest.raises(UnknownModelError) as ei:
         facts_from_config(cfg, model_id="Zyphra/Zamba2-7B", source="hub", field="models[z].model")
     assert "mamba_d_state" in ei.value.problem and "models[z].facts" in ei.value.fix
+
+
+def test_transformers5_rendered_mamba_layers_as_linear_attention():
+    # transformers 5 renders granite-4.0-h's layer_types as linear_attention / full_attention
+    e = catalog.lookup("ibm-granite/granite-4.0-h-small")
+    cfg = dict(e.config)
+    cfg["layer_types"] = [
+        "full_attention" if t == "attention" else "linear_attention" for t in cfg["layer_types"]
+    ]
+    f = facts_from_config(cfg, model_id=e.id, source="catalog")
+    assert Counter(f.layer_kinds) == {"mamba2": 36, "full": 4}
+    assert f.mamba.kind == "mamba2"

@@ -267,7 +267,18 @@ def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple
             elif k == "sliding" and not sliding:
                 k = "full"  # rendered configs may say sliding with no window: vLLM uses full attention
             elif k == "linear":
-                k = "gdn" if mt in _GDN_TYPES or c.has("linear_num_value_heads") else "linear"
+                # transformers 5 renders Mamba layers as "linear_attention" too (granite-4.0-h,
+                # Nemotron-H): the state keys tell GatedDeltaNet, Mamba and MiniMax apart.
+                if mt in _GDN_TYPES or c.has("linear_num_value_heads"):
+                    k = "gdn"
+                elif mt == "jamba" or (
+                    c.has("mamba_d_state") and c.has("mamba_expand") and not c.has("mamba_n_heads")
+                ):
+                    k = "mamba"
+                elif any(
+                    c.has(x) for x in ("mamba_n_heads", "mamba_num_heads", "ssm_state_size", "mamba_d_state")
+                ):
+                    k = "mamba2"
             elif k == "mamba2" and mt == "jamba":
                 k = "mamba"
             out.append(k)

@@ -100,3 +100,19 @@ def test_pin_to_unknown_host_is_a_spec_error(tmp_path, bad):
     assert r.returncode == 2
     assert "names host 'nohost', which is not in hosts" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bench_json_reports_the_four_figures():
+    bench = EXAMPLE.parents[1] / "bench" / "fleet.py"
+    r = subprocess.run(
+        [sys.executable, str(bench), "--hosts", "6", "--replicas", "24", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert set(d) == {"placement_s", "packing_efficiency", "placed", "unplaced"}
+    assert d["placed"] + d["unplaced"] == 24
+    # obtained KV can never exceed the bound (it ignores CUDA contexts and the free-memory rule)
+    assert 0 < d["packing_efficiency"] <= 1

@@ -464,3 +464,13 @@ def test_real_cpu_build_log():
     )
     assert (ln.init_seconds, ln.max_model_len, ln.max_num_seqs, ln.error) == (41.1, 4096, 4, None)
     assert ln.explicit["max_num_seqs"] == 4 and "port" not in ln.explicit
+
+
+def test_generic_engine_failure_is_other():
+    # r034's V1 run: the only failure line is "EngineCore failed to start."
+    (ln,) = parse_log("ERROR 04-30 10:20:36 [core.py:396] EngineCore failed to start.")
+    assert (
+        ln.error is not None
+        and ln.error.kind == "other"
+        and ln.error.message == "EngineCore failed to start."
+    )

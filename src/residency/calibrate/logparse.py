@@ -464,6 +464,12 @@ def _parse_cmdline(rest: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+# Every pattern above needs one of these words; other lines are skipped cheaply.
+_RELEVANT = re.compile(
+    r"GiB|GB|took|blocks|KV|kv|version|args|engine|serve|LLM\(|max_num|max model len|memory|block size|rror"
+    r"|xception|capture_model|load|CUDA|Mamba|max seq len|concurrency|failed|Engine"
+)
+
 # Order in which one start logs its markers: command, API server version, non-default args, engine config.
 _STAGE = {"cmd": 0, "version": 1, "args": 2, "engine": 3}
 
@@ -489,6 +495,8 @@ def parse_log(text: str) -> list[Launch]:
     for raw in text.splitlines():
         line = _ANSI.sub("", raw).rstrip()
         if not line.strip():
+            continue
+        if not _RELEVANT.search(line):
             continue
         marker = _start_marker(line)
         if marker is not None:

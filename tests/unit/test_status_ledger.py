@@ -387,3 +387,40 @@ def test_watch_loop_survives_everything_down():
     ledgers = list(iter_ledgers(spec, None, interval=0.5, count=3, use_plan=False, sleep=sleeps.append))
     assert len(ledgers) == 3 and all(led.models[0].state == "down" for led in ledgers)
     assert len(sleeps) == 2 and all(0 <= s <= 0.5 for s in sleeps)
+
+
+def test_reads_the_state_file_up_writes(tmp_path):
+    """Contract with residency.runtime.state: what `up` saves is what status targets."""
+    from residency.runtime.state import ProcEntry, StackState, StateStore, state_dir
+
+    spec_path = tmp_path / "stack.yaml"
+    spec_path.write_text("")
+    st = StackState(spec_path=str(spec_path), runtime="process")
+    st.put(ProcEntry(name="qwen", model="qwen", pid=31415, port=18001, state="ready", log_path="/l/q.log"))
+    st.put(ProcEntry(name="llama", model="llama", pid=31420, port=18002, state="starting"))
+    st.put(ProcEntry(name="litellm", kind="proxy", pid=31500, port=14000, state="ready"))
+    StateStore(state_dir(spec_path)).save(st)
+
+    state = read_state(spec_path)
+    t = targets_for(_spec(False), state)
+    assert [(x.name, x.pid, x.port, x.recorded_state) for x in t] == [
+        ("qwen", 31415, 18001, "ready"),
+        ("llama", 31420, 18002, "starting"),
+    ]
+    assert t[0].log_path == "/l/q.log"
+    routes = {
+        (14000, "/health/liveliness"): httpx.Response(200),
+        (14000, "/health/readiness"): httpx.Response(200),
+    }
+    led = build_ledger(
+        _spec(False),
+        RecordedReader(FIX / "nvml" / "h100-two-vllm.json"),
+        spec_path=spec_path,
+        client=_client(routes),
+        alive_fn=lambda p: False,
+        discover_pids=False,
+    )
+    assert (
+        led.proxy.url == "http://127.0.0.1:14000" and led.proxy.state == "ready"
+    )  # port from the state file
+    assert [m.url for m in led.models] == ["http://127.0.0.1:18001", "http://127.0.0.1:18002"]

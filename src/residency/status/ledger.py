@@ -359,10 +359,13 @@ def _apply_metrics(ms: ModelStatus, m: VllmMetrics) -> None:
     ms.served_names = list(m.model_names)
 
 
-def probe_proxy(client: httpx.Client, spec: StackSpec, timeout: float = 2.0) -> ProxyStatus:
-    """LiteLLM's unauthenticated health endpoints: /health/liveliness and /health/readiness."""
+def probe_proxy(
+    client: httpx.Client, spec: StackSpec, timeout: float = 2.0, port: int | None = None
+) -> ProxyStatus:
+    """LiteLLM's unauthenticated health endpoints: /health/liveliness and /health/readiness.
+    `port`: where `up` started it (state file), else the spec's proxy port."""
     host = spec.proxy.host if spec.proxy.host not in ("0.0.0.0", "::", "") else LOCAL
-    url = f"http://{host}:{spec.proxy.port}"
+    url = f"http://{host}:{port or spec.proxy.port}"
     live, ld = probe_health(client, url + "/health/liveliness", timeout)
     if live is None:
         return ProxyStatus(url=url, state="down", detail=ld)
@@ -453,7 +456,8 @@ def build_ledger(
         per_pid = _safe(reader.processes, {})
         memory_source = "rss" if reader.kind == "host" else "gpu"
         with ThreadPoolExecutor(max_workers=min(8, len(targets) + 1)) as ex:
-            proxy_f = ex.submit(probe_proxy, client, spec, timeout)
+            proxy_port = _opt_int(((state or {}).get("proxy") or {}).get("port"))
+            proxy_f = ex.submit(probe_proxy, client, spec, timeout, proxy_port)
             futs = [
                 ex.submit(collect_model, t, client, per_pid, memory_source, tree_fn, alive_fn, timeout)
                 for t in targets

@@ -51,7 +51,7 @@ def render_ledger(ledger: Ledger) -> RenderableType:
     for m in ledger.models:
         name = m.name if m.replica == 0 else f"{m.name}#{m.replica}"
         drift = "-" if m.drift_pct is None else f"{m.drift_pct:+.0f}%"
-        kv = "-" if m.kv_cache_usage is None else f"{m.kv_cache_usage:.0%}"
+        kv = "-" if m.kv_cache_usage is None else f"{m.kv_cache_usage:.1%}"
         rw = "-" if m.requests_running is None else f"{_num(m.requests_running)}/{_num(m.requests_waiting)}"
         where = (m.url or "-").removeprefix("http://").removeprefix("127.0.0.1")
         if m.container:

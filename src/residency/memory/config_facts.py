@@ -759,8 +759,8 @@ def mtp_layers(config: dict[str, Any]) -> int:
 
     vLLM skips these weights unless speculative decoding uses them (read in the 0.32.0 source:
     qwen3_next.py maps the "mtp." prefix to None, deepseek_v2.py drops
-    get_spec_layer_idx_from_weight_name layers, glm4_moe.py calls skip_spec_layers; the same
-    holds back to the models' introduction: DeepSeek-V3 <= 0.10.1, Qwen3-Next 0.10.2, GLM-4.5 0.10.0).
+    get_spec_layer_idx_from_weight_name layers, glm4_moe.py calls skip_spec_layers). Assumed, not
+    checked, for earlier versions back to 0.10.1.
     """
     text = _text_config(config)
     for k in ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_layers"):

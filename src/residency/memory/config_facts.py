@@ -234,7 +234,8 @@ def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple
 
     if mt == "falcon_h1":
         # Falcon-H1: each decoder layer runs attention and Mamba2 in parallel; vLLM registers both,
-        # so the KV spec has 2 x num_hidden_layers entries (model.layers.i.self_attn + .mamba).
+        # so the KV spec has 2 x num_hidden_layers entries (model.layers.i.self_attn + .mamba;
+        # FalconH1ParallelHybrid, checked in the vLLM 0.32.0 source).
         return tuple(k for _ in range(n) for k in (attn, "mamba2")), True
 
     if c.has("attn_layer_period"):  # Jamba: attention every period layers from offset, Mamba1 elsewhere

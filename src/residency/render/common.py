@@ -79,7 +79,8 @@ def yaml_dump(obj, *, all_docs: bool = False) -> str:
     import yaml
 
     class _Dumper(yaml.SafeDumper):
-        pass
+        def ignore_aliases(self, data):  # no &id001 anchors: every manifest reads on its own
+            return True
 
     def _str(dumper, data):
         if "\n" in data:

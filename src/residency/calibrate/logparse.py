@@ -301,8 +301,12 @@ _RX: dict[str, re.Pattern[str]] = {
         # start markers
         # "vLLM API server version 0.11.0"; >= ~0.30 also an ASCII-art banner ending "█  version 0.32.0"
         "version_api": r"(?:vLLM API server version|█\s+version) (v?\d[\w.+\-]*)",
+        # V1 "Initializing a V1 LLM engine (vX) with config:" (0.8-0.33); V0 "a V0 LLM engine" (0.7-0.8),
+        # "an LLM engine (vX)" (0.4-0.6), "an LLM engine with config" (<= 0.3, no version)
         "engine_cfg": r"Initializing an? (?:V[01] )?LLM engine(?: \(v(\d[^)]*)\))?(?: with config: ?(.*))?",
+        # the API server's explicit flags (~0.8 onward; 0.10+ as "(APIServer pid=N) ... non-default args")
         "nondefault": r"non-default args: (\{.*)",
+        # command lines pasted into a log (not vLLM output): their flags count as explicit settings
         "cmd": r"^\s*[`$>]?\s*(?:\w+=\S*\s+)*(?:vllm serve|python3? -m vllm\.entrypoints\.openai\.api_server)(?=\s|$)(.*)",
         "llm_call": r"(?:^|=\s*)LLM\((.*)",
         # settings
@@ -313,13 +317,19 @@ _RX: dict[str, re.Pattern[str]] = {
         "cfg_quant": r"(?<![\w.])quantization=(\w+)",
         "cfg_eager": r"enforce_eager=(True|False)",
         "cfg_kvdtype": r"kv_cache_dtype=(\w+)",
+        # INFO settings lines, all versions that have them (0.6-0.33)
         "chunked": r"Chunked prefill is enabled with max_num_batched_tokens=(\d+)",
         "using_maxlen": r"Using max model len (\d+)",
         "kv_dtype_info": r"Using (\w+) data type to store kv cache",
         # weights
+        # "Model loading took X GiB and Y s" (0.8-0.11.0, V2 runner until 0.33), "X GiB memory and" (>= 0.11.1 V1);
+        # 0.8.x V0 prints "X GB and Y seconds"; <= 0.7 "Loading model weights took X GB" (GB = GiB)
         "weights_v1": rf"Model loading took ({NUM}) (GiB|GB)(?: memory)?(?: and ({NUM}) seconds)?",
         "weights_v0": rf"Loading model weights took ({NUM}) GB",
+        # V0 tables (0.6.4 - 0.8): "model weights take X GiB; non_torch_memory takes ...; PyTorch activation
+        # peak memory takes ...; the rest of the memory reserved for KV Cache is K", Dec 2024 column form too
         "weights_tbl": rf"model weights take\s*({NUM}) ?GiB",
+        # DEBUG "Memory profiling takes ..." (V1): <= 0.26 torch peak / non-torch increase, >= 0.27 total consumed
         "weights_dbg": rf"weights memory: ({NUM}) ?GiB",
         "load_start": r"Starting to load model|Loading model weights|load_model\(|load_weights\(",
         # profiling components
@@ -344,10 +354,13 @@ _RX: dict[str, re.Pattern[str]] = {
         "suggest": r"Replace gpu_memory_utilization config with `?--kv-cache-memory=(\d+)",
         "kv_in_use": rf"Current kv cache memory in use is ({NUM}) ?GiB",
         # graphs
+        # graphs: estimate >= 0.18 (applied from 0.20); pool actual-vs-estimate >= 0.20; capture line all versions
         "cg_est": rf"Estimated CUDA graph memory: ({NUM}) ?GiB",
         "cg_pool": rf"CUDA graph pool memory: ({NUM}) ?GiB \(actual\)(?:, ({NUM}) ?GiB \(estimated\))?",
         "cg_took": rf"Graph capturing finished in {NUM} secs?, took ({NUM}) ?GiB",
         # KV
+        # KV budget: V1 "Available KV cache memory" (0.8-0.33); V0 table/results forms (0.6.4-0.8);
+        # kv_cache_memory_bytes "reserved K GiB" (>= 0.10.2); tokens: "GPU KV cache size" (V1; 0.33 joins concurrency)
         "kv_avail": rf"Available KV cache memory: ({NUM}) ?GiB",
         "kv_v0_line": rf"the rest (?:of the memory )?reserved for KV Cache is\s*({NUM}) ?GiB",
         "kv_v0_tbl": rf"available_kv_cache_memory\s*({NUM}) ?GiB",
@@ -357,9 +370,11 @@ _RX: dict[str, re.Pattern[str]] = {
         # CPU backend: VLLM_CPU_KVCACHE_SPACE (0.32: "Explicitly set (1.0/10.34) GiB for KV cache on node 0.")
         "kv_cpu": rf"Explicitly set \(({NUM})/{NUM}\) GiB for KV cache",
         "concurrency": rf"Maximum concurrency for ([\d,]+) tokens per request: ({NUM})x",
+        # V0 "# GPU blocks: N" / "# cuda blocks: N" (<= 0.8); V1 "num_gpu_blocks is: N" (loggers, 0.10+)
         "blocks": r"(?:^|[#\s\]])(?:GPU|CUDA|cuda|gpu) blocks: (\d+)",
         "blocks_v1": r"num_gpu_blocks is: (\d+)",
         "blocks_override": r"Overriding num_gpu_blocks=\d+ with num_gpu_blocks_override=(\d+)",
+        # hybrid attention+mamba page alignment (0.10.2-0.33, §7.3)
         "block_bump": r"Setting attention block size to (\d+) tokens",
         "init_done": rf"init engine \(profile, create kv cache, warmup model\) took ({NUM}) s",
         # errors
@@ -367,9 +382,11 @@ _RX: dict[str, re.Pattern[str]] = {
         # CPU backend (0.32): "Available memory on node 0 (F/T GiB) ... desired CPU memory utilization (U, R GiB)"
         "e_free": rf"(?:Free memory on device|Available memory on node)(?: \S+)? \(({NUM})/({NUM}) GiB\) on startup is less than (?:desired [GC]PU memory utilization|the engine's budget after excluding external process's weights) \(({NUM}), ({NUM}) GiB\)",
         "e_nocache": r"No available memory for the cache blocks",
+        # §6.2: "models's" typo <= 0.21, "model's" >= 0.22; V0 (<= 0.8) counts tokens instead of GiB
         "e_maxlen": rf"To serve at least one request with the models?'s max seq len \((\d+)\),? \(({NUM}) GiB KV cache is needed, which is larger than the available KV cache memory \(({NUM}) GiB\)\.?(?: Based on the available memory, the estimated maximum model length is (\d+))?",
         "e_maxlen_v0": r"The model's max seq len \((\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((\d+)\)",
         "e_maxlen_loose": rf"({NUM}) GiB KV cache is needed",
+        # hybrid models, >= ~0.25 (config/compilation.py); §3.4 profiling assert (strict <= 0.15, >= from 0.16)
         "e_mamba": r"(?:max_num_seqs \((\d+)\) )?exceeds available Mamba cache blocks \((\d+)\)",
         "e_profiling": rf"Error in memory profiling\. Initial free memory ({NUM}) ?GiB, current free memory ({NUM}) ?GiB",
         "e_sampler": r"CUDA out of memory occurred when warming up sampler with (\d+) dummy requests",

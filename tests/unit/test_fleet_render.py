@@ -188,3 +188,40 @@ def test_spread_adds_topology_spread_for_multi_replica_deployments(tmp_path):
     files = render_fleet(s2, place_fleet(s2, plan_fn=toy_plan), tmp_path / "pack")
     dep = next(yaml.safe_load_all(files["k8s/a.yaml"].content))
     assert "topologySpreadConstraints" not in dep["spec"]["template"]["spec"]
+
+
+def test_bundled_fleet_example_renders_valid_files(tmp_path):
+    """examples/fleet.yaml through the real planner: every compose file and manifest validates."""
+    import jsonschema
+    import kubernetes_validate
+
+    from residency.render.k8s import K8S_VERSION
+    from residency.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml")
+    fp = place_fleet(spec)
+    assert fp.fits
+    files = render_fleet(spec, fp, tmp_path)
+    assert {"compose.spark.yaml", "compose.h100-a.yaml", "compose.h100-b.yaml", "compose.proxy.yaml"} <= set(
+        files
+    )
+    schema = _compose_schema()
+    n_docs = 0
+    for rel, f in files.items():
+        if rel.startswith("compose."):
+            jsonschema.validate(yaml.safe_load(f.content), schema)
+        elif rel.startswith("k8s/"):
+            for doc in yaml.safe_load_all(f.content):
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+                n_docs += 1
+    assert n_docs >= 5 + 5  # a Deployment and a Service per model at least, plus LiteLLM and Redis
+    # the coder replicas (tensor_parallel 2) ask for 2 GPUs and are kept on the H100 boxes
+    coder = [d for d in yaml.safe_load_all(files["k8s/coder.yaml"].content) if d["kind"] == "Deployment"]
+    for d in coder:
+        pod = d["spec"]["template"]["spec"]
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 2
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"
+        ]
+        assert {t["matchExpressions"][0]["values"][0] for t in terms} <= {"h100-a", "h100-b"}
+    assert sum(d["spec"]["replicas"] for d in coder) == 2

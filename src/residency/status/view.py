@@ -24,6 +24,7 @@ def _num(v: float | None) -> str:
 
 
 def render_ledger(ledger: Ledger) -> RenderableType:
+    from rich import box
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
@@ -34,6 +35,7 @@ def render_ledger(ledger: Ledger) -> RenderableType:
     t = Table(
         title=f"residency status  {escape(ledger.spec)}  (vLLM {ledger.vllm_version}, {time.strftime('%H:%M:%S', time.localtime(ledger.taken_at))})",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
     )
     for col, just in (
         ("model", "left"),
@@ -44,20 +46,29 @@ def render_ledger(ledger: Ledger) -> RenderableType:
         ("drift", "right"),
         ("KV", "right"),
         ("run/wait", "right"),
-        ("tokens", "right"),
-        ("at", "left"),
+        ("gen", "right"),
     ):
-        t.add_column(col, justify=just, no_wrap=col != "model")  # type: ignore[arg-type]
+        t.add_column(
+            col,
+            justify=just,  # type: ignore[arg-type]
+            no_wrap=col != "model",
+            min_width=min(24, max(5, *(len(m.name) + (3 if m.replica else 0) + len(str(m.url or "")) - 15 for m in ledger.models)))
+            if col == "model"
+            else None,
+        )
     for m in ledger.models:
         name = m.name if m.replica == 0 else f"{m.name}#{m.replica}"
         drift = "-" if m.drift_pct is None else f"{m.drift_pct:+.0f}%"
         kv = "-" if m.kv_cache_usage is None else f"{m.kv_cache_usage:.1%}"
         rw = "-" if m.requests_running is None else f"{_num(m.requests_running)}/{_num(m.requests_waiting)}"
-        where = (m.url or "-").removeprefix("http://").removeprefix("127.0.0.1")
+        where = (m.url or "").removeprefix("http://").removeprefix("127.0.0.1")
         if m.container:
-            where += f" [{m.container}]"
+            where += f" {m.container}"
+        label = Text(name)
+        if where:
+            label.append(f" {where}", style="dim")
         t.add_row(
-            escape(name),
+            label,
             Text(m.state, style=_STATE_STYLE.get(m.state, "")),
             "-" if m.pid is None else str(m.pid),
             _g(m.memory_bytes, "G"),
@@ -66,7 +77,6 @@ def render_ledger(ledger: Ledger) -> RenderableType:
             kv,
             rw,
             _num(m.generation_tokens_total),
-            escape(where),
         )
 
     lines: list[RenderableType] = [t]

@@ -157,3 +157,17 @@ def test_explain_text(capsys):
 def test_explain_ok_log(capsys):
     code, out, _ = run(capsys, "explain", str(FIXTURES / "v1-0.11.0-granite-ok.log"))
     assert code == 0 and "ok" in out
+
+
+def test_version_missing_from_log(capsys, tmp_path):
+    # r028's lines state no vLLM version: exit 2 naming the fix, then --vllm-version supplies it
+    log = str(FIXTURES / "v1-0.20.0-hybrid-ok.log")
+    cal = tmp_path / "c.json"
+    code, _, err = run(capsys, "calibrate", log, "--device", "rtx-5090", "--file", str(cal))
+    assert code == 2 and "--vllm-version" in err
+    code, _, _ = run(
+        capsys, "calibrate", log, "--device", "rtx-5090", "--file", str(cal), "--vllm-version", "0.20.0"
+    )
+    assert code == 0
+    (c,) = store.load(cal)
+    assert c.key.vllm_version == "0.20.0" and c.key.kv_cache_dtype == "fp8_e4m3"

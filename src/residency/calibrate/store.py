@@ -139,7 +139,7 @@ def key_from_launch(
         raise SpecError(
             "vllm_version",
             "the log does not state the vLLM version",
-            "pass --spec SPEC (its vllm_version is used)",
+            "pass --vllm-version X or --spec SPEC",
         )
     return normalize_key(
         CalibrationKey(
@@ -314,7 +314,11 @@ def record_launch(
     if model is not None:
         key = key_for_model(model, version or "", dev)
         if not version:
-            raise SpecError("vllm_version", "the log does not state the vLLM version", "pass --spec SPEC")
+            raise SpecError(
+                "vllm_version",
+                "the log does not state the vLLM version",
+                "pass --vllm-version X or --spec SPEC",
+            )
     else:
         key = key_from_launch(launch, dev, model=model_id, vllm_version=version)
     ln = launch.model_copy(deep=True)

@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
                 "--spec", help="Stack spec: keys follow its model settings, device and calibration_file"
             ),
         ] = None,
+        vllm_version: Annotated[
+            str | None, typer.Option("--vllm-version", help="vLLM version when the log does not state it")
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print JSON (one object per launch)")] = False,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Parse and print only; store nothing")
@@ -114,10 +117,12 @@ def register(app: typer.Typer) -> None:
         results: dict[tuple[str, int], dict[str, Any]] = {}
         stored = 0
         for src, i, ln in found:
+            if vllm_version and not ln.vllm_version:
+                ln = ln.model_copy(update={"vllm_version": vllm_version.lstrip("v")})
             try:
                 cal = store.record_launch(ln, spec=s, device=device, source=src, path=path, model_id=model)
             except SpecError as e:
-                if e.field in ("--model", "--device", "vllm_version") or str(path) == e.field:
+                if e.field != "launch":  # bad input (device, model, version, file): one line, exit 2
                     raise
                 results[(src, i)] = {"stored": False, "reason": e.problem}
                 continue

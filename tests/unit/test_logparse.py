@@ -474,3 +474,13 @@ def test_generic_engine_failure_is_other():
         and ln.error.kind == "other"
         and ln.error.message == "EngineCore failed to start."
     )
+
+
+def test_cpu_auto_kv_line():
+    # 0.32 CPU backend without VLLM_CPU_KVCACHE_SPACE (wording from vllm/v1/worker/cpu_worker.py); the toy
+    # box's 10.34 GiB node: 0.9 x 10.34 = 9.31 requested, 1.2 consumed, 8.11 left for KV
+    (ln,) = parse_log(
+        "(Worker pid=1) INFO 11-27 02:22:06 [cpu_worker.py:270] Auto set (8.11/10.34) GiB for KV cache on node 0, "
+        "with 9.31 GiB requested memory for the worker. 1.2 GiB memory was consumed by non-kv usages."
+    )
+    assert (ln.kv_cache_gib, ln.total_gib, ln.consumed_gib, ln.error) == (8.11, 10.34, 1.2, None)

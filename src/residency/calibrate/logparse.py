@@ -367,8 +367,12 @@ _RX: dict[str, re.Pattern[str]] = {
         "kv_v0_results": rf"kv_cache_size=({NUM}) ?GiB",
         "kv_fixed": rf"(?:Initial free memory ({NUM}) ?GiB, )?reserved ({NUM}) ?GiB memory for KV Cache",
         "kv_tokens": r"(?:GPU|CPU|XPU) KV cache size: ([\d,]+) tokens",
-        # CPU backend: VLLM_CPU_KVCACHE_SPACE (0.32: "Explicitly set (1.0/10.34) GiB for KV cache on node 0.")
-        "kv_cpu": rf"Explicitly set \(({NUM})/{NUM}\) GiB for KV cache",
+        # CPU backend (0.32, cpu_worker.py): "Explicitly set (K/T) GiB for KV cache on node 0." when
+        # VLLM_CPU_KVCACHE_SPACE / kv_cache_memory_bytes is set, else "Auto set (K/T) GiB for KV cache on node 0,
+        # with R GiB requested memory for the worker. C GiB memory was consumed by non-kv usages." (T = node memory)
+        "kv_cpu": rf"(?:Explicitly|Auto) set \(({NUM})/({NUM})\) GiB for KV cache",
+        "cpu_consumed": rf"({NUM}) GiB memory was consumed by non-kv usages",
+        "e_cpu_kv": rf"Available memory on node \S+ \(({NUM})/({NUM}) GiB\) on kv cache allocation is less than requested memory for kv \(({NUM})/({NUM}) GiB\)",
         "concurrency": rf"Maximum concurrency for ([\d,]+) tokens per request: ({NUM})x",
         # V0 "# GPU blocks: N" / "# cuda blocks: N" (<= 0.8); V1 "num_gpu_blocks is: N" (loggers, 0.10+)
         "blocks": r"(?:^|[#\s\]])(?:GPU|CUDA|cuda|gpu) blocks: (\d+)",
@@ -664,6 +668,19 @@ def _parse_line(b: _Builder, line: str, marker: tuple[str, re.Match[str]] | None
     # --- KV
     if m := rx["kv_cpu"].search(line):
         b.figure("kv_cache_gib", _gib(m.group(1)), 3)
+        b.figure("total_gib", _gib(m.group(2)), 1)
+    if m := rx["cpu_consumed"].search(line):
+        b.figure("consumed_gib", _gib(m.group(1)), 2)
+    if m := rx["e_cpu_kv"].search(line):
+        b.error(
+            "free_memory",
+            _from(line, m),
+            {
+                "free_gib": float(m.group(1)),
+                "total_gib": float(m.group(2)),
+                "requested_gib": float(m.group(4)),
+            },
+        )
     if m := rx["kv_avail"].search(line):
         b.figure("kv_cache_gib", _gib(m.group(1)), 3)
     for key in ("kv_v0_line", "kv_v0_tbl", "kv_v0_results"):

@@ -35,8 +35,10 @@ def main() -> int:
             print(r.stderr, file=sys.stderr)
             return 2
     med = statistics.median(times)
-    print(f"median {med * 1000:.0f} ms, best {min(times) * 1000:.0f} ms over {a.runs} runs; target < 500 ms: "
-          f"{'met' if med < 0.5 else 'NOT met'}")
+    print(
+        f"median {med * 1000:.0f} ms, best {min(times) * 1000:.0f} ms over {a.runs} runs; target < 500 ms: "
+        f"{'met' if med < 0.5 else 'NOT met'}"
+    )
     return 0
 
 

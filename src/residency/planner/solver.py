@@ -116,7 +116,9 @@ def solve(
     steps = int(slack / STEP + 1e-9)  # whole 0.01 steps of slack (never over budget)
     share = {i: steps * weights[i] / wsum for i in free_idx}
     extra = {i: int(share[i] + 1e-9) for i in free_idx}
-    for i in sorted(free_idx, key=lambda i: (-(share[i] - extra[i]), -weights[i], i))[: steps - sum(extra.values())]:
+    for i in sorted(free_idx, key=lambda i: (-(share[i] - extra[i]), -weights[i], i))[
+        : steps - sum(extra.values())
+    ]:
         extra[i] += 1  # largest remainders get the steps rounding left over
 
     def fracs() -> list[float]:

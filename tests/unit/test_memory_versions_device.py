@@ -1,0 +1,146 @@
+"""Version rules (vllm-memory.md §11), device presets and the activation/graph estimates by version."""
+
+from __future__ import annotations
+
+import pytest
+from memfacts import dense
+
+from residency.errors import SpecError
+from residency.memory import activation as act
+from residency.memory.device import PRESETS, resolve_device
+from residency.memory.versions import rules_for
+from residency.spec import DeviceSpec
+
+
+@pytest.mark.parametrize(
+    "field,before,after",
+    [
+        ("requested_ceil", "0.13.0", "0.14.1"),
+        ("uma_free_is_memavailable", "0.11.0", "0.11.1"),
+        ("formula_b", "0.26.0", "0.27.0"),
+        ("cudagraph_in_budget", "0.19.1", "0.20.0"),
+        ("cudagraph_estimate_logged", "0.17.1", "0.18.0"),
+        ("need_minus_null_block", "0.28.0", "0.29.0"),
+        ("has_kv_cache_memory_bytes", "0.10.1", "0.10.2"),
+        ("uniform_type_specs", "0.10.2", "0.11.0"),
+        ("big_batch_tier", "0.27.1", "0.28.0"),
+        ("gb10_small_tier", "0.32.0", "0.33.0"),
+        ("hybrid_prefix_caching_default", "0.25.1", "0.26.0"),
+        ("mamba_cache_modes", "0.14.1", "0.15.1"),
+        ("gdn_ssm_dtype_separate", "0.16.0", "0.17.1"),
+        ("block_from_backend", "0.19.1", "0.20.0"),
+    ],
+)
+def test_rule_switches_on_at_its_version(field, before, after):
+    assert getattr(rules_for(before), field) is False
+    assert getattr(rules_for(after), field) is True
+
+
+@pytest.mark.parametrize(
+    "field,before,after",
+    [
+        ("nccl_in_budget", "0.10.2", "0.11.0"),
+        ("models_typo", "0.21.0", "0.22.1"),
+        ("mla_use_mla_flag", "0.10.1.1", "0.11.0"),
+    ],
+)
+def test_rule_switches_off_at_its_version(field, before, after):
+    assert getattr(rules_for(before), field) is True
+    assert getattr(rules_for(after), field) is False
+
+
+def test_tiered_values():
+    assert [rules_for(v).log_tokens for v in ("0.10.2", "0.11.0", "0.20.0", "0.20.1")] == [
+        "blocks",
+        "groups",
+        "groups",
+        "concurrency",
+    ]
+    assert [rules_for(v).group_size_threshold for v in ("0.11.2", "0.12.0", "0.17.1", "0.18.0")] == [
+        None,
+        1.25,
+        1.25,
+        1.5,
+    ]
+    assert [rules_for(v).capture_scheme for v in ("0.11.0", "0.11.1", "0.32.0", "0.33.0")] == [
+        "step8",
+        "step16",
+        "step16",
+        "v033",
+    ]
+    assert (
+        rules_for("0.26.0").mamba2_default_mode == "all"
+        and rules_for("0.28.0").mamba2_default_mode == "align"
+    )
+
+
+def test_device_presets_and_overrides():
+    d = resolve_device(DeviceSpec(preset="dgx-spark"))
+    assert (d.total_gib, d.unified, d.compute_capability, d.nvml_memory) == (119.67, True, "12.1", False)
+    assert resolve_device(DeviceSpec(preset="h100-80gb")).total_gib == pytest.approx(79.19)
+    # GH200 is coherent but not integrated: vLLM uses cudaMemGetInfo there
+    assert resolve_device(DeviceSpec(preset="gh200")).unified is False
+    o = resolve_device(DeviceSpec(preset="dgx-spark", total_gib=121.69, unified=False))
+    assert (o.total_gib, o.unified) == (121.69, False)
+    assert resolve_device(DeviceSpec(total_gib=47.5)).total_gib == 47.5
+    for name in (
+        "h200",
+        "a100-80gb",
+        "a100-40gb",
+        "l40s",
+        "l4",
+        "rtx-4090",
+        "rtx-5090",
+        "rtx-3090",
+        "jetson-thor",
+    ):
+        assert name in PRESETS
+
+
+def test_device_errors_name_the_field():
+    with pytest.raises(SpecError) as e:
+        resolve_device(DeviceSpec(preset="h900"))
+    assert e.value.field == "device.preset" and "dgx-spark" in str(e.value)
+    with pytest.raises(SpecError) as e2:
+        resolve_device(DeviceSpec())
+    assert e2.value.field == "device.total_gib"
+
+
+def P(seqs=256, mnbt=2048, eager=False, tp=1):
+    return act.ProfileSettings(
+        max_num_batched_tokens=mnbt,
+        max_num_seqs=seqs,
+        max_model_len=32768,
+        tensor_parallel_size=tp,
+        enforce_eager=eager,
+    )
+
+
+def test_capture_sizes_by_version():
+    # <= 0.11.0: [1, 2, 4] + 8..512 step 8 = 67 sizes for max_num_seqs 256 (cap min(512, 512))
+    assert len(act.cudagraph_capture_sizes(P(mnbt=8192), rules_for("0.11.0"))) == 67
+    # 0.11.1-0.32: step 8 below 256, step 16 from 256: 3 + 31 + 17 = 51
+    s = act.cudagraph_capture_sizes(P(mnbt=8192), rules_for("0.20.0"))
+    assert len(s) == 51 and s[-1] == 512 and 264 not in s and 272 in s
+    # capped at max_num_batched_tokens
+    assert max(act.cudagraph_capture_sizes(P(mnbt=2048), rules_for("0.20.0"))) == 512
+    assert max(act.cudagraph_capture_sizes(P(seqs=8, mnbt=2048), rules_for("0.20.0"))) == 16
+    # 0.33: max_num_seqs added as a uniform-decode size: seqs 6 -> cap 12 -> [1,2,4,6,8]
+    assert act.cudagraph_capture_sizes(P(seqs=6), rules_for("0.33.0")) == [1, 2, 4, 6, 8]
+    assert act.cudagraph_capture_sizes(P(eager=True), rules_for("0.33.0")) == []
+
+
+def test_sampler_peak_by_version():
+    f = dense()
+    # sort path (<= 0.13): 256 x 151,936 x 36 B = 1.304 GiB; Triton/FlashInfer path: x 10 B
+    assert act.sampler_peak_bytes(f, P(), rules_for("0.11.0")) == 256 * 151936 * 36
+    assert act.sampler_peak_bytes(f, P(), rules_for("0.20.0")) == 256 * 151936 * 10
+    # rows = min(max_num_seqs, max_num_batched_tokens)
+    assert act.sampler_peak_bytes(f, P(seqs=1024, mnbt=512), rules_for("0.20.0")) == 512 * 151936 * 10
+
+
+def test_forward_peak_llama_8b():
+    llama = dense(n_layers=32, hidden=4096, inter=14336, vocab=128256)
+    # (4 x 4096 + (32 + 16) x 128 + 3 x 14336) x 2 B x 8192 tokens = 1.03 GiB
+    per_tok = (4 * 4096 + 48 * 128 + 3 * 14336) * 2
+    assert act.forward_peak_bytes(llama, P(mnbt=8192)) == per_tok * 8192

@@ -165,6 +165,18 @@ HAND_MODELS: dict[str, dict] = {
         "total_size": 47_000_000_000,
     },
 }
+HAND_MODELS["Qwen/Qwen2.5-7B-Instruct"] = {
+    "config": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
+               "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+               "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 32768,
+               "tie_word_embeddings": False, "torch_dtype": "bfloat16"},
+    "total_size": 15231233024,  # index metadata.total_size
+}
+HAND_MODELS["Qwen/Qwen2.5-7B-Instruct-AWQ"] = {
+    "config": {**HAND_MODELS["Qwen/Qwen2.5-7B-Instruct"]["config"], "torch_dtype": "float16",
+               "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}},
+    "total_size": 5_579_000_000,  # ~5.58 GB of safetensors (4-bit body + fp16 embeddings)
+}
 RECORD_MODEL = {"r052": "Mistral-7B GPTQ", "r050": "Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"}
 
 
@@ -272,9 +284,13 @@ def express(r: dict, tmp: Path) -> tuple[dict | None, str]:
     kvd = str(r.get("kv_cache_dtype") or "auto")
     if kvd.startswith("fp8"):
         m["kv_cache_dtype"] = kvd.split()[0]
-    q = str(r.get("quantization") or "")
-    if "online" in q and q.startswith("fp8"):
-        m["quantization"] = "fp8"
+    q = str(r.get("quantization") or "").lower()
+    if q.startswith("fp8"):
+        m["quantization"] = "fp8"  # online fp8 on a bf16 checkpoint; a no-op for an fp8 checkpoint
+    dt = str(r.get("dtype") or "").lower()
+    for name in ("float32", "float16", "bfloat16"):
+        if dt.startswith(name) or dt == name.replace("float", "fp"):
+            m["dtype"] = name
     other = str(r.get("other_settings") or "")
     if (
         "offline LLM" in other

@@ -13,9 +13,19 @@ def register(app: typer.Typer) -> None:
     def plan_cmd(
         spec: Annotated[Path, typer.Argument(help="Stack spec YAML")],
         json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
-        svg: Annotated[Path | None, typer.Option("--svg", help="Write the device bar as an SVG picture")] = None,
-        explain: Annotated[bool, typer.Option("--explain", help="Show the placement search's choices")] = False,
-        no_calibration: Annotated[bool, typer.Option("--no-calibration", help="Ignore stored calibrations")] = False,
+        svg: Annotated[
+            Path | None, typer.Option("--svg", help="Write the device bar as an SVG picture")
+        ] = None,
+        explain: Annotated[
+            bool, typer.Option("--explain", help="Show the placement search's choices")
+        ] = False,
+        no_calibration: Annotated[
+            bool, typer.Option("--no-calibration", help="Ignore stored calibrations")
+        ] = False,
+        together: Annotated[
+            bool,
+            typer.Option("--together", help="Predict starting all engines at once (no waiting between them)"),
+        ] = False,
     ) -> None:
         """Predict each model's memory layout, check co-residency, choose fractions, and say what to fix."""
         from residency.planner.plan import plan_stack
@@ -25,8 +35,10 @@ def register(app: typer.Typer) -> None:
         if s.hosts:  # multi-host spec: fleet placement (issue 7)
             from residency.output.placement_table import run_fleet_plan
 
-            raise typer.Exit(run_fleet_plan(s, json_out=json_out, explain=explain, use_calibration=not no_calibration))
-        p = plan_stack(s, use_calibration=not no_calibration)
+            raise typer.Exit(
+                run_fleet_plan(s, json_out=json_out, explain=explain, use_calibration=not no_calibration)
+            )
+        p = plan_stack(s, use_calibration=not no_calibration, start_together=together)
         if json_out:
             import json
 

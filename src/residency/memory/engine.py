@@ -128,8 +128,14 @@ def simulate_startup(
     free_at_start_bytes: int,
     measured: Measured | None = None,
     device_label: str = "cuda:0",
+    foreign_growth_bytes: int = 0,
 ) -> Startup:
-    """Predict one process's startup on a GPU with `free_at_start_bytes` free at its baseline."""
+    """Predict one process's startup on a GPU with `free_at_start_bytes` free at its baseline.
+
+    `foreign_growth_bytes`: memory other processes allocate between this process's baseline and the
+    end of its profiling (engines started together). vLLM charges it to this process's non-KV memory,
+    so the pool shrinks by exactly that much and can reach "No available memory" (§3.4).
+    """
     total = device.total_bytes
     tp, pp = es.tensor_parallel_size, es.pipeline_parallel_size
     ps = act.ProfileSettings(
@@ -165,6 +171,12 @@ def simulate_startup(
     non_kv = weights + activation + non_torch + host + (graphs if in_budget else 0)
     if measured is not None and measured.non_kv_gib is not None:
         non_kv = int(measured.non_kv_gib * GiB)
+    if foreign_growth_bytes:
+        non_kv += foreign_growth_bytes
+        notes.append(
+            f"{foreign_growth_bytes / GiB:.2f} GiB allocated by engines starting at the same time is charged to this "
+            "one's profile (vllm-memory.md §3.4)"
+        )
     layout = kv.build_kv_layout(sf, kv_settings(es, device), rules)
     if es.kv_cache_memory_bytes is not None and rules.has_kv_cache_memory_bytes:
         available = es.kv_cache_memory_bytes  # §9: profiling measured nothing; the value is used as-is

@@ -121,20 +121,27 @@ class Sim:
         self.spec, self.device, self.rules, self.entries = spec, device, rules, entries
         self._cache: dict[tuple[int, float, int], Startup] = {}
 
-    def run(self, i: int, u: float, free: int = INF_FREE, **changes) -> Startup:
-        key = (i, round(u, 4), free, tuple(sorted(changes.items())))
+    def run(self, i: int, u: float, free: int = INF_FREE, foreign: int = 0, **changes) -> Startup:
+        key = (i, round(u, 4), free, foreign, tuple(sorted(changes.items())))
         st = self._cache.get(key)  # type: ignore[arg-type]
         if st is None:
             e = self.entries[i]
             es = replace(e.settings, gpu_memory_utilization=round(u, 4), **changes)
-            st = simulate_startup(e.facts, es, self.device, self.rules, free, e.measured)
+            st = simulate_startup(
+                e.facts, es, self.device, self.rules, free, e.measured, foreign_growth_bytes=foreign
+            )
             self._cache[key] = st  # type: ignore[index]
         return st
 
-    def sequence(self, fracs: list[float]) -> tuple[list[Startup], list[list[int]]]:
-        """Launch in order; each process sees total - used - earlier footprints on its GPUs."""
+    def sequence(self, fracs: list[float], together: bool = False) -> tuple[list[Startup], list[list[int]]]:
+        """Launch in order; each process sees total - used - earlier footprints on its GPUs.
+
+        together=True: all engines start at once (no waiting for 'init engine ... took'). Each one's
+        snapshot sees only the earlier ones' CUDA contexts; what they allocate afterwards lands in its
+        profiling window and is charged to it (worst case: all of it, vllm-memory.md §3.4)."""
         d = self.device
         used = [d.used_gib * GiB] * d.count
+        growth = [0] * d.count
         out: list[Startup] = []
         gpus_of: list[list[int]] = []
         for i, u in enumerate(fracs):
@@ -143,19 +150,25 @@ class Sim:
                 * self.entries[i].settings.pipeline_parallel_size
             )
             t = min(t, d.count)
-            order = sorted(range(d.count), key=lambda g: (used[g], g))[:t]
+            order = sorted(range(d.count), key=lambda g: (used[g] + growth[g], g))[:t]
             pin = self.entries[i].spec.gpus  # placement pins a replica's GPUs (issue 7)
             if pin and len(pin) == t and all(g < d.count for g in pin):
                 order = list(pin)
             free = int(min(d.total_bytes - used[g] for g in order))
-            st = self.run(i, u, max(free, 0))
+            foreign = int(max(growth[g] for g in order)) if together else 0
+            st = self.run(i, u, max(free, 0), foreign)
             out.append(st)
             gpus_of.append(sorted(order))
             if (
                 st.error_kind != "free_memory"
             ):  # a process that fails the check holds only its context briefly
+                hold = st.footprint_bytes if st.error_kind is None else st.context_bytes
                 for g in order:
-                    used[g] += st.footprint_bytes if st.error_kind is None else st.context_bytes
+                    if together:
+                        used[g] += st.context_bytes
+                        growth[g] += hold - st.context_bytes
+                    else:
+                        used[g] += hold
         return out, gpus_of
 
     def first_failure(self, fracs: list[float]) -> int | None:
@@ -233,7 +246,9 @@ def _resolve(spec: StackSpec, m: ModelSpec, i: int) -> ModelFacts:
         raise SpecError(f"models[{i}:{m.name}].model", e.problem, e.fix) from None
 
 
-def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
+def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bool = False) -> Plan:
+    """The plan for a one-device spec. `start_together=True` predicts what happens when all engines are
+    started at once instead of one after another (what `up` does); the fractions are not solved then."""
     if spec.device is None and spec.hosts:
         raise SpecError(
             "hosts",
@@ -261,7 +276,7 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
     budget = device.budget
     fixed = [m.gpu_memory_utilization for m in spec.models]
     solver_text: str | None = None
-    if any(f is None for f in fixed):
+    if any(f is None for f in fixed) and not start_together:
         res = solver.solve(
             fixed,
             [m.name for m in spec.models],
@@ -275,8 +290,8 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
         if not res.ok:
             warnings.append("solver: " + res.text)
     else:
-        fracs = [float(f) for f in fixed]  # type: ignore[arg-type]
-    sts, gpus = sim.sequence(fracs)
+        fracs = [float(f) if f is not None else 0.9 for f in fixed]
+    sts, gpus = sim.sequence(fracs, together=start_together)
     models: list[ModelPlan] = []
     for i, (e, st, u) in enumerate(zip(entries, sts, fracs, strict=True)):
         notes = list(e.default_notes) + list(st.notes) + list(e.facts.notes)
@@ -291,12 +306,14 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
             notes.append(f"{lay.padding_layers} padding layers in the KV groups")
         err = None
         if st.error_kind is not None:
-            err = PlanError(
-                kind=st.error_kind,  # type: ignore[arg-type]
-                message=st.error_message or "",
-                fix=_fix(sim, i, st, u),
-                meaning=MEANINGS.get(st.error_kind, ""),
-            )
+            fix = _fix(sim, i, st, u)
+            meaning = MEANINGS.get(st.error_kind, "")
+            if start_together and i > 0 and sim.run(i, u, st.free_at_start_bytes).error_kind is None:
+                fix = (
+                    "start it only after the models before it log 'init engine ... took' (residency up does)"
+                )
+                meaning += " Engines started together charge each other's allocations to their own profile."
+            err = PlanError(kind=st.error_kind, message=st.error_message or "", fix=fix, meaning=meaning)  # type: ignore[arg-type]
         offer = e.spec.kv_cache_memory_bytes
         if (
             offer is None
@@ -350,7 +367,7 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True) -> Plan:
             f"vLLM {rules.version} on unified memory measures free memory with cudaMemGetInfo, which counts page "
             "cache as used: run `sync; echo 3 | sudo tee /proc/sys/vm/drop_caches` before each start (>= 0.11.1 uses MemAvailable)"
         )
-    if len(entries) > 1:
+    if len(entries) > 1 and not start_together:
         warnings.append(
             "start the models one at a time: launch the next only after the previous logs 'init engine ... took'"
         )

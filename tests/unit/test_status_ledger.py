@@ -202,10 +202,21 @@ def test_page_cache_is_info_on_versions_using_memavailable():
         (None, "connection refused", False, "starting", "down"),  # state file stale: process gone
         (None, "connection refused", False, None, "down"),
         (503, "/health 503", True, "ready", "down"),  # EngineDeadError: API process lingers
+        (None, "no answer (timeout)", True, "ready", "ready"),  # up saw it ready: busy, not starting
+        (None, "connection refused", True, "ready", "starting"),  # refused is not busy: restarting
     ],
 )
 def test_classify(health, detail, alive, recorded, want):
     assert classify(health, detail, alive, recorded)[0] == want
+
+
+def test_classify_uses_the_previous_watch_state():
+    assert classify(None, "no answer (timeout)", True, None, "ready") == (
+        "ready",
+        "busy: /health slow to answer",
+    )
+    assert classify(None, "no answer (timeout)", True, None, "starting")[0] == "starting"
+    assert classify(None, "no answer (timeout)", False, None, "ready")[0] == "down"  # process gone
 
 
 def test_down_and_starting_models_and_stray_gpu_process():
@@ -214,10 +225,12 @@ def test_down_and_starting_models_and_stray_gpu_process():
     del routes[(8002, "/health")]  # llama: refused, its pid is gone
     data = json.loads((FIX / "nvml" / "h100-two-vllm.json").read_text())
     data["devices"][0]["compute_processes"].append({"pid": 999, "usedGpuMemory": 512 * MiB})
+    state = json.loads(json.dumps(STATE_H100))
+    state["models"]["qwen"]["state"] = "starting"  # (a "ready" one would count as busy, not starting)
     led = build_ledger(
         _spec(False),
         RecordedReader(data),
-        state=STATE_H100,
+        state=state,
         client=_client(routes),
         tree_fn=_fixture_tree("h100-two-vllm.json"),
         alive_fn=lambda pid: pid == 31415,

@@ -75,3 +75,16 @@ def test_scrape_metrics_tolerates_errors():
         assert scrape_metrics("http://127.0.0.1:2", client=c) is None
         m = scrape_metrics("http://127.0.0.1:3/", client=c)
         assert m is not None and m.requests_waiting == 2.0
+
+
+def test_vllm_0_32_cpu_capture():
+    """Captured from the toy vLLM 0.32.0 CPU server after 6 requests of 200 generated tokens."""
+    m = parse_metrics((FIX / "vllm-0.32.0-cpu-toy-idle-after-requests.txt").read_text())
+    assert m.kv_cache_usage_name == "vllm:kv_cache_usage_perc"  # 0.32: gpu_cache_usage_perc is gone
+    assert m.kv_cache_usage == 0.0 and (m.requests_running, m.requests_waiting) == (0.0, 0.0)
+    assert m.generation_tokens_total == 1200.0  # 6 x 200
+    # 10922 blocks x 128 tokens = 1398016 tokens in VLLM_CPU_KVCACHE_SPACE=1 GiB
+    assert (m.num_gpu_blocks, m.block_size, m.kv_cache_tokens) == (10922, 128, 1398016)
+    assert m.kv_cache_memory_bytes == 1 << 30
+    assert m.prefix_cache_hit_rate == pytest.approx(1280 / 2214)
+    assert m.model_names == ("toy",)

@@ -298,9 +298,16 @@ def probe_health(client: httpx.Client, url: str, timeout: float = 2.0) -> tuple[
         return None, f"{type(e).__name__}"
 
 
-def classify(health: int | None, health_detail: str, alive: bool, recorded: str | None) -> tuple[State, str]:
+def classify(
+    health: int | None, health_detail: str, alive: bool, recorded: str | None, previous: str | None = None
+) -> tuple[State, str]:
+    """`previous`: this model's state in the last ledger of a watch. A server that was ready and is
+    alive but slow to answer is busy, not starting: on a CPU box under a burst, /health can take
+    seconds to answer."""
     if health == 200:
         return "ready", health_detail
+    if health is None and alive and "timeout" in health_detail and "ready" in (previous, recorded):
+        return "ready", "busy: /health slow to answer"
     if health is not None and health >= 500:
         # vLLM answers 503 once its engine died (EngineDeadError); the API process may linger
         return "down", f"{health_detail}: engine not serving (see its log)"
@@ -318,12 +325,13 @@ def collect_model(
     memory_source: str,
     tree_fn: Callable[[int], list[int]] = process_tree,
     alive_fn: Callable[[int | None], bool] = pid_alive,
-    timeout: float = 2.0,
+    timeout: float = 3.0,
+    previous: str | None = None,
 ) -> ModelStatus:
     url = f"http://{t.address}:{t.port}" if t.port else None
     health, detail = probe_health(client, url + "/health", timeout) if url else (None, "no port")
     alive = alive_fn(t.pid)
-    state, detail = classify(health, detail, alive, t.recorded_state)
+    state, detail = classify(health, detail, alive, t.recorded_state, previous)
     ms = ModelStatus(
         name=t.name,
         replica=t.replica,
@@ -432,10 +440,11 @@ def build_ledger(
     tree_fn: Callable[[int], list[int]] = process_tree,
     alive_fn: Callable[[int | None], bool] = pid_alive,
     discover_pids: bool = True,
-    timeout: float = 2.0,
+    timeout: float = 3.0,
+    previous: Ledger | None = None,
 ) -> Ledger:
     """Collect one ledger. `plan`/`plan_note` come from `load_plan` (called once per watch);
-    `state` defaults to the `up` state file next to the spec."""
+    `state` defaults to the `up` state file next to the spec; `previous` is the watch's last ledger."""
     import httpx
 
     own_client = client is None
@@ -458,8 +467,19 @@ def build_ledger(
         with ThreadPoolExecutor(max_workers=min(8, len(targets) + 1)) as ex:
             proxy_port = _opt_int(((state or {}).get("proxy") or {}).get("port"))
             proxy_f = ex.submit(probe_proxy, client, spec, timeout, proxy_port)
+            before = {(m.name, m.replica): m.state for m in previous.models} if previous else {}
             futs = [
-                ex.submit(collect_model, t, client, per_pid, memory_source, tree_fn, alive_fn, timeout)
+                ex.submit(
+                    collect_model,
+                    t,
+                    client,
+                    per_pid,
+                    memory_source,
+                    tree_fn,
+                    alive_fn,
+                    timeout,
+                    before.get((t.name, t.replica)),
+                )
                 for t in targets
             ]
             models = [f.result() for f in futs]
@@ -578,7 +598,8 @@ def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
     d = ledger.device
     h = d.host
     if d.unified and h is not None and h.total_bytes > 0:
-        if h.page_cache_bytes > th.page_cache_frac * h.total_bytes:
+        # the CPU backend sizes its KV from VLLM_CPU_KVCACHE_SPACE, not from free memory: GPUs only
+        if d.reader != "host" and h.page_cache_bytes > th.page_cache_frac * h.total_bytes:
             old = version_key(ledger.vllm_version)[:3] <= (0, 11, 0)
             how = (
                 f"vLLM {ledger.vllm_version} checks cudaMemGetInfo free, which counts page cache as used, at startup"

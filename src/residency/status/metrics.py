@@ -37,6 +37,7 @@ class VllmMetrics:
     preemptions_total: float | None = None
     num_gpu_blocks: int | None = None
     block_size: int | None = None
+    kv_cache_memory_bytes: int | None = None  # cache_config_info label (>= 0.10.2 when set or resolved)
     model_names: tuple[str, ...] = ()
 
     @property
@@ -99,7 +100,7 @@ def parse_metrics(text: str) -> VllmMetrics:
             if n in samples:
                 fields[field] = sum(samples[n])
                 break
-    for key in ("num_gpu_blocks", "block_size"):
+    for key in ("num_gpu_blocks", "block_size", "kv_cache_memory_bytes"):
         v = info.get(key)
         if v not in (None, "", "None"):
             try:

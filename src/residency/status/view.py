@@ -52,7 +52,16 @@ def render_ledger(ledger: Ledger) -> RenderableType:
             col,
             justify=just,  # type: ignore[arg-type]
             no_wrap=col != "model",
-            min_width=min(24, max(5, *(len(m.name) + (3 if m.replica else 0) + len(str(m.url or "")) - 15 for m in ledger.models)))
+            min_width=min(
+                24,
+                max(
+                    5,
+                    *(
+                        len(m.name) + (3 if m.replica else 0) + len(str(m.url or "")) - 15
+                        for m in ledger.models
+                    ),
+                ),
+            )
             if col == "model"
             else None,
         )

@@ -37,11 +37,12 @@ def iter_ledgers(
     reader = reader or get_reader()
     plan, note = load_plan(spec) if use_plan else (None, "no plan: skipped")
     try:
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=3.0) as client:
             n = 0
+            last: Ledger | None = None
             while count is None or n < count:
                 started = time.monotonic()
-                yield build_ledger(
+                last = build_ledger(
                     spec,
                     reader,
                     spec_path=spec_path,
@@ -49,7 +50,9 @@ def iter_ledgers(
                     plan_note=note,
                     client=client,
                     thresholds=thresholds,
+                    previous=last,
                 )
+                yield last
                 n += 1
                 if count is not None and n >= count:
                     break

@@ -130,16 +130,30 @@ def test_max_seq_len_check_typo_and_estimate():
     assert "the model's max seq len" in st22.error_message
 
 
-def test_mamba_blocks_check_from_017():
+@pytest.mark.parametrize(
+    "version,kind,text",
+    [
+        ("0.33.0", "mamba_cache_blocks", "max_num_seqs (256) exceeds available Mamba cache blocks (40)."),
+        ("0.25.1", None, None),  # 0.17-0.32: capture sizes capped with a warning
+        (
+            "0.16.0",
+            "mamba_cache_blocks",
+            "CUDA graph capture failed: decode batch 256",
+        ),  # before the cap: aborts
+    ],
+)
+def test_mamba_blocks_vs_max_num_seqs_by_version(version, kind, text):
     f = qwen3_next()
-    # tiny pool: a handful of 13 MiB blocks, max_num_seqs 256 -> graph capture cannot proceed (>= 0.17)
-    kwargs = dict(L=1024, seqs=256, kv_cache_memory_bytes=40 * 13_369_344)
-    st = simulate_startup(f, es(0.9, **kwargs), SPARK, rules_for("0.25.1"), 118 * GiB)
-    assert st.error_kind == "mamba_cache_blocks"
-    assert st.error_message.startswith("max_num_seqs (256) exceeds available Mamba cache blocks (40).")
-    old = simulate_startup(f, es(0.9, **kwargs), SPARK, rules_for("0.16.0"), 118 * GiB)
-    assert old.error_kind is None
-    eager = simulate_startup(f, es(0.9, enforce_eager=True, **kwargs), SPARK, rules_for("0.25.1"), 118 * GiB)
+    # a pool of 40 blocks (13,369,344 B each at block 544), max_num_seqs 256
+    kwargs = dict(L=1024, seqs=256, kv_cache_memory_bytes=40 * 13_369_344, enable_prefix_caching=False)
+    st = simulate_startup(f, es(0.9, **kwargs), SPARK, rules_for(version), 118 * GiB)
+    assert st.num_blocks == 40 or (version == "0.33.0" and st.num_blocks <= 40)
+    assert st.error_kind == kind
+    if text:
+        assert st.error_message.startswith(text.replace("(40)", f"({st.num_blocks})"))
+    else:
+        assert any("capped" in n for n in st.notes)
+    eager = simulate_startup(f, es(0.9, enforce_eager=True, **kwargs), SPARK, rules_for(version), 118 * GiB)
     assert eager.error_kind is None  # no FULL decode graphs, no check
 
 

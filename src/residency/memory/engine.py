@@ -246,9 +246,17 @@ def simulate_startup(
         st.error_kind = "max_seq_len"
         st.error_message = messages.max_seq_len(rules, es.max_model_len, need, check_avail, est)
         return st
-    # >= 0.17: Mamba blocks vs max_num_seqs with FULL decode graphs
-    if rules.mamba_blocks_check and layout.has_mamba and not es.enforce_eager and es.max_num_seqs > nb:
-        st.error_kind = "mamba_cache_blocks"
-        st.error_message = messages.mamba_cache_blocks(es.max_num_seqs, nb)
-        return st
+    # Mamba blocks vs max_num_seqs with FULL decode graphs (issue #34094), by version
+    if layout.has_mamba and not es.enforce_eager and es.max_num_seqs > nb:
+        if rules.mamba_blocks_mode == "raise":  # >= 0.33
+            st.error_kind = "mamba_cache_blocks"
+            st.error_message = messages.mamba_cache_blocks(es.max_num_seqs, nb)
+        elif rules.mamba_blocks_mode == "abort":  # < 0.17
+            st.error_kind = "mamba_cache_blocks"
+            st.error_message = messages.mamba_capture_abort(es.max_num_seqs, nb)
+        else:  # 0.17-0.32: capture sizes capped to the block count, with a warning
+            st.notes.append(
+                f"CUDA graph capture sizes capped to {nb} Mamba cache blocks (max_num_seqs {es.max_num_seqs}): "
+                "larger decode batches run without graphs"
+            )
     return st

@@ -76,6 +76,14 @@ def mamba_cache_blocks(max_num_seqs: int, num_blocks: int) -> str:
     )
 
 
+def mamba_capture_abort(max_num_seqs: int, num_blocks: int) -> str:
+    """< 0.17: no check; capturing decode graphs for max_num_seqs reads past the Mamba state tensors."""
+    return (
+        f"CUDA graph capture failed: decode batch {max_num_seqs} (max_num_seqs) exceeds the {num_blocks} Mamba cache "
+        "blocks (illegal memory access during capture; vLLM issue #34094)."
+    )
+
+
 def weights_do_not_fit(weights_b: float, free_b: float) -> str:
     return (
         f"CUDA out of memory while loading the model: weights need {weights_b / GiB:.2f} GiB per GPU but only "

@@ -31,9 +31,8 @@ class VersionRules:
     nccl_in_budget: bool  # <= 0.10.2: snapshot before distributed init -> NCCL buffers inside the budget
     cublas_before_snapshot: bool  # >= 0.33: cuBLAS handles created before the snapshot (baseline)
     # §2.3 unified memory
-    uma_free_is_memavailable: (
-        bool  # >= 0.11.1: free = psutil available on cc 8.7/11.0/12.1 (>= 0.20: is_integrated)
-    )
+    # >= 0.11.1: free = psutil available on cc 8.7/11.0/12.1 (>= 0.20: is_integrated)
+    uma_free_is_memavailable: bool
     # §3.3 profiling formula
     formula_b: bool  # >= 0.27: non_kv = (init_free - after_free) + (torch_peak - torch_allocated)
     # §4.2 batch defaults
@@ -50,15 +49,15 @@ class VersionRules:
     models_typo: bool  # <= 0.21: "the models's max seq len"
     messages_docs_link: bool  # >= 0.33: errors end with a docs link
     need_from_groups: bool  # >= 0.33: needed = bytes_per_block x sum_groups cdiv(max_mem, page)
-    mamba_blocks_check: (
-        bool  # >= 0.17 (issue #34094): max_num_seqs > Mamba blocks -> ValueError at graph capture
-    )
+    # max_num_seqs > Mamba blocks with FULL decode graphs (issue #34094): < 0.17 graph capture aborts
+    # (out-of-bounds Mamba state access); 0.17-0.32 capture sizes are capped with a warning
+    # (adjust_cudagraph_sizes_for_mamba_cache @0.19.1); >= 0.33 ValueError (compilation.py @0.33.0)
+    mamba_blocks_mode: Literal["abort", "cap", "raise"]
     # §7 KV specs, grouping, blocks, logs
     has_kv_cache_memory_bytes: bool  # >= 0.10.2 (PR #21489)
     uniform_type_specs: bool  # >= 0.11.0: UniformTypeKVCacheSpecs (one group, sum of pages)
-    mla_use_mla_flag: (
-        bool  # 0.10.x: AttentionSpec(use_mla=True); >= 0.11.0 MLAAttentionSpec (+ fp8_ds_mla 656 B)
-    )
+    # 0.10.x: AttentionSpec(use_mla=True); >= 0.11.0 MLAAttentionSpec (+ fp8_ds_mla 656 B)
+    mla_use_mla_flag: bool
     group_size_threshold: float | None  # 0.12-0.17: 1.25; >= 0.18: 1.5; before 0.12: always min
     log_tokens: Literal["blocks", "groups", "concurrency"]  # <= 0.10.2 uniform / 0.11.0-0.20.0 / >= 0.20.1
     combined_capacity_line: bool  # >= 0.33: one line with tokens and concurrency
@@ -68,9 +67,8 @@ class VersionRules:
     mamba_cache_modes: bool  # >= 0.15: mamba_cache_mode none/align/all
     mamba_prefix_opt_in: bool  # 0.11.1-0.14: explicit --enable-prefix-caching -> chunk-aligned ("all")
     hybrid_prefix_caching_default: bool  # >= 0.26: prefix caching on for hybrid generative models
-    mamba2_default_mode: Literal[
-        "all", "align"
-    ]  # 0.26-0.27 "all", >= 0.28 "align" (SupportsMambaPrefixCaching)
+    # 0.26-0.27 "all", >= 0.28 "align" (models declaring SupportsMambaPrefixCaching)
+    mamba2_default_mode: Literal["all", "align"]
     gdn_ssm_dtype_separate: bool  # >= 0.17: GDN temporal state honours mamba_ssm_cache_dtype
     loading_says_memory: bool  # >= 0.11.1: "Model loading took X GiB memory and Y seconds"
 
@@ -125,7 +123,7 @@ def rules_for(version: str) -> VersionRules:
         models_typo=not _ge(k, "0.22.0"),
         messages_docs_link=_ge(k, "0.33.0"),
         need_from_groups=_ge(k, "0.33.0"),
-        mamba_blocks_check=_ge(k, "0.17.0"),
+        mamba_blocks_mode="raise" if _ge(k, "0.33.0") else "cap" if _ge(k, "0.17.0") else "abort",
         has_kv_cache_memory_bytes=_ge(k, "0.10.2"),
         uniform_type_specs=_ge(k, "0.11.0"),
         mla_use_mla_flag=not _ge(k, "0.11.0"),

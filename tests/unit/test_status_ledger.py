@@ -437,3 +437,21 @@ def test_reads_the_state_file_up_writes(tmp_path):
         led.proxy.url == "http://127.0.0.1:14000" and led.proxy.state == "ready"
     )  # port from the state file
     assert [m.url for m in led.models] == ["http://127.0.0.1:18001", "http://127.0.0.1:18002"]
+
+
+def test_orphaned_engine_processes_of_a_down_model():
+    """Watch: the API server was killed, its EngineCore (31502) lives on and keeps 36.6 GiB."""
+    reader = RecordedReader(FIX / "nvml" / "h100-two-vllm.json")
+    tree = _fixture_tree("h100-two-vllm.json")
+    kw = dict(state=STATE_H100, tree_fn=tree, discover_pids=False)
+    first = build_ledger(_spec(False), reader, client=_client(HEALTHY), alive_fn=lambda p: True, **kw)
+    assert first.models[0].pids == [31415, 31502]
+    routes = {k: v for k, v in HEALTHY.items() if k[0] != 8001}
+    second = build_ledger(
+        _spec(False), reader, client=_client(routes), alive_fn=lambda p: p != 31415, previous=first, **kw
+    )
+    q = second.models[0]
+    assert q.state == "down" and q.orphan_pids == [31502] and q.memory_bytes == 37486 * MiB
+    assert second.stray == {}  # counted as the model's orphan, not as a stranger
+    (orphan,) = [w for w in second.warnings if w.kind == "orphan"]
+    assert "31502" in orphan.message and "36.61 GiB" in orphan.message

@@ -41,6 +41,11 @@ def register(app: typer.Typer) -> None:
         from residency.status.watch import iter_ledgers
 
         s = load_spec(spec)
+        if watch:
+            import signal
+
+            # Ctrl-C ends the watch (exit 0) even when started from a shell that ignores SIGINT
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         th = Thresholds(drift_pct=drift_pct)
         rd = get_reader(reader)
         ledgers = iter_ledgers(

@@ -82,6 +82,7 @@ class ModelStatus:
     prefix_cache_hit_rate: float | None = None
     served_names: list[str] = field(default_factory=list)
     log_path: str | None = None
+    orphan_pids: list[int] = field(default_factory=list)  # down, but processes it had still hold memory
 
     @property
     def memory_gib(self) -> float | None:
@@ -486,6 +487,8 @@ def build_ledger(
             proxy = proxy_f.result()
         for ms in models:
             ms.planned_gib = planned_gib(plan, ms.name, ms.replica)
+        if previous is not None:
+            _find_orphans(models, previous, per_pid, memory_source, alive_fn)
 
         unified = _unified(spec, plan, reader, devices)
         host = _safe(reader.host, None) if (unified or reader.kind == "host") else None
@@ -520,6 +523,30 @@ def build_ledger(
             client.close()
 
 
+def _find_orphans(
+    models: list[ModelStatus],
+    previous: Ledger,
+    per_pid: dict[int, int | None],
+    memory_source: str,
+    alive_fn: Callable[[int | None], bool],
+) -> None:
+    """A model that went down while processes of its last tree live on: vLLM's EngineCore and
+    workers can outlive a killed API server (they are re-parented to init) and keep its memory."""
+    before = {(m.name, m.replica): m.pids for m in previous.models}
+    for ms in models:
+        if ms.state != "down" or ms.pids:
+            continue
+        left = [p for p in before.get((ms.name, ms.replica), []) if alive_fn(p)]
+        if not left:
+            continue
+        ms.orphan_pids = left
+        ms.pids = left
+        vals = [per_pid[p] for p in left if per_pid.get(p) is not None]
+        if vals:
+            ms.memory_bytes = sum(vals)  # type: ignore[arg-type]
+            ms.memory_source = memory_source
+
+
 def _safe(fn: Callable[[], Any], default: Any) -> Any:
     try:
         return fn()
@@ -544,6 +571,15 @@ def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
         who = m.name if m.replica == 0 else f"{m.name}#{m.replica}"
         if m.state == "down":
             w.append(Warning("down", f"{who} is down at {m.url or '?'} ({m.detail})", m.name))
+            if m.orphan_pids:
+                w.append(
+                    Warning(
+                        "orphan",
+                        f"{who} is down but its processes {', '.join(map(str, m.orphan_pids))} still hold "
+                        f"{_gib(m.memory_bytes)}: stop them (kill {' '.join(map(str, m.orphan_pids))}) before restarting it",
+                        m.name,
+                    )
+                )
             continue
         if m.state == "starting":
             w.append(Warning("starting", f"{who} is starting ({m.detail})", m.name, level="info"))

@@ -166,15 +166,27 @@ HAND_MODELS: dict[str, dict] = {
     },
 }
 HAND_MODELS["Qwen/Qwen2.5-7B-Instruct"] = {
-    "config": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
-               "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-               "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 32768,
-               "tie_word_embeddings": False, "torch_dtype": "bfloat16"},
+    "config": {
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "hidden_size": 3584,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "intermediate_size": 18944,
+        "vocab_size": 152064,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+    },
     "total_size": 15231233024,  # index metadata.total_size
 }
 HAND_MODELS["Qwen/Qwen2.5-7B-Instruct-AWQ"] = {
-    "config": {**HAND_MODELS["Qwen/Qwen2.5-7B-Instruct"]["config"], "torch_dtype": "float16",
-               "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}},
+    "config": {
+        **HAND_MODELS["Qwen/Qwen2.5-7B-Instruct"]["config"],
+        "torch_dtype": "float16",
+        "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128},
+    },
     "total_size": 5_579_000_000,  # ~5.58 GB of safetensors (4-bit body + fp16 embeddings)
 }
 RECORD_MODEL = {"r052": "Mistral-7B GPTQ", "r050": "Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"}
@@ -410,4 +422,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except BrokenPipeError:  # piped into head
+        sys.stderr.close()
+        raise SystemExit(0) from None

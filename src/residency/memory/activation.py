@@ -24,10 +24,6 @@ MiB = 2**20
 ACT_BASE = 0.25 * GiB  # allocator slack + custom-op workspaces in the profile run
 ACT_HIDDEN_COPIES = 4  # residual, normed and attention-out hidden states alive at the MLP peak
 MOE_CHUNK = 32768  # VLLM_FUSED_MOE_CHUNK_SIZE: the fused-MoE workspace is sized for at most this many tokens
-SAMPLER_BYTES_SORT = (
-    36  # bf16+fp32 logits 6, sorted fp32 4, int64 indices 8, probs 4, mask 1, scatter 4, probs+q 8 (§4.1)
-)
-SAMPLER_BYTES_FLASHINFER = 10  # FlashInfer top-k/top-p sampling: no full sort
 NON_TORCH = 0.12 * GiB  # cuBLAS/cuDNN workspaces and friends created after the baseline snapshot
 NCCL_IN_BUDGET = 0.6 * GiB  # <= 0.10.2, TP > 1: NCCL + custom all-reduce buffers land inside the budget
 CUDA_CONTEXT = 0.55 * GiB  # per process, before the baseline: outside the budget (§5.3)
@@ -87,12 +83,11 @@ def forward_peak_bytes(f: ModelFacts, s: ProfileSettings) -> int:
 def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
     """The sampler warm-up with min(max_num_seqs, max_num_batched_tokens) dummy requests (§4.1 step 3).
 
-    Rows x padded vocab x bytes per element; the per-element figure depends on whether the version's
-    dummy run goes through the torch sort path (top-k = vocab-1, top-p 0.9).
-    Qwen3 (vocab 151,936), 256 rows, sort path: 256 x 151,936 x 36 B = 1.30 GiB.
+    Rows x padded vocab x bytes per element; the per-element figure is the version's sampler path
+    (versions.SAMPLER_BYTES). Qwen3 (vocab 151,936), 256 rows, sort path (0.11): 256 x 151,936 x 36 B = 1.30 GiB.
     """
     rows = min(s.max_num_seqs, s.max_num_batched_tokens)
-    per = SAMPLER_BYTES_SORT if rules.sampler_sort_path else SAMPLER_BYTES_FLASHINFER
+    per = rules.sampler_bytes_per_elem
     return rows * pad_vocab(f.vocab_size) * per  # logits are gathered: full vocab on every rank
 
 

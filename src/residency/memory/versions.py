@@ -38,7 +38,7 @@ class VersionRules:
     # §4.2 batch defaults
     big_batch_tier: bool  # >= 0.28: >= 160 GiB -> 16384 / 1024 for the OpenAI server too
     gb10_small_tier: bool  # >= 0.33: GB10 (cc 12.1) forced into the small tier
-    sampler_sort_path: bool  # dummy sampler run goes through the torch sort path (see rules_for)
+    sampler_bytes_per_elem: int  # dummy sampler warm-up bytes per (row x vocab) element (see SAMPLER_BYTES)
     sampler_twice: bool  # >= 0.33: V2 runner warms the sampler twice (same peak, a little more slack)
     # §5 CUDA graphs
     capture_scheme: Literal["step8", "step16", "v033"]  # <= 0.11.0 / 0.11.1-0.32 / 0.33
@@ -73,11 +73,24 @@ class VersionRules:
     loading_says_memory: bool  # >= 0.11.1: "Model loading took X GiB memory and Y seconds"
 
 
-def SAMPLER_SORT_PATH(k: V) -> bool:  # noqa: N802
-    # <= 0.11.0 the dummy sampler run (top-k = vocab-1, top-p 0.9) sorts the whole fp32 logits
-    # (topk_topp_sampler.py:164-203 @0.11.0). 0.19.1 uses a Triton top-k/top-p kernel for >= 8 rows
-    # (apply_top_k_top_p_triton), as does 0.33 (FlashInfer by default). Boundary assumed at 0.14.
-    return not _ge(k, "0.14.0")
+def SAMPLER_BYTES(k: V) -> int:  # noqa: N802
+    """Bytes per logits element of the sampler warm-up (top-k = vocab-1, top-p 0.9, §4.1 step 3).
+
+    * <= 0.11.0 (assumed to 0.13): torch sort path - bf16 + fp32 logits 6, sorted values 4, int64 indices 8,
+      probs 4, mask 1, scatter 4, probs + exponential q 8 = ~36 (topk_topp_sampler.py:164-203 @0.11.0).
+    * 0.19.1 (assumed from 0.14): FlashInfer sampler opt-in; forward_native uses the Triton top-k/top-p
+      kernel in place (>= 8 rows), then fp32 probs and q: bf16 2 + fp32 logits 4 + probs 4 + q 4 = 14.
+    * 0.20-0.32 (assumed): FlashInfer sampling by default (VLLM_USE_FLASHINFER_SAMPLER True in 0.33): no
+      probs/q copies, ~8; the 0.28 records (L40S, 256 rows) leave no room for more.
+    * 0.33: FlashInfer, then a second warm-up through forward_native (gpu_model_runner.py:5907-5926): 14.
+    """
+    if _ge(k, "0.33.0"):
+        return 14
+    if _ge(k, "0.20.0"):
+        return 8
+    if _ge(k, "0.14.0"):
+        return 14
+    return 36
 
 
 @cache
@@ -114,7 +127,7 @@ def rules_for(version: str) -> VersionRules:
         formula_b=_ge(k, "0.27.0"),
         big_batch_tier=_ge(k, "0.28.0"),
         gb10_small_tier=_ge(k, "0.33.0"),
-        sampler_sort_path=SAMPLER_SORT_PATH(k),
+        sampler_bytes_per_elem=SAMPLER_BYTES(k),
         sampler_twice=_ge(k, "0.33.0"),
         capture_scheme=scheme,
         cudagraph_estimate_logged=_ge(k, "0.18.0"),

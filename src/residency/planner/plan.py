@@ -367,6 +367,11 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
             f"vLLM {rules.version} on unified memory measures free memory with cudaMemGetInfo, which counts page "
             "cache as used: run `sync; echo 3 | sudo tee /proc/sys/vm/drop_caches` before each start (>= 0.11.1 uses MemAvailable)"
         )
+    if start_together and len(entries) > 1:
+        warnings.append(
+            "predicted for engines started together: each one's profile is charged what the engines before it "
+            "allocate meanwhile; start them one at a time instead (residency up does)"
+        )
     if len(entries) > 1 and not start_together:
         warnings.append(
             "start the models one at a time: launch the next only after the previous logs 'init engine ... took'"

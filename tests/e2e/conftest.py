@@ -1,0 +1,128 @@
+"""Fixtures for end-to-end tests against the real stack (see tests/e2e/stackkit.py).
+
+* ``stack``           (session) -> Path of the installed stack; errors if it is missing.
+* ``toy_stack``       (session) -> ToyStack: vLLM servers ``hermes``, ``xml``, ``chat``,
+                        ``noauto`` and a LiteLLM proxy in front of all four (model names =
+                        served names). Started lazily, once per session.
+* ``toy_hermes``      (session) -> VllmServer: one toy-hermes server with
+                        ``--enable-auto-tool-choice --tool-call-parser hermes`` (the same
+                        process as ``toy_stack.servers["hermes"]``).
+* ``vllm_factory``    (function) -> start_vllm-like callable; servers stop after the test.
+* ``litellm_factory`` (function) -> start_litellm-like callable; proxies stop after the test.
+
+When a test fails, the log tails of every server still running (and of those the test
+started itself) are attached to its report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import stackkit
+from tests.e2e.stackkit import (
+    CPU_VLLM_ARGS,
+    TOOL_ARGS_HERMES,
+    TOY_STACK_SERVERS,
+    LitellmProxy,
+    ToyStack,
+    VllmServer,
+    litellm_model_entry,
+    require_stack,
+    start_litellm,
+    start_vllm,
+)
+
+_shared: dict[tuple, VllmServer] = {}
+_recent: list[stackkit._Proc] = []  # started by function-scoped factories of the current test
+
+
+def _shared_vllm(model: str, name: str, args: list[str]) -> VllmServer:
+    key = (model, name, tuple(args))
+    srv = _shared.get(key)
+    if srv is None or not srv.alive():
+        srv = start_vllm(model, name, args)
+        _shared[key] = srv
+    return srv
+
+
+@pytest.fixture(scope="session")
+def stack() -> Path:
+    return require_stack()
+
+
+@pytest.fixture(scope="session")
+def toy_hermes(stack: Path) -> VllmServer:
+    return _shared_vllm("toy-hermes", "hermes", [*CPU_VLLM_ARGS, *TOOL_ARGS_HERMES])
+
+
+@pytest.fixture(scope="session")
+def toy_stack(stack: Path) -> Iterator[ToyStack]:
+    servers = {}
+    for name, (model, extra) in TOY_STACK_SERVERS.items():
+        servers[name] = _shared_vllm(model, name, [*CPU_VLLM_ARGS, *extra])
+    proxy = start_litellm([litellm_model_entry(n, s.base_url) for n, s in servers.items()])
+    ts = ToyStack(servers=servers, proxy=proxy, startup_s={n: s.started_s for n, s in servers.items()})
+    ts.startup_s["litellm"] = proxy.started_s
+    yield ts
+    proxy.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_servers() -> Iterator[None]:
+    yield
+    for srv in _shared.values():
+        srv.stop()
+    _shared.clear()
+
+
+@pytest.fixture
+def vllm_factory(stack: Path) -> Iterator[Callable[..., VllmServer]]:
+    started: list[VllmServer] = []
+
+    def factory(model: str, served_name: str, args: list[str], **kw) -> VllmServer:
+        try:
+            srv = start_vllm(model, served_name, args, **kw)
+        except stackkit.ServerStartError:
+            raise
+        started.append(srv)
+        _recent.append(srv)
+        return srv
+
+    yield factory
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def litellm_factory(stack: Path) -> Iterator[Callable[..., LitellmProxy]]:
+    started: list[LitellmProxy] = []
+
+    def factory(model_list=None, config_path=None, **kw) -> LitellmProxy:
+        p = start_litellm(model_list=model_list, config_path=config_path, **kw)
+        started.append(p)
+        _recent.append(p)
+        return p
+
+    yield factory
+    for p in started:
+        p.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "setup":
+        _recent.clear()
+    if report.failed and report.when in ("setup", "call"):
+        seen = set()
+        for proc in [*_recent, *stackkit._live]:
+            if id(proc) in seen:
+                continue
+            seen.add(id(proc))
+            report.sections.append(
+                (f"{proc.name} pid {proc.pid} log {proc.log_path} (tail)", proc.log_tail(40))
+            )

@@ -90,6 +90,9 @@ CATALOG = [
     ("Qwen/Qwen3-8B", 36, 8, 128, {"full": 36}, None, 16381470720),
     ("Qwen/Qwen3-8B-FP8", 36, 8, 128, {"full": 36}, "fp8", 9436551168),
     ("Qwen/Qwen3-Coder-30B-A3B-Instruct", 48, 4, 128, {"full": 48}, None, 61064245248),
+    # Qwen2.5-7B: published config values (not a copied file, see the entry's sources); 3584 / 28 = 128
+    ("Qwen/Qwen2.5-7B", 28, 4, 128, {"full": 28}, None, 15231233024),
+    ("Qwen/Qwen2.5-7B-Instruct", 28, 4, 128, {"full": 28}, None, 15231233024),
     # Qwen3-Next: full_attention_interval 4 -> layers 3, 7, ..., 47 full (12), 36 GatedDeltaNet
     ("Qwen/Qwen3-Next-80B-A3B-Instruct", 48, 2, 256, {"full": 12, "gdn": 36}, None, 162649725440),
     # rendered config: same split from layer_types ('linear_attention' -> gdn)
@@ -173,6 +176,20 @@ def test_qwen3_4b_hand_checked():
     # + embeddings 151,936*2,560 = 388,956,160 + final norm 2,560 = 4,022,468,096 params
     assert f.param_count == 4_022_468_096
     assert f.estimated_bytes == 2 * 4_022_468_096
+
+
+def test_qwen25_7b_param_count_from_the_config_alone():
+    # per layer: q/o 2 x 3584 x 3584 = 25,690,112; k/v 2 x 3584 x 512 = 3,670,016; q/k/v biases
+    # 3584 + 512 + 512 = 4,608; MLP 3 x 3584 x 18944 = 203,685,888; 2 norms 7,168
+    # -> 233,057,792 x 28 = 6,525,618,176; + untied embed/lm_head 2 x 152,064 x 3,584 = 1,089,994,752
+    # + final norm 3,584 = 7,615,616,512 (the published 7.61 B), bf16 -> 15,231,233,024 B
+    for model_id in ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B"):
+        f = _catalog_facts(model_id, with_param_count=False)
+        assert estimate_params(catalog.lookup(model_id).config, f).total == 7_615_616_512
+        assert f.estimated_bytes == f.checkpoint_bytes == 15_231_233_024
+        assert f.sliding_window is None  # use_sliding_window false
+    assert _catalog_facts("Qwen/Qwen2.5-7B-Instruct").max_position_embeddings == 32768
+    assert _catalog_facts("Qwen/Qwen2.5-7B").max_position_embeddings == 131072
 
 
 def test_qwen3_next_fp8_hand_checked():

@@ -32,8 +32,12 @@ def served_requests(srv) -> float:
     return total
 
 
-def chat(proxy, n: int) -> list[int]:
-    codes = []
+def chat(proxy, n: int, stop_after_retry: bool = False) -> list[tuple[int, str, int]]:
+    """n chats through the proxy: (status, api_base that served it, retries LiteLLM made) each.
+
+    LiteLLM names the deployment that answered and its retries in the x-litellm-model-api-base
+    and x-litellm-attempted-retries response headers (LiteLLM >= 1.60)."""
+    out = []
     with httpx.Client(timeout=120) as c:
         for i in range(n):
             r = c.post(
@@ -45,8 +49,11 @@ def chat(proxy, n: int) -> list[int]:
                     "max_tokens": 2,
                 },
             )
-            codes.append(r.status_code)
-    return codes
+            retries = int(r.headers.get("x-litellm-attempted-retries") or 0)
+            out.append((r.status_code, r.headers.get("x-litellm-model-api-base", ""), retries))
+            if stop_after_retry and retries:
+                break
+    return out
 
 
 def test_rendered_fleet_config_balances_and_survives_a_stopped_replica(
@@ -89,16 +96,27 @@ def test_rendered_fleet_config_balances_and_survives_a_stopped_replica(
     proxy = litellm_factory(config_path=tmp_path / "litellm.yaml", env={"LITELLM_MASTER_KEY": key})
     a0, b0 = served_requests(toy_hermes), served_requests(second)
     n = 16
-    assert chat(proxy, n) == [200] * n
+    res = chat(proxy, n)
+    assert [code for code, _, _ in res] == [200] * n
     da, db = served_requests(toy_hermes) - a0, served_requests(second) - b0
     # uniform random choice: both get some (all 16 on one server: p = 2 x 0.5^16 = 3e-5)
     assert da + db == n and da > 0 and db > 0, (da, db)
+    # the proxy's own account agrees with the servers' counters
+    bases = [base.rstrip("/") for _, base, _ in res]
+    assert (
+        bases.count(toy_hermes.base_url.rstrip("/")) == da and bases.count(second.base_url.rstrip("/")) == db
+    )
 
     second.stop()
     a1 = served_requests(toy_hermes)
-    # a request routed to the stopped replica fails to connect and is retried on the live one
-    # (num_retries 2 >= allowed_fails 1 + 1, then the stopped one is cooled down): agents see no
-    # error. With 10 requests the stopped replica is picked at least once unless 10 coin flips
-    # all avoid it (p = 0.5^10 = 0.001), so the retry path is exercised.
-    assert chat(proxy, 10) == [200] * 10
-    assert served_requests(toy_hermes) - a1 == 10
+    # Requests until one is routed to the stopped replica (a coin flip each: 30 tries all missing
+    # it has p = 1e-9): it fails to connect and is retried on the live one (num_retries 2 >=
+    # allowed_fails 1 + 1, then the stopped replica is cooled down). Agents see no error.
+    res = chat(proxy, 30, stop_after_retry=True)
+    assert [code for code, _, _ in res] == [200] * len(res)
+    assert res[-1][2] >= 1, "no request was routed to the stopped replica"
+    assert all(base.rstrip("/") == toy_hermes.base_url.rstrip("/") for _, base, _ in res)
+    # and the proxy keeps serving without errors afterwards
+    more = chat(proxy, 4)
+    assert [code for code, _, _ in more] == [200] * 4
+    assert served_requests(toy_hermes) - a1 == len(res) + 4

@@ -225,3 +225,22 @@ def test_bundled_fleet_example_renders_valid_files(tmp_path):
         ]
         assert {t["matchExpressions"][0]["values"][0] for t in terms} <= {"h100-a", "h100-b"}
     assert sum(d["spec"]["replicas"] for d in coder) == 2
+
+
+def test_place_and_render_refuses_an_unplaceable_fleet(tmp_path):
+    from residency.errors import ResidencyError
+    from residency.render.fleet import place_and_render
+    from residency.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml")
+    files = place_and_render(spec, tmp_path)
+    assert "compose.spark.yaml" in files and "litellm.yaml" in files
+    big = spec.model_copy(
+        update={
+            "models": [m.model_copy(update={"replicas": 5}) if m.name == "moe" else m for m in spec.models]
+        }
+    )
+    with pytest.raises(ResidencyError) as e:
+        place_and_render(big, tmp_path)
+    assert e.value.exit_code == 1
+    assert "moe#1" in str(e.value) and "fix:" in str(e.value)

@@ -496,3 +496,24 @@ def render_fleet(
     for rel, text in render_k8s_fleet(spec, fleet, pairs, spec_dir).items():
         files[f"k8s/{rel}"] = RenderedFile(text)
     return files
+
+
+def place_and_render(
+    spec: StackSpec, out_dir: Path, *, spec_dir: Path | None = None, rotate_key: bool = False
+) -> dict:
+    """`residency render` for a multi-host spec: place, refuse if anything is unplaced or rejected, render.
+
+    Raises render.stack.PlanDoesNotFitError (exit 1) naming each refusal and its fix.
+    """
+    from residency.planner.placement import place_fleet
+    from residency.render.stack import PlanDoesNotFitError
+
+    fleet = place_fleet(spec)
+    if not fleet.fits:
+        parts = [f"{u.reason} (fix: {u.fix})" for u in fleet.unplaced] + fleet.warnings
+        raise PlanDoesNotFitError(
+            "the fleet placement does not fit, so nothing was rendered: "
+            + "; ".join(parts)
+            + ". See `residency plan`"
+        )
+    return render_fleet(spec, fleet, out_dir, spec_dir=spec_dir, rotate_key=rotate_key)

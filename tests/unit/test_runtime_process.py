@@ -326,3 +326,31 @@ def test_explain_failure_uses_planner_kinds():
     assert f.fix  # a fix is always given for a known kind
     g = explain_failure("something odd\nRuntimeError: engine core died unexpectedly\n")
     assert g.kind == "other" and "engine core died" in g.message and g.tail
+
+
+def test_phases_and_logged_kv_from_a_cpu_log():
+    from residency.runtime.logwatch import current_phase, init_done, logged_kv
+
+    lines = [
+        "INFO vLLM API server version 0.32.0",
+        "INFO Starting to load model /m/toy-hermes...",
+        "INFO Model loading took 0.02 GiB memory and 0.8 seconds",
+        "INFO Explicitly set (0.25/23.42) GiB for KV cache on node 0.",
+        "INFO GPU KV cache size: 2,048 tokens",
+        "INFO init engine (profile, create kv cache, warmup model) took 9.1 seconds",
+        "INFO Application startup complete.",
+    ]
+    expect = [
+        "starting engine",
+        "loading weights",
+        "weights loaded",
+        "KV cache allocated",
+        "KV cache allocated",
+        "engine initialised",
+        "API server up",
+    ]
+    for i, phase in enumerate(expect):
+        assert current_phase("\n".join(lines[: i + 1])) == phase
+    assert not init_done("\n".join(lines[:5])) and init_done("\n".join(lines))
+    kv = logged_kv("\n".join(lines))
+    assert kv.kv_cache_gib == 0.25 and kv.kv_cache_tokens == 2048 and kv.init_seconds == 9.1

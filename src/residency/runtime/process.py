@@ -22,7 +22,12 @@ from residency.runtime.state import ProcEntry, StackState, StateStore
 from residency.spec import StackSpec
 
 # Offline, quiet proxy (LiteLLM >= 1.40): no remote cost map fetch, no telemetry.
-LITELLM_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "INFO"}
+LITELLM_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
+    "LITELLM_LOG": "INFO",
+}
 VLLM_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
 

@@ -227,6 +227,7 @@ def test_ports_are_distinct_per_host_and_skip_the_proxy_port():
 # weights+activation (non-KV) GiB and KV GiB per request at max_model_len, per GPU at TP=1
 TOY = {"a": (10.0, 2.0), "b": (20.0, 4.0), "c": (40.0, 5.0)}
 CTX = 0.5
+TOY_DEFAULT_SEQS = 8  # the toy "vLLM default" max_num_seqs when the spec is silent
 
 
 def toy_plan(spec) -> Plan:
@@ -240,7 +241,7 @@ def toy_plan(spec) -> Plan:
     mins = {}
     for m in spec.models:
         nonkv, per_req = (x / m.tensor_parallel_size for x in TOY[m.name.split("-")[0]])
-        need = m.min_concurrency or m.max_num_seqs or 1
+        need = m.min_concurrency or m.max_num_seqs or TOY_DEFAULT_SEQS
         mins[m.name] = (nonkv, per_req, math.ceil((nonkv + per_req * need) / total * 1000) / 1000)
     fixed = sum(m.gpu_memory_utilization or 0 for m in spec.models)
     free_models = [m for m in spec.models if m.gpu_memory_utilization is None]
@@ -276,6 +277,7 @@ def toy_plan(spec) -> Plan:
                 footprint_gib=fp,
                 verdict="ok" if ok else "fail",
                 tensor_parallel_size=m.tensor_parallel_size,
+                max_num_seqs=m.max_num_seqs or TOY_DEFAULT_SEQS,
             )
         )
     fits &= sum(m.gpu_memory_utilization for m in out) <= d.budget + 1e-6
@@ -307,6 +309,14 @@ def test_planner_demand_solves_the_minimum_fraction_from_one_probe():
     s = spec_of([host("h")], [model("b", max_num_seqs=30)])
     dm = planner_demand(s.models[0], s.hosts[0].device, s.vllm_version, plan_fn=toy_plan)
     assert dm.error and "needs 30" in dm.error
+
+
+def test_demand_counts_the_engine_default_max_num_seqs_like_the_solver():
+    """No max_num_seqs in the spec: the planner resolves vLLM's default (8 in the toy) and its solver
+    serves that many; so must the demand: a (10 + 2 x 8) / 100 = .26, not (10 + 2) / 100 = .12."""
+    s = spec_of([host("h")], [model("a")])
+    dm = planner_demand(s.models[0], s.hosts[0].device, s.vllm_version, plan_fn=toy_plan)
+    assert dm.need == 8 and dm.fraction == pytest.approx(0.26)
 
 
 def test_verification_hands_out_the_slack_and_keeps_tp_fractions_equal():

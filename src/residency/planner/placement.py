@@ -70,9 +70,10 @@ class Demand:
 DemandFn = Callable[[ModelSpec, DeviceSpec, str], Demand]
 
 
-def requirement(m: ModelSpec) -> float:
-    """Requests at max_model_len that the KV pool must hold: min_concurrency, else max_num_seqs, else 1."""
-    return float(m.min_concurrency or m.max_num_seqs or 1)
+def requirement(m: ModelSpec, resolved_max_num_seqs: int | None = None) -> float:
+    """Requests at max_model_len the KV pool must hold, as the planner's solver counts them:
+    min_concurrency, else max_num_seqs (vLLM's version default when the spec is silent)."""
+    return float(m.min_concurrency or m.max_num_seqs or resolved_max_num_seqs or 1)
 
 
 def _single_spec(
@@ -95,10 +96,10 @@ def planner_demand(
     """
     plan_fn = plan_fn or _plan_stack()
     extra = extra or {}
-    need = requirement(m)
     fixed = m.gpu_memory_utilization is not None
     probe_u = m.gpu_memory_utilization or min(0.9, dev.budget)
     p = plan_fn(_single_spec(vllm_version, m, dev, probe_u, **extra)).models[0]
+    need = requirement(m, p.max_num_seqs)
     total = p.requested_gib / probe_u if probe_u else 0.0
     if fixed:
         err = None

@@ -455,3 +455,29 @@ def test_orphaned_engine_processes_of_a_down_model():
     assert second.stray == {}  # counted as the model's orphan, not as a stranger
     (orphan,) = [w for w in second.warnings if w.kind == "orphan"]
     assert "31502" in orphan.message and "36.61 GiB" in orphan.message
+
+
+def test_container_pid_through_docker_compose():
+    from subprocess import CompletedProcess
+
+    from residency.status.ledger import container_pid
+
+    calls = []
+
+    def run(cmd, **kw):
+        calls.append(cmd)
+        if cmd[:3] == ["docker", "compose", "-p"]:
+            return CompletedProcess(cmd, 0, stdout="3f2a9c\n", stderr="")
+        return CompletedProcess(cmd, 0, stdout="4242\n" if cmd[-1] == "3f2a9c" else "0\n", stderr="")
+
+    assert container_pid("qwen", "stack", run=run) == 4242
+    assert calls == [
+        ["docker", "compose", "-p", "stack", "ps", "-q", "qwen"],
+        ["docker", "inspect", "-f", "{{.State.Pid}}", "3f2a9c"],
+    ]
+    assert container_pid("stopped-one", None, run=run) is None  # State.Pid 0: not running
+
+    def broken(cmd, **kw):
+        raise FileNotFoundError("docker")
+
+    assert container_pid("qwen", "stack", run=broken) is None

@@ -284,6 +284,38 @@ def listening_pids(ports: set[int]) -> dict[int, int]:
     return out
 
 
+def container_pid(
+    container: str, project: str | None = None, run: Callable[..., Any] | None = None
+) -> int | None:
+    """Host pid of a container's main process (docker runtime), None when docker cannot say.
+
+    `container` is a compose service (with `project`) or a container name/id. NVML reports host
+    pids, so this pid's process tree is what holds the model's GPU memory."""
+    import shutil
+    import subprocess
+
+    if run is None:
+        if shutil.which("docker") is None:
+            return None
+        run = subprocess.run
+    try:
+        ref = container
+        if project:
+            r = run(
+                ["docker", "compose", "-p", project, "ps", "-q", container],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            ids = (r.stdout or "").split() if r.returncode == 0 else []
+            ref = ids[0] if ids else container
+        r = run(["docker", "inspect", "-f", "{{.State.Pid}}", ref], capture_output=True, text=True, timeout=5)
+        pid = int((r.stdout or "0").strip() or 0) if r.returncode == 0 else 0
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    return pid or None  # 0: the container is not running
+
+
 def probe_health(client: httpx.Client, url: str, timeout: float = 2.0) -> tuple[int | None, str]:
     """(HTTP status, detail). Status None: no answer (refused, timeout)."""
     import httpx
@@ -454,6 +486,10 @@ def build_ledger(
         if state is None:
             state = read_state(spec_path)
         targets = targets_for(spec, state)
+        project = (state or {}).get("compose_project")
+        for t in targets:  # docker runtime: the container's main process
+            if t.pid is None and t.container:
+                t.pid = container_pid(t.container, project)
         if discover_pids:  # no pid from a state file: the process listening on the model's port
             need = {t.port for t in targets if t.pid is None and t.port and t.address == LOCAL}
             if need:

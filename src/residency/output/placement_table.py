@@ -94,7 +94,10 @@ def run_fleet_plan(
     if json_out:
         import json
 
-        print(json.dumps(fleet.contract(), indent=2))
+        out = fleet.contract()
+        if explain:
+            out["explain"] = fleet.explain
+        print(json.dumps(out, indent=2))
     else:
         print_fleet(fleet, explain=explain)
     return 0 if fleet.fits else 1

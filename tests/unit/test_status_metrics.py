@@ -88,3 +88,13 @@ def test_vllm_0_32_cpu_capture():
     assert m.kv_cache_memory_bytes == 1 << 30
     assert m.prefix_cache_hit_rate == pytest.approx(1280 / 2214)
     assert m.model_names == ("toy",)
+
+
+def test_vllm_0_32_cpu_capture_under_burst():
+    """Captured mid-burst: 8 requests (369 prompt + 3000 generated tokens) against max_num_seqs 4."""
+    m = parse_metrics((FIX / "vllm-0.32.0-cpu-toy-burst.txt").read_text())
+    assert (m.requests_running, m.requests_waiting) == (4.0, 4.0)  # 4 run, the other 4 queue
+    # 94 of 10922 blocks in use = 0.861%: 4 sequences of ~3000 tokens, 128-token blocks (~23.5 each)
+    assert m.kv_cache_usage == pytest.approx(94 / 10922, rel=1e-3)
+    assert m.kv_cache_usage * m.kv_cache_tokens == pytest.approx(94 * 128, rel=1e-3)
+    assert m.preemptions_total == 0.0

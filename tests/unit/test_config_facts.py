@@ -52,6 +52,7 @@ CATALOG = [
     # granite-4.0-h: layer_types 'attention' at 5, 15, 25, 35
     ("ibm-granite/granite-4.0-h-small", 40, 8, 128, {"full": 4, "mamba2": 36}, None, None),
     ("meta-llama/Llama-3.1-8B-Instruct", 32, 8, 128, {"full": 32}, None, 16060522496),
+    ("meta-llama/Llama-3.1-8B", 32, 8, 128, {"full": 32}, None, 16060522496),
     ("meta-llama/Llama-3.2-3B-Instruct", 28, 8, 128, {"full": 28}, None, 6425499648),
     ("meta-llama/Llama-3.3-70B-Instruct", 80, 8, 128, {"full": 80}, None, 141107412992),
     # phi-4: no head_dim key -> 5120 / 40 = 128
@@ -137,6 +138,8 @@ def test_every_catalog_model_resolves(model_id, layers, kv, head_dim, kinds, qua
         ("Qwen/Qwen3-Next-80B-A3B-Instruct", 0.0),  # includes the MTP block
         ("Qwen/Qwen3-Next-80B-A3B-Instruct-FP8", 0.0),
         ("meta-llama/Llama-3.2-3B-Instruct", 0.0),  # tied embeddings
+        ("meta-llama/Llama-3.1-8B", 0.0),  # 2 x 8,030,261,248 from the config alone
+        ("Qwen/Qwen2.5-7B-Instruct", 0.0),
         ("openai/gpt-oss-20b", 0.0),  # mxfp4 experts
         ("openai/gpt-oss-120b", 0.0),
         ("deepseek-ai/DeepSeek-V2-Lite-Chat", 0.0),

@@ -45,6 +45,12 @@ class ProfileSettings:
     pipeline_parallel_size: int = 1
     enforce_eager: bool = False
     act_bytes: int = 2  # model dtype bytes (bf16/fp16 2, float32 4)
+    # Pipeline parallel: the sampler warm-up runs on the last stage only (profile_run,
+    # gpu_model_runner.py:5781-5790 @0.19.1); every stage but the first receives its input through a
+    # persistent IntermediateTensors buffer (hidden_states + residual, max_num_batched_tokens rows,
+    # allocated in the profile run's _dummy_run: gpu_model_runner.py:5437-5449 @0.19.1).
+    runs_sampler: bool = True
+    receives_intermediate: bool = False
 
 
 def forward_peak_bytes(f: ModelFacts, s: ProfileSettings) -> int:
@@ -87,8 +93,19 @@ def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
     (versions.SAMPLER_BYTES). Qwen3 (vocab 151,936), 256 rows, sort path (0.11): 256 x 151,936 x 36 B = 1.30 GiB.
     """
     rows = min(s.max_num_seqs, s.max_num_batched_tokens)
-    per = rules.sampler_bytes_per_elem
-    return rows * pad_vocab(f.vocab_size) * per  # logits are gathered: full vocab on every rank
+    return rows * pad_vocab(f.vocab_size) * sampler_bytes_per_elem(s.act_bytes, rules)
+
+
+def sampler_bytes_per_elem(logits_bytes: int, rules: VersionRules) -> int:
+    """Bytes per (row x vocab) element of the sampler warm-up for logits in the model dtype.
+
+    versions.SAMPLER_BYTES is for 2-byte (bf16/fp16) logits and includes them (2) and their fp32 copy
+    (4, `logits.to(torch.float32)`, sampler.py:90 @0.19.1). float32 logits are already fp32: that
+    `.to()` returns the same tensor, so the figure is 6 - 4 = 2 bytes smaller (0.19.1: 4 + probs 4 +
+    q 4 = 12 instead of 14).
+    """
+    per = rules.sampler_bytes_per_elem - 6
+    return per + (4 if logits_bytes >= 4 else logits_bytes + 4)
 
 
 def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:
@@ -101,8 +118,12 @@ def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:
 
 def activation_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
     """Peak torch increase of the profile run: max(forward, hidden + sampler) + base + encoder."""
-    hidden_rows = min(s.max_num_seqs, s.max_num_batched_tokens) * f.hidden_size * s.act_bytes
-    peak = max(forward_peak_bytes(f, s), hidden_rows + sampler_peak_bytes(f, s, rules))
+    peak = forward_peak_bytes(f, s)
+    if s.runs_sampler:
+        hidden_rows = min(s.max_num_seqs, s.max_num_batched_tokens) * f.hidden_size * s.act_bytes
+        peak = max(peak, hidden_rows + sampler_peak_bytes(f, s, rules))
+    if s.receives_intermediate:  # PP stages after the first: hidden_states + residual, kept
+        peak += 2 * s.max_num_batched_tokens * f.hidden_size * s.act_bytes
     return int(ACT_BASE + peak + encoder_profile_bytes(f, s))
 
 
@@ -144,12 +165,13 @@ def cudagraph_bytes(
 ) -> int:
     """CUDA graph pool estimate: base + sizes x layers x per-size cost (MoE and hybrid graphs cost more).
 
+    `f` is the facts of the process's own layers (one pipeline stage's with PP: engine.stage_facts).
     Dense 32-layer model, 51 sizes: 0.05 GiB + 51 x 32 x 0.30 MiB = 0.53 GiB.
     """
     sizes = cudagraph_capture_sizes(s, rules, device)
     if not sizes:
         return 0
-    layers = max(1, f.num_hidden_layers // s.pipeline_parallel_size)
+    layers = max(1, f.num_hidden_layers)
     per = GRAPH_PER_SIZE_LAYER
     if f.num_experts:
         per *= 1.5

@@ -16,7 +16,7 @@ from residency.memory import messages
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules
-from residency.memory.weights import weights_bytes_per_rank
+from residency.memory.weights import pp_layer_partition, runtime_dtype, weights_bytes_per_rank
 
 GiB = 2**30
 
@@ -90,17 +90,18 @@ def requested_bytes(total_bytes: int, util: float, rules: VersionRules) -> int:
 
 
 def dtype_bytes_of(facts: ModelFacts, dtype: str) -> int:
-    return kv.dtype_bytes(dtype if dtype != "auto" else facts.dtype)
+    """Bytes per element of the dtype the model runs in (activations, logits, KV with "auto")."""
+    return kv.dtype_bytes(runtime_dtype(facts, dtype))
 
 
-def kv_settings(es: EngineSettings, device: Device) -> kv.KVSettings:
+def kv_settings(es: EngineSettings, device: Device, facts: ModelFacts | None = None) -> kv.KVSettings:
     return kv.KVSettings(
         max_model_len=es.max_model_len,
         max_num_batched_tokens=es.max_num_batched_tokens,
         max_num_seqs=es.max_num_seqs,
         tensor_parallel_size=es.tensor_parallel_size,
         block_size=es.block_size,
-        dtype=es.dtype,
+        dtype=runtime_dtype(facts, es.dtype) if facts is not None else es.dtype,
         kv_cache_dtype=es.kv_cache_dtype,
         mamba_ssm_cache_dtype=es.mamba_ssm_cache_dtype,
         enable_prefix_caching=es.enable_prefix_caching,
@@ -108,16 +109,80 @@ def kv_settings(es: EngineSettings, device: Device) -> kv.KVSettings:
     )
 
 
-def stage_facts(facts: ModelFacts, pp: int) -> ModelFacts:
-    """The last pipeline stage's layers (vLLM reports KV for it; the minimum rank decides)."""
+def stage_facts(facts: ModelFacts, pp: int, rank: int | None = None) -> ModelFacts:
+    """The layers of pipeline stage `rank` (default: the last), split as vLLM's get_pp_indices does.
+
+    layer_kinds may list two cache entries per decoder layer (Falcon-H1 parallel hybrids): the
+    slice keeps whole decoder layers.
+    """
     if pp <= 1:
         return facts
     from dataclasses import replace
 
-    n = len(facts.layer_kinds)
-    per = -(-n // pp)
-    kinds = facts.layer_kinds[n - per :] if n - per >= 0 else facts.layer_kinds
-    return replace(facts, layer_kinds=kinds, num_hidden_layers=len(kinds))
+    n = max(1, facts.num_hidden_layers)
+    parts = pp_layer_partition(n, pp)
+    r = pp - 1 if rank is None else rank
+    start = sum(parts[:r])
+    per = max(1, len(facts.layer_kinds) // n)
+    kinds = facts.layer_kinds[start * per : (start + parts[r]) * per]
+    return replace(facts, layer_kinds=kinds, num_hidden_layers=parts[r])
+
+
+@dataclass
+class _Stage:
+    """One pipeline stage's process (the only one without PP): what its profile charges the budget."""
+
+    rank: int
+    weights: int
+    activation: int
+    non_torch: int
+    host: int
+    graphs: int
+    non_kv: int
+    layout: kv.KVLayout
+
+
+def _stage(
+    facts: ModelFacts,
+    es: EngineSettings,
+    device: Device,
+    rules: VersionRules,
+    rank: int,
+    measured: Measured | None,
+) -> _Stage:
+    tp, pp = es.tensor_parallel_size, es.pipeline_parallel_size
+    last = rank == pp - 1
+    ps = act.ProfileSettings(
+        max_num_batched_tokens=es.max_num_batched_tokens,
+        max_num_seqs=es.max_num_seqs,
+        max_model_len=es.max_model_len,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=pp,
+        enforce_eager=es.enforce_eager,
+        act_bytes=dtype_bytes_of(facts, es.dtype),
+        runs_sampler=last,
+        receives_intermediate=rank > 0,
+    )
+    sf = stage_facts(facts, pp, rank)
+    weights = weights_bytes_per_rank(facts, tp, es.max_model_len, es.quantization, es.dtype, pp, rank)
+    activation = act.activation_bytes(facts, ps, rules)
+    non_torch = act.non_torch_bytes(ps, rules)
+    graphs = act.cudagraph_bytes(sf, ps, rules, device)
+    host = act.uma_host_overhead_bytes(device, weights)
+    if measured is not None and last:  # a log's figures are the last stage's (vllm-logs.md caveat 4)
+        if measured.weights_gib is not None:
+            weights = int(measured.weights_gib * GiB)
+        if measured.activation_gib is not None:
+            activation = int(measured.activation_gib * GiB)
+        if measured.non_torch_gib is not None:
+            non_torch = int(measured.non_torch_gib * GiB)
+        if measured.cudagraph_gib is not None:
+            graphs = max(0, int(measured.cudagraph_gib * GiB))
+    non_kv = weights + activation + non_torch + host + (graphs if rules.cudagraph_in_budget else 0)
+    if measured is not None and last and measured.non_kv_gib is not None:
+        non_kv = int(measured.non_kv_gib * GiB)
+    layout = kv.build_kv_layout(sf, kv_settings(es, device, facts), rules)
+    return _Stage(rank, weights, activation, non_torch, host, graphs, non_kv, layout)
 
 
 def simulate_startup(
@@ -135,52 +200,48 @@ def simulate_startup(
     `foreign_growth_bytes`: memory other processes allocate between this process's baseline and the
     end of its profiling (engines started together). vLLM charges it to this process's non-KV memory,
     so the pool shrinks by exactly that much and can reach "No available memory" (§3.4).
+
+    Pipeline parallel: one worker per stage, each on its own GPU with its own budget; the figures
+    reported are the last stage's (what a log's "Available KV cache memory" shows, vllm-logs.md
+    caveat 4), the checks run on every stage, and every stage gets the smallest stage's block count
+    (get_kv_cache_configs step 5, kv_cache_utils.py:1508-1531 @0.19.1).
     """
     total = device.total_bytes
-    tp, pp = es.tensor_parallel_size, es.pipeline_parallel_size
+    pp = es.pipeline_parallel_size
     ps = act.ProfileSettings(
         max_num_batched_tokens=es.max_num_batched_tokens,
         max_num_seqs=es.max_num_seqs,
         max_model_len=es.max_model_len,
-        tensor_parallel_size=tp,
+        tensor_parallel_size=es.tensor_parallel_size,
         pipeline_parallel_size=pp,
         enforce_eager=es.enforce_eager,
-        act_bytes=dtype_bytes_of(facts, es.dtype),
     )
-    sf = stage_facts(facts, pp)
     req = requested_bytes(total, es.gpu_memory_utilization, rules)
-    weights = weights_bytes_per_rank(facts, tp, es.max_model_len, es.quantization) // pp
-    if es.dtype in ("float32", "fp32") and not facts.quantization:
-        weights *= 2  # bf16 checkpoint upcast to fp32
-    activation = act.activation_bytes(facts, ps, rules)
-    non_torch = act.non_torch_bytes(ps, rules)
-    graphs = act.cudagraph_bytes(sf, ps, rules, device)
-    host = act.uma_host_overhead_bytes(device, weights)
+    stages = [_stage(facts, es, device, rules, r, measured) for r in range(pp)]
+    top = stages[-1]
+    weights, activation, non_torch, graphs, host = (
+        top.weights,
+        top.activation,
+        top.non_torch,
+        top.graphs,
+        top.host,
+    )
     ctx = act.context_bytes(device, ps, rules)
     in_budget = rules.cudagraph_in_budget
     notes: list[str] = []
-    if measured is not None:
-        if measured.weights_gib is not None:
-            weights = int(measured.weights_gib * GiB)
-        if measured.activation_gib is not None:
-            activation = int(measured.activation_gib * GiB)
-        if measured.non_torch_gib is not None:
-            non_torch = int(measured.non_torch_gib * GiB)
-        if measured.cudagraph_gib is not None:
-            graphs = max(0, int(measured.cudagraph_gib * GiB))
-    non_kv = weights + activation + non_torch + host + (graphs if in_budget else 0)
-    if measured is not None and measured.non_kv_gib is not None:
-        non_kv = int(measured.non_kv_gib * GiB)
     if foreign_growth_bytes:
-        non_kv += foreign_growth_bytes
+        for sg in stages:
+            sg.non_kv += foreign_growth_bytes
         notes.append(
             f"{foreign_growth_bytes / GiB:.2f} GiB allocated by engines starting at the same time is charged to this "
             "one's profile (vllm-memory.md §3.4)"
         )
-    layout = kv.build_kv_layout(sf, kv_settings(es, device), rules)
-    if es.kv_cache_memory_bytes is not None and rules.has_kv_cache_memory_bytes:
-        available = es.kv_cache_memory_bytes  # §9: profiling measured nothing; the value is used as-is
-        footprint = ctx + weights + non_torch + host + available + graphs
+    non_kv = top.non_kv
+    layout = top.layout
+    fixed_pool = es.kv_cache_memory_bytes is not None and rules.has_kv_cache_memory_bytes
+    if fixed_pool:
+        available = es.kv_cache_memory_bytes or 0  # §9: profiling measured nothing; the value is used as-is
+        footprint = max(ctx + sg.weights + sg.non_torch + sg.host + available + sg.graphs for sg in stages)
         if footprint - ctx > free_at_start_bytes:
             notes.append(
                 f"kv_cache_memory_bytes plus the rest ({(footprint - ctx) / GiB:.2f} GiB) exceeds the free memory "
@@ -190,7 +251,13 @@ def simulate_startup(
         if es.kv_cache_memory_bytes is not None:
             notes.append(f"kv_cache_memory_bytes is ignored by vLLM {rules.version} (added in 0.10.2)")
         available = req - non_kv
-        footprint = ctx + req + (0 if in_budget else graphs)
+        footprint = ctx + req + (0 if in_budget else max(sg.graphs for sg in stages))
+    if pp > 1:
+        w = ", ".join(f"{sg.weights / GiB:.2f}" for sg in stages)
+        notes.append(
+            f"pipeline stages hold {pp_layer_partition(max(1, facts.num_hidden_layers), pp)} decoder layers, "
+            f"weights {w} GiB per GPU; the figures shown are the last stage's (it runs the sampler)"
+        )
     st = Startup(
         requested_bytes=req,
         free_at_start_bytes=free_at_start_bytes,
@@ -219,33 +286,42 @@ def simulate_startup(
         )
         return st
     # loading: the weights must physically fit
-    if weights > free_at_start_bytes:
+    biggest = max(sg.weights for sg in stages)
+    if biggest > free_at_start_bytes:
         st.error_kind = "weights_do_not_fit"
-        st.error_message = messages.weights_do_not_fit(weights, free_at_start_bytes)
+        st.error_message = messages.weights_do_not_fit(biggest, free_at_start_bytes)
         return st
     if not layout.layers:
         st.num_blocks = 1
         return st
-    # §6.1
-    check_avail = kv.check_available(layout, available, rules)
-    if check_avail <= 0:
-        st.error_kind = "no_cache_blocks"
-        st.error_message = messages.no_cache_blocks(rules)
-        return st
-    # §6.2
     mnbt = es.max_num_batched_tokens
+    avail_of = {sg.rank: (available if fixed_pool else req - sg.non_kv) for sg in stages}
+    # §6.1, on every stage (the last first: its figures are the ones reported)
+    for sg in reversed(stages):
+        if kv.check_available(sg.layout, avail_of[sg.rank], rules) <= 0:
+            st.error_kind = "no_cache_blocks"
+            st.error_message = messages.no_cache_blocks(rules)
+            if sg is not top:
+                st.notes.append(f"pipeline stage {sg.rank} has no memory left for KV cache blocks")
+            return st
+    # §6.2
     need = kv.needed_bytes(layout, es.max_model_len, mnbt, rules)
     st.needed_bytes = need
-    nb = kv.num_blocks(layout, available)
+    nb = min(kv.num_blocks(sg.layout, avail_of[sg.rank]) for sg in stages)
     st.num_blocks = nb
     st.max_concurrency = kv.max_concurrency(layout, nb, es.max_model_len, mnbt)
     st.kv_tokens = kv.logged_tokens(layout, nb, es.max_model_len, mnbt, rules)
-    if need > check_avail:
-        est = kv.estimate_max_model_len(layout, check_avail, es.max_model_len, mnbt, rules)
-        st.estimated_max_model_len = est
-        st.error_kind = "max_seq_len"
-        st.error_message = messages.max_seq_len(rules, es.max_model_len, need, check_avail, est)
-        return st
+    for sg in reversed(stages):
+        s_avail = kv.check_available(sg.layout, avail_of[sg.rank], rules)
+        s_need = kv.needed_bytes(sg.layout, es.max_model_len, mnbt, rules)
+        if s_need > s_avail:
+            est = kv.estimate_max_model_len(sg.layout, s_avail, es.max_model_len, mnbt, rules)
+            st.estimated_max_model_len = est
+            st.error_kind = "max_seq_len"
+            st.error_message = messages.max_seq_len(rules, es.max_model_len, s_need, s_avail, est)
+            if sg is not top:
+                st.notes.append(f"pipeline stage {sg.rank} is the one short of KV memory")
+            return st
     # Mamba blocks vs max_num_seqs with FULL decode graphs (issue #34094), by version
     if layout.has_mamba and not es.enforce_eager and es.max_num_seqs > nb:
         if rules.mamba_blocks_mode == "raise":  # >= 0.33

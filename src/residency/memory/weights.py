@@ -42,13 +42,6 @@ def pad_vocab(vocab: int, pad: int = VOCAB_PADDING) -> int:
     return -(-vocab // pad) * pad
 
 
-def embedding_bytes(f: ModelFacts, tp: int) -> int:
-    """Embedding + LM head per rank (bf16/fp16 even in quantized checkpoints; tied -> counted once)."""
-    b = dtype_bytes(f.dtype)
-    per_rank = pad_vocab(f.vocab_size) // tp * f.hidden_size * b
-    return per_rank * (1 if f.tie_word_embeddings else 2)
-
-
 def rope_cache_bytes(f: ModelFacts, max_model_len: int | None = None) -> int:
     """RotaryEmbedding cos_sin_cache: max_position x rotary_dim x model dtype (persistent buffer)."""
     if f.num_attention_layers == 0:
@@ -77,29 +70,80 @@ def estimated_param_bytes(f: ModelFacts) -> int:
     return body + emb
 
 
+def runtime_dtype(f: ModelFacts, dtype: str | None = "auto") -> str:
+    """The dtype vLLM runs unquantized tensors in: --dtype, or for "auto" the checkpoint's dtype, with a
+    float32 checkpoint downcast to bfloat16 (_resolve_auto_dtype, config/model.py:1929-1951 @0.19.1;
+    CUDA with cc >= 8.0 lists bfloat16 first)."""
+    name = (dtype or "auto").lower().replace("torch.", "")
+    if name == "auto":
+        name = (f.dtype or "bfloat16").lower()
+        return "bfloat16" if name in ("float32", "fp32", "float") else name
+    return {"half": "float16", "float": "float32", "fp32": "float32", "bf16": "bfloat16"}.get(name, name)
+
+
+def pp_layer_partition(num_layers: int, pp: int) -> list[int]:
+    """Decoder layers per pipeline stage: vLLM's get_pp_indices without VLLM_PP_LAYER_PARTITION
+    (distributed/utils.py:95-135 @0.19.1, same rule since 0.6): an even split, the remainder going
+    one each to the stages before the last, counted back from the second-to-last.
+    28 layers / 3 stages -> [9, 10, 9]; 32 / 2 -> [16, 16]."""
+    parts = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        parts[-i] += 1
+    return parts
+
+
 def weights_bytes_per_rank(
-    f: ModelFacts, tp: int = 1, max_model_len: int | None = None, quantization: str | None = None
+    f: ModelFacts,
+    tp: int = 1,
+    max_model_len: int | None = None,
+    quantization: str | None = None,
+    dtype: str | None = "auto",
+    pp: int = 1,
+    pp_rank: int | None = None,
 ) -> int:
-    """Torch-allocated bytes after loading, per TP rank.
+    """Torch-allocated bytes after loading, per GPU (TP rank of PP stage `pp_rank`, default the last).
 
     `quantization` is the --quantization flag: "fp8" on an unquantized checkpoint quantizes the
-    linear layers online to 1 byte per weight (embeddings and LM head stay in the model dtype);
-    granite-4.0-micro: 0.48 GiB tied embedding + 3.14 G linear params x 1 B = 3.41 GiB (logged 3.42).
+    linear layers online to 1 byte per weight plus a per-tensor fp32 scale (Fp8OnlineLinearMethod,
+    fp8.py:500-564 @0.19.1; embeddings, LM head and norms are not LinearBase and stay in the model
+    dtype); granite-4.0-micro: 0.48 GiB tied embedding + 3.14 G linear params x 1 B = 3.41 GiB
+    (logged 3.42).
+    `dtype` is --dtype: unquantized tensors are cast on load, so float32 on a bf16 checkpoint doubles
+    them (Llama-3.1-8B: 2 x 14.989 = 29.98 GiB).
+    Pipeline parallel (every version): stage r holds its pp_layer_partition share of the decoder
+    layers; the first stage the input embedding, the last the LM head (and, with tied embeddings, its
+    own embedding too: llama.py:373-390 / qwen2.py:388-416 @0.19.1); each stage process has its own
+    rotary cache.
     """
-    total = f.checkpoint_bytes if f.checkpoint_bytes is not None else estimated_param_bytes(f)
+    total = f.checkpoint_bytes
+    if total is None:
+        total = f.estimated_bytes if f.estimated_bytes is not None else estimated_param_bytes(f)
     total -= f.unloaded_bytes
-    emb_full = embedding_bytes(f, 1)
+    ckpt_b = dtype_bytes(f.dtype)
+    run_b = dtype_bytes(runtime_dtype(f, dtype))
     # the checkpoint stores the unpadded vocab; the body is everything else
-    emb_ckpt = f.vocab_size * f.hidden_size * dtype_bytes(f.dtype) * (1 if f.tie_word_embeddings else 2)
+    emb_ckpt = f.vocab_size * f.hidden_size * ckpt_b * (1 if f.tie_word_embeddings else 2)
     body = max(0, total - min(emb_ckpt, total))
-    del emb_full
     if (f.quantization or "").lower() == "mxfp4":
         # MXFP4 MoE weights are padded (intermediate to 64/128/256, hidden to 128/256; mxfp4.py:187-228
         # @0.11.0): gpt-oss-120b logs 64.38 GiB (Triton) / 65.97 GiB (Marlin) for a 60.8 GiB checkpoint.
         body = int(body * MXFP4_PADDING)
     if quantization in ONLINE_FP8 and not f.quantization:
-        body = body * ONLINE_FP8[quantization] // dtype_bytes(f.dtype)
-    return body // tp + embedding_bytes(f, tp) + rope_cache_bytes(f, max_model_len)
+        body = body * ONLINE_FP8[quantization] // ckpt_b
+    elif not f.quantization and run_b != ckpt_b:
+        body = body * run_b // ckpt_b  # cast on load (float32 on a bf16 checkpoint: x2)
+    rank = pp - 1 if pp_rank is None else pp_rank
+    if pp > 1:
+        layers = max(1, f.num_hidden_layers)
+        body = body * pp_layer_partition(layers, pp)[rank] // layers
+    emb_one = pad_vocab(f.vocab_size) // tp * f.hidden_size * run_b
+    first, last = rank == 0, rank == pp - 1
+    if f.tie_word_embeddings:
+        emb = emb_one if (first or last) else 0
+    else:
+        emb = emb_one * (int(first) + int(last))
+    rope = rope_cache_bytes(f, max_model_len) * run_b // ckpt_b
+    return body // tp + emb + rope
 
 
 def weights_gib_per_rank(

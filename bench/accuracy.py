@@ -5,10 +5,17 @@ known model, known device total and fraction) and prints predicted vs logged "Av
 memory", KV tokens and verdict per record, then the median / max absolute KV error and the verdict
 accuracy. Records it cannot express are listed with the reason.
 
-    python bench/accuracy.py [--jsonl PATH] [--json]
+    python bench/accuracy.py [--records PATH] [--json]
 
-The records file is ../shared/reference/vllm-logs.jsonl relative to the repo, or
-$RESIDENCY_SHARED/reference/vllm-logs.jsonl.
+--records: a JSONL file in the schema of vllm-logs.jsonl (see vllm-logs.md), e.g. a held-out set;
+default ../shared/reference/vllm-logs.jsonl relative to the repo, or
+$RESIDENCY_SHARED/reference/vllm-logs.jsonl. --json prints {"rows": [...], "summary": {...}} with
+summary keys median_abs_kv_err_gib, max_abs_kv_err_gib, verdict_accuracy, expressed, not_expressed.
+
+The record's fields are read in every form the schema uses: numbers or "default (8192)" /
+"2048 (auto)"; "auto (default)", "default (False)"; dtype "float32" or "default (bf16 per model
+config)"; quantization "fp8" on an unquantized checkpoint = runtime --quantization fp8; GPU names
+("2x H100 80GB HBM3", "NVIDIA H100") -> device presets and counts; total_gpu_memory_gib.
 """
 
 from __future__ import annotations
@@ -29,25 +36,45 @@ from residency.errors import ResidencyError  # noqa: E402
 from residency.planner.plan import plan_stack  # noqa: E402
 from residency.spec import SUPPORTED_VLLM_VERSIONS, parse_spec, version_key  # noqa: E402
 
-GPU_PRESETS = [  # substring of the record's gpu field -> device preset
-    ("gh200", "gh200"),
-    ("h200", "h200"),
-    ("h100", "h100-80gb"),
-    ("a100-80", "a100-80gb"),
-    ("a100 80", "a100-80gb"),
-    ("l40s", "l40s"),
-    ("l4 ", "l4"),
-    ("1x l4", "l4"),
-    ("2x l4", "l4"),
-    ("rtx 3090", "rtx-3090"),
-    ("rtx 5090", "rtx-5090"),
-    ("rtx 4090", "rtx-4090"),
-    ("gb10", "dgx-spark"),
-    ("jetson agx thor", "jetson-thor"),
+# (pattern in the lower-cased gpu field, preset); first match wins, so the specific names come first.
+GPU_PRESETS = [
+    (r"gh200", "gh200"),
+    (r"h200", "h200"),
+    (r"h100\s*nvl|h100.*94\s*gb", "h100-94gb"),
+    (r"h100|h800", "h100-80gb"),
+    (r"a100.*40\s*gb|a100-40", "a100-40gb"),
+    (r"a100", "a100-80gb"),
+    (r"b200", "b200"),
+    (r"l40s", "l40s"),
+    (r"\bl40\b", "l40"),
+    (r"\bl4\b", "l4"),
+    (r"\ba10g\b", "a10g"),
+    (r"\ba10\b", "a10"),
+    (r"\bt4\b", "t4"),
+    (r"v100", "v100-32gb"),
+    (r"rtx\s*3090", "rtx-3090"),
+    (r"rtx\s*4090", "rtx-4090"),
+    (r"rtx\s*5090", "rtx-5090"),
+    (r"gb10|dgx spark", "dgx-spark"),
+    (r"jetson agx thor", "jetson-thor"),
 ]
 
-# Models not in the bundled catalog, with facts from their published config.json. The checkpoint
-# size is the HF index total_size where known; otherwise the weights the record logs (flagged).
+
+def parse_gpu(v) -> tuple[str | None, int]:
+    """'2x H100 80GB HBM3' -> ('h100-80gb', 2); 'NVIDIA H100' -> ('h100-80gb', 1); None -> (None, 1)."""
+    g = str(v or "").lower()
+    m = re.match(r"\s*(\d+)\s*x\s", g)
+    count = int(m.group(1)) if m else 1
+    for pat, preset in GPU_PRESETS:
+        if re.search(pat, g):
+            return preset, count
+    return None, count
+
+
+# BENCH-ONLY MODEL FACTS, not in the bundled catalog because no authoritative copy of their config.json
+# was found offline: architecture keys as published on the model cards (from memory), checkpoint size
+# the HF index total_size where known, else an estimate, else the weights the record itself logs
+# (such rows are flagged "weights as logged" and do not test the weights model).
 HAND_MODELS: dict[str, dict] = {
     "Qwen/Qwen3-14B": {
         "config": {
@@ -165,31 +192,41 @@ HAND_MODELS: dict[str, dict] = {
         "total_size": 47_000_000_000,
     },
 }
-HAND_MODELS["Qwen/Qwen2.5-7B-Instruct"] = {
-    "config": {
-        "architectures": ["Qwen2ForCausalLM"],
-        "model_type": "qwen2",
-        "hidden_size": 3584,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 28,
-        "num_key_value_heads": 4,
-        "intermediate_size": 18944,
-        "vocab_size": 152064,
-        "max_position_embeddings": 32768,
-        "tie_word_embeddings": False,
-        "torch_dtype": "bfloat16",
-    },
-    "total_size": 15231233024,  # index metadata.total_size
+_QWEN25_7B = {  # the catalog's Qwen/Qwen2.5-7B-Instruct architecture (published config values)
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_size": 3584,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "intermediate_size": 18944,
+    "vocab_size": 152064,
+    "max_position_embeddings": 32768,
+    "tie_word_embeddings": False,
 }
 HAND_MODELS["Qwen/Qwen2.5-7B-Instruct-AWQ"] = {
     "config": {
-        **HAND_MODELS["Qwen/Qwen2.5-7B-Instruct"]["config"],
+        **_QWEN25_7B,
         "torch_dtype": "float16",
         "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128},
     },
-    "total_size": 5_579_000_000,  # ~5.58 GB of safetensors (4-bit body + fp16 embeddings)
+    "total_size": 5_579_000_000,  # ~5.58 GB of safetensors (4-bit body + fp16 embeddings), rounded
 }
-RECORD_MODEL = {"r052": "Mistral-7B GPTQ", "r050": "Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"}
+# Record model strings that name no exact repo -> the bench model standing in for them.
+MODEL_ALIASES = [
+    (r"^Mistral-7B GPTQ", "Mistral-7B GPTQ"),
+    (r"^Qwen3-VL-30B-A3B FP8", "Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"),
+]
+# Dev-set records whose stated layout contradicts their own figures (checked on the model too, so a
+# held-out record reusing an id is not skipped by mistake).
+CONTRADICTORY = {
+    ("r009", "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8"): (
+        "27.72 GiB of weights per rank implies an 8-way split of a 220 GiB checkpoint; the record states TP 4 on 44 GiB GPUs"
+    ),
+    ("r026", "Qwen/Qwen3-14B-AWQ"): (
+        "14.04 GiB KV with TP 1 on a 22 GiB L4 is impossible next to 9.44 GiB of weights; the parallel layout is not stated"
+    ),
+}
 
 
 def records_path(arg: str | None) -> Path:
@@ -201,26 +238,91 @@ def records_path(arg: str | None) -> Path:
     return REPO.parent / "shared" / "reference" / "vllm-logs.jsonl"
 
 
+def _number(text: str) -> int | float:
+    x = float(text.replace(",", ""))
+    return int(x) if x.is_integer() else x
+
+
 def num(v) -> int | float | None:
-    """12 -> 12; 'default (8192)' -> 8192; 'default' / None -> None."""
+    """12 -> 12; '2048 (auto)' -> 2048; 'default (8192)' / 'default (model max, 40960)' -> 8192 / 40960;
+    'default' / 'default (not in non-default args)' / None / booleans -> None."""
     if isinstance(v, bool) or v is None:
         return None
     if isinstance(v, int | float):
         return v
-    m = re.search(r"\(([\d.]+)", str(v))
-    if m and str(v).startswith(("default", "auto")):
-        x = float(m.group(1))
-        return int(x) if x.is_integer() else x
-    m = re.match(r"\s*([\d.]+)", str(v))
+    t = str(v).strip()
+    m = re.match(r"([\d][\d,]*(?:\.\d+)?)\b", t)
     if m:
-        x = float(m.group(1))
-        return int(x) if x.is_integer() else x
+        return _number(m.group(1))
+    if t.lower().startswith(("default", "auto")):
+        m = re.search(r"\(([^)]*)\)", t)
+        if m:
+            nums = re.findall(r"\d[\d,]*(?:\.\d+)?", m.group(1))
+            if nums:
+                return _number(nums[-1] if "max" in m.group(1) else nums[0])
+    return None
+
+
+def flag(v) -> bool | None:
+    """True / 'True' / 'default (False)' / 'true (--enforce-eager)' -> bool; None / unknown -> None."""
+    if isinstance(v, bool):
+        return v
+    t = str(v or "").lower()
+    m = re.search(r"\b(true|false)\b", t)
+    return None if m is None else m.group(1) == "true"
+
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+def parse_dtype(v) -> str:
+    """--dtype as given: 'float32' -> float32; 'float16 (cast from bf16)' / 'half' -> float16;
+    'default (bf16 per model config)' / 'auto (not shown)' / None -> auto (the checkpoint's dtype)."""
+    t = str(v or "").strip().lower()
+    if not t or t.startswith(("default", "auto", "none")):
+        return "auto"
+    m = re.match(r"(?:torch\.)?([a-z0-9]+)", t)
+    return _DTYPES.get(m.group(1), "auto") if m else "auto"
+
+
+def parse_kv_cache_dtype(v) -> str:
+    """'fp8' / 'fp8_e4m3' / 'fp8_e5m2 (...)' -> that; 'auto (default)' / None -> auto."""
+    m = re.match(r"\s*(fp8(?:_e4m3|_e5m2|_inc)?)\b", str(v or "").lower())
+    return m.group(1) if m else "auto"
+
+
+def parse_quantization(v) -> str | None:
+    """The --quantization flag the record implies. 'fp8' / 'fp8 (online, quantization=fp8)' -> fp8:
+    online FP8 when the checkpoint is unquantized (the planner ignores it for an FP8 checkpoint, whose
+    own config decides, as vLLM does). Every other method is read from the checkpoint's config: None."""
+    t = str(v or "").strip().lower()
+    if t.startswith("fp8") and "native" not in t and "checkpoint" not in t:
+        return "fp8"
     return None
 
 
 def version_of(r: dict) -> str | None:
     m = re.search(r"(\d+\.\d+\.\d+)", str(r.get("vllm_version") or ""))
     return m.group(1) if m else None
+
+
+def model_of(r: dict) -> str:
+    """The record's model: a bench alias, else its leading org/name (notes after it dropped)."""
+    raw = str(r.get("model") or "").strip()
+    for pat, name in MODEL_ALIASES:
+        if re.search(pat, raw):
+            return name
+    m = re.match(r"([\w.-]+/[\w.-]+)(?:\s|$)", raw)
+    return m.group(1) if m else raw
 
 
 def _local_model(name: str, tmp: Path) -> str:
@@ -237,78 +339,70 @@ def _local_model(name: str, tmp: Path) -> str:
     return str(d)
 
 
+def _offline_llm(r: dict) -> bool:
+    text = " ".join(str(r.get(k) or "") for k in ("other_settings", "gpu_memory_utilization", "notes"))
+    return bool(re.search(r"offline LLM|LLM\(\)|LLM class", text))
+
+
 def express(r: dict, tmp: Path) -> tuple[dict | None, str]:
     """A one-model stack spec for the record, or None and why not."""
-    if not str(r.get("engine", "")).startswith("V1"):
-        return None, f"engine {r.get('engine')} (the model covers the V1 engine only)"
     v = version_of(r)
+    engine = str(r.get("engine") or "")
+    if engine and not engine.startswith("V1"):
+        return None, f"engine {engine} (the model covers the V1 engine only)"
     if v is None:
         return None, f"vLLM version not stated ({str(r.get('vllm_version'))[:40]})"
     lo, hi = (version_key(x) for x in SUPPORTED_VLLM_VERSIONS)
     if not lo <= version_key(v)[:3] <= hi:
         return None, f"vLLM {v} outside {SUPPORTED_VLLM_VERSIONS[0]}-{SUPPORTED_VLLM_VERSIONS[1]}"
-    model = RECORD_MODEL.get(r["id"], r["model"])
-    from residency.catalog import __file__ as catfile  # noqa: F401
-
+    model = model_of(r)
+    why = CONTRADICTORY.get((str(r.get("id")), model))
+    if why:
+        return None, why
     note = ""
     if model in HAND_MODELS:
-        if "weights_gib_logged" in HAND_MODELS[model]:
-            note = "weights as logged"
+        note = "bench-only model facts" + (
+            ", weights as logged" if "weights_gib_logged" in HAND_MODELS[model] else ""
+        )
         model_ref = _local_model(model, tmp)
     else:
         model_ref = model
     dev: dict = {}
-    gpu = str(r.get("gpu") or "").lower()
-    preset = next((p for k, p in GPU_PRESETS if k in gpu + " "), None)
-    if preset == "l4" and "l40" in gpu:
-        preset = "l40s"
+    preset, count = parse_gpu(r.get("gpu"))
     if preset:
         dev["preset"] = preset
-    if r.get("total_gpu_memory_gib"):
-        dev["total_gib"] = r["total_gpu_memory_gib"]
+    total = num(r.get("total_gpu_memory_gib"))
+    if total:
+        dev["total_gib"] = float(total)
     if not dev:
         return None, "device total not logged and GPU not named"
-    tp = num(r.get("tensor_parallel_size")) or 1
-    pp = num(r.get("pipeline_parallel_size")) or 1
-    if tp * pp > 1:
-        dev["count"] = tp * pp
+    tp = int(num(r.get("tensor_parallel_size")) or 1)
+    pp = int(num(r.get("pipeline_parallel_size")) or 1)
+    if max(tp * pp, count) > 1:
+        dev["count"] = max(tp * pp, count)
     util = num(r.get("gpu_memory_utilization"))
-    if (
-        r.get("gpu_memory_utilization") is not None
-        and util is None
-        and "default" not in str(r["gpu_memory_utilization"])
-    ):
+    raw_util = r.get("gpu_memory_utilization")
+    if raw_util is not None and util is None and "default" not in str(raw_util).lower():
         return None, "gpu_memory_utilization not stated"
-    util = util or 0.9
     m: dict = {
         "name": "m",
         "model": model_ref,
-        "gpu_memory_utilization": util,
+        "gpu_memory_utilization": util or 0.9,
         "tensor_parallel_size": tp,
         "pipeline_parallel_size": pp,
+        "dtype": parse_dtype(r.get("dtype")),
+        "kv_cache_dtype": parse_kv_cache_dtype(r.get("kv_cache_dtype")),
     }
     for k in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
         x = num(r.get(k))
         if x:
             m[k] = int(x)
-    if r.get("enforce_eager") is True:
+    if flag(r.get("enforce_eager")):
         m["enforce_eager"] = True
-    kvd = str(r.get("kv_cache_dtype") or "auto")
-    if kvd.startswith("fp8"):
-        m["kv_cache_dtype"] = kvd.split()[0]
-    q = str(r.get("quantization") or "").lower()
-    if q.startswith("fp8"):
-        m["quantization"] = "fp8"  # online fp8 on a bf16 checkpoint; a no-op for an fp8 checkpoint
-    dt = str(r.get("dtype") or "").lower()
-    for name in ("float32", "float16", "bfloat16"):
-        if dt.startswith(name) or dt == name.replace("float", "fp"):
-            m["dtype"] = name
-    other = str(r.get("other_settings") or "")
-    if (
-        "offline LLM" in other
-        or "offline LLM" in str(r.get("gpu_memory_utilization"))
-        or r["id"] in ("r027",)
-    ):
+    q = parse_quantization(r.get("quantization"))
+    if q:
+        m["quantization"] = q
+    if _offline_llm(r):
         # LLM class batch defaults (8192 / 256 below 70 GiB) instead of the OpenAI server's
         m.setdefault("max_num_batched_tokens", 8192)
         m.setdefault("max_num_seqs", 256)
@@ -322,86 +416,86 @@ def express(r: dict, tmp: Path) -> tuple[dict | None, str]:
 
 
 def logged_verdict(r: dict) -> str:
-    return "ok" if str(r.get("status", "")).startswith("ok") else "fail"
+    return "ok" if str(r.get("status", "")).strip().lower().startswith("ok") else "fail"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--jsonl")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
-    path = records_path(a.jsonl)
-    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    rows, skipped = [], []
+def run(recs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Plan every record it can express: (rows, not_expressed [{id, reason}])."""
+    rows: list[dict] = []
+    skipped: list[dict] = []
     with tempfile.TemporaryDirectory() as td:
         for r in recs:
-            if r["id"] == "r009":
-                skipped.append(
-                    (
-                        r["id"],
-                        "27.72 GiB of weights per rank implies an 8-way split of a 220 GiB checkpoint; the record states TP 4 on 44 GiB GPUs",
-                    )
-                )
-                continue
-            if r["id"] == "r026":
-                skipped.append(
-                    (
-                        r["id"],
-                        "14.04 GiB KV with TP 1 on a 22 GiB L4 is impossible next to 9.44 GiB of weights; the parallel layout is not stated",
-                    )
-                )
-                continue
+            rid = str(r.get("id"))
             spec, why = express(r, Path(td))
             if spec is None:
-                skipped.append((r["id"], why))
+                skipped.append({"id": rid, "reason": why})
                 continue
-            if (
-                r.get("available_kv_gib") is None
-                and logged_verdict(r) == "ok"
-                and r.get("kv_cache_tokens") is None
-            ):
-                skipped.append((r["id"], "no logged KV figure and no failure to compare"))
+            kv_logged = num(r.get("available_kv_gib"))
+            tok_logged = num(r.get("kv_cache_tokens"))
+            if kv_logged is None and tok_logged is None and logged_verdict(r) == "ok":
+                skipped.append({"id": rid, "reason": "no logged KV figure and no failure to compare"})
                 continue
             try:
                 p = plan_stack(parse_spec(spec), use_calibration=False)
             except ResidencyError as e:
-                skipped.append((r["id"], f"cannot resolve: {e}"))
+                skipped.append({"id": rid, "reason": f"cannot resolve: {e}"})
                 continue
             mp = p.models[0]
             rows.append(
                 {
-                    "id": r["id"],
-                    "model": str(r["model"])[:38],
+                    "id": rid,
+                    "model": str(r.get("model"))[:38],
                     "vllm": spec["vllm_version"],
-                    "kv_logged": r.get("available_kv_gib"),
+                    "kv_logged": kv_logged,
                     "kv_pred": mp.kv_cache_gib,
-                    "tok_logged": r.get("kv_cache_tokens"),
+                    "kv_err": None if kv_logged is None else round(mp.kv_cache_gib - kv_logged, 3),
+                    "tok_logged": tok_logged,
                     "tok_pred": mp.kv_cache_tokens,
+                    "weights_logged": num(r.get("weights_gib")),
+                    "weights_pred": mp.weights_gib,
                     "verdict_logged": logged_verdict(r),
                     "verdict_pred": mp.verdict,
                     "error_pred": mp.error.kind if mp.error else None,
                     "note": why,
                 }
             )
-    errs = [abs(x["kv_pred"] - x["kv_logged"]) for x in rows if x["kv_logged"] is not None]
-    verdict_ok = sum(1 for x in rows if x["verdict_logged"] == x["verdict_pred"])
-    summary = {
+    return rows, skipped
+
+
+def summarize(recs: list[dict], rows: list[dict], skipped: list[dict]) -> dict:
+    errs = [abs(x["kv_err"]) for x in rows if x["kv_err"] is not None]
+    right = sum(1 for x in rows if x["verdict_logged"] == x["verdict_pred"])
+    return {
         "records": len(recs),
         "expressed": len(rows),
         "with_kv": len(errs),
-        "median_abs_kv_error_gib": round(statistics.median(errs), 3) if errs else None,
-        "max_abs_kv_error_gib": round(max(errs), 3) if errs else None,
-        "verdict_accuracy": round(verdict_ok / len(rows), 3) if rows else None,
+        "median_abs_kv_err_gib": round(statistics.median(errs), 3) if errs else None,
+        "max_abs_kv_err_gib": round(max(errs), 3) if errs else None,
+        "verdict_accuracy": round(right / len(rows), 3) if rows else None,
+        "not_expressed": skipped,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--records", "--jsonl", dest="records", help="JSONL records (default: the shared dev set)"
+    )
+    ap.add_argument("--json", action="store_true", help="rows and summary as JSON")
+    a = ap.parse_args(argv)
+    path = records_path(a.records)
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    rows, skipped = run(recs)
+    summary = summarize(recs, rows, skipped)
     if a.json:
-        print(json.dumps({"rows": rows, "skipped": skipped, "summary": summary}, indent=1))
+        print(json.dumps({"rows": rows, "summary": summary}, indent=1))
         return 0
     print(
         f"{'id':5} {'vLLM':7} {'model':38} {'KV log':>7} {'KV pred':>7} {'err':>6} {'tok log':>9} {'tok pred':>9} verdict log/pred"
     )
     for x in rows:
         kl = f"{x['kv_logged']:.2f}" if x["kv_logged"] is not None else "-"
-        er = f"{x['kv_pred'] - x['kv_logged']:+.2f}" if x["kv_logged"] is not None else "-"
+        er = f"{x['kv_err']:+.2f}" if x["kv_err"] is not None else "-"
         tl = f"{x['tok_logged']:,}" if x["tok_logged"] else "-"
         v = f"{x['verdict_logged']}/{x['verdict_pred']}" + (
             f" ({x['error_pred']})" if x["error_pred"] else ""
@@ -409,15 +503,16 @@ def main() -> int:
         print(
             f"{x['id']:5} {x['vllm']:7} {x['model']:38} {kl:>7} {x['kv_pred']:7.2f} {er:>6} {tl:>9} {x['tok_pred']:>9,} {v} {x['note']}"
         )
+    right = sum(1 for x in rows if x["verdict_logged"] == x["verdict_pred"])
     print()
     print(
-        f"median |KV error| {summary['median_abs_kv_error_gib']} GiB, max {summary['max_abs_kv_error_gib']} GiB "
-        f"over {summary['with_kv']} records with a logged KV; verdicts right {verdict_ok}/{len(rows)} "
+        f"median |KV error| {summary['median_abs_kv_err_gib']} GiB, max {summary['max_abs_kv_err_gib']} GiB "
+        f"over {summary['with_kv']} records with a logged KV; verdicts right {right}/{len(rows)} "
         f"({summary['verdict_accuracy']})"
     )
     print(f"\ncannot express {len(skipped)} of {len(recs)} records:")
-    for rid, why in skipped:
-        print(f"  {rid}: {why}")
+    for x in skipped:
+        print(f"  {x['id']}: {x['reason']}")
     return 0
 
 

@@ -48,8 +48,10 @@ class Measured:
     weights_gib: float | None = None
     activation_gib: float | None = None
     non_torch_gib: float | None = None
-    cudagraph_gib: float | None = None
+    cudagraph_gib: float | None = None  # the graph pool as captured (or the estimate when only it is logged)
     non_kv_gib: float | None = None  # requested - available KV, as measured
+    # >= 0.18: "Estimated CUDA graph memory" - what the budget reserved when graphs are inside it (>= 0.20)
+    cudagraph_estimate_gib: float | None = None
 
 
 @dataclass
@@ -252,6 +254,10 @@ def simulate_startup(
             notes.append(f"kv_cache_memory_bytes is ignored by vLLM {rules.version} (added in 0.10.2)")
         available = req - non_kv
         footprint = ctx + req + (0 if in_budget else max(sg.graphs for sg in stages))
+        if in_budget and measured is not None and measured.cudagraph_estimate_gib is not None and graphs:
+            # >= 0.20 the budget reserved the estimate; the pool captured may be larger or smaller
+            # ("CUDA graph pool memory: A GiB (actual), E GiB (estimated)", gpu_worker.py:592-606 @0.20.2)
+            footprint += graphs - int(measured.cudagraph_estimate_gib * GiB)
     if pp > 1:
         w = ", ".join(f"{sg.weights / GiB:.2f}" for sg in stages)
         notes.append(

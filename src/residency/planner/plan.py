@@ -105,11 +105,15 @@ def _calibration(spec: StackSpec, m: ModelSpec, device: Device) -> tuple[Measure
         non_torch_gib=ln.non_torch_gib,
         cudagraph_gib=ln.cudagraph_gib,
         non_kv_gib=cal.non_kv_gib,
+        cudagraph_estimate_gib=ln.cudagraph_estimate_gib,
     )
     where = f" from {cal.source}" if cal.source else ""
+    graphs = ""
+    if ln.cudagraph_gib is not None:
+        graphs = f"; CUDA graphs {ln.cudagraph_gib:.2f} GiB as measured in its footprint"
     return meas, (
         f"calibrated{where}: non-KV {cal.non_kv_gib:.2f} GiB measured at fraction {ln.gpu_memory_utilization} "
-        f"(KV {ln.kv_cache_gib} GiB) replaces the estimates"
+        f"(KV {ln.kv_cache_gib} GiB) replaces the estimates{graphs}"
     )
 
 

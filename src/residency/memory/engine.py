@@ -130,6 +130,22 @@ def stage_facts(facts: ModelFacts, pp: int, rank: int | None = None) -> ModelFac
     return replace(facts, layer_kinds=kinds, num_hidden_layers=parts[r])
 
 
+def profile_settings(facts: ModelFacts, es: EngineSettings, rank: int = 0) -> act.ProfileSettings:
+    """The profile run of pipeline stage `rank` (the only stage without PP)."""
+    pp = es.pipeline_parallel_size
+    return act.ProfileSettings(
+        max_num_batched_tokens=es.max_num_batched_tokens,
+        max_num_seqs=es.max_num_seqs,
+        max_model_len=es.max_model_len,
+        tensor_parallel_size=es.tensor_parallel_size,
+        pipeline_parallel_size=pp,
+        enforce_eager=es.enforce_eager,
+        act_bytes=dtype_bytes_of(facts, es.dtype),
+        runs_sampler=rank == pp - 1,
+        receives_intermediate=rank > 0,
+    )
+
+
 @dataclass
 class _Stage:
     """One pipeline stage's process (the only one without PP): what its profile charges the budget."""
@@ -154,17 +170,7 @@ def _stage(
 ) -> _Stage:
     tp, pp = es.tensor_parallel_size, es.pipeline_parallel_size
     last = rank == pp - 1
-    ps = act.ProfileSettings(
-        max_num_batched_tokens=es.max_num_batched_tokens,
-        max_num_seqs=es.max_num_seqs,
-        max_model_len=es.max_model_len,
-        tensor_parallel_size=tp,
-        pipeline_parallel_size=pp,
-        enforce_eager=es.enforce_eager,
-        act_bytes=dtype_bytes_of(facts, es.dtype),
-        runs_sampler=last,
-        receives_intermediate=rank > 0,
-    )
+    ps = profile_settings(facts, es, rank)
     sf = stage_facts(facts, pp, rank)
     weights = weights_bytes_per_rank(facts, tp, es.max_model_len, es.quantization, es.dtype, pp, rank)
     activation = act.activation_bytes(facts, ps, rules)
@@ -210,14 +216,7 @@ def simulate_startup(
     """
     total = device.total_bytes
     pp = es.pipeline_parallel_size
-    ps = act.ProfileSettings(
-        max_num_batched_tokens=es.max_num_batched_tokens,
-        max_num_seqs=es.max_num_seqs,
-        max_model_len=es.max_model_len,
-        tensor_parallel_size=es.tensor_parallel_size,
-        pipeline_parallel_size=pp,
-        enforce_eager=es.enforce_eager,
-    )
+    ps = profile_settings(facts, es, pp - 1)
     req = requested_bytes(total, es.gpu_memory_utilization, rules)
     stages = [_stage(facts, es, device, rules, r, measured) for r in range(pp)]
     top = stages[-1]

@@ -17,7 +17,9 @@ from typing import Literal
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules
 
-DEFAULT_BLOCK_SIZE = 16  # CacheConfig.DEFAULT_BLOCK_SIZE on CUDA
+DEFAULT_BLOCK_SIZE = (
+    16  # CacheConfig.DEFAULT_BLOCK_SIZE on CUDA (config/cache.py:34 @0.19.1; 16 in every version covered)
+)
 MAMBA_KINDS = ("mamba2", "mamba", "gdn", "linear")
 ATTN_KINDS = ("full", "sliding", "chunked", "mla")
 
@@ -301,39 +303,29 @@ def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KV
         attention_bytes_per_token=att_tok,
         mamba_bytes_per_seq=mamba_seq,
     )
-    if len(keys) == 1:  # §7.2 rule 3: all specs equal -> one group of all layers
-        idx = tuple(range(len(layers)))
+
+    def one_group(uniform: bool) -> KVLayout:
         return KVLayout(
             layers=tuple(layers),
-            groups=(idx,),
+            groups=(tuple(range(len(layers))),),
             group_kinds=(layers[0],),
             group_size=len(layers),
             page_bytes=layers[0].page_bytes,
-            bytes_per_block=layers[0].page_bytes * len(layers),
-            uniform=True,
-            uniform_type=False,
+            bytes_per_block=sum(sp.page_bytes for sp in layers),  # equal pages: page x layers
+            uniform=uniform,
+            uniform_type=not uniform,
             hybrid=False,
             notes=tuple(notes),
             **common,  # type: ignore[arg-type]
         )
+
+    if len(keys) == 1:  # §7.2 rule 3: all specs equal -> one group of all layers
+        return one_group(uniform=True)
     types = {sp.kind for sp in layers}
     pages = {sp.page_bytes for sp in layers}
     if len(types) == 1 and len(pages) > 1 and rules.uniform_type_specs and types <= {"full", "mla"}:
         # §7.2 rule 4 (>= 0.11.0): UniformTypeKVCacheSpecs -> one group, bytes per block = sum of pages
-        idx = tuple(range(len(layers)))
-        return KVLayout(
-            layers=tuple(layers),
-            groups=(idx,),
-            group_kinds=(layers[0],),
-            group_size=len(layers),
-            page_bytes=layers[0].page_bytes,
-            bytes_per_block=sum(sp.page_bytes for sp in layers),
-            uniform=False,
-            uniform_type=True,
-            hybrid=False,
-            notes=tuple(notes),
-            **common,  # type: ignore[arg-type]
-        )
+        return one_group(uniform=False)
     # §7.2 rule 5: hybrid, equal pages. Bucket by spec, group_size = min (or max under the threshold).
     if len(pages) > 1:
         notes.append(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from residency.errors import SpecError
 from residency.memory.device import Device, resolve_device
-from residency.memory.engine import EngineSettings, Measured, Startup, simulate_startup
+from residency.memory.engine import EngineSettings, Measured, Startup, requested_bytes, simulate_startup
 from residency.memory.messages import MEANINGS
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules, rules_for
@@ -188,7 +188,7 @@ class Sim:
 
 def _max_fraction_for_free(free: int, total: int, rules: VersionRules) -> float:
     u = math.floor(free / total * 100) / 100
-    while u > 0 and (math.ceil(total * u) if rules.requested_ceil else int(total * u)) > free:
+    while u > 0 and requested_bytes(total, u, rules) > free:
         u = round(u - 0.01, 2)
     return max(u, 0.0)
 
@@ -203,7 +203,9 @@ def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
     if kind == "free_memory":
         if umin is not None and umin <= umax:
             return f"lower gpu_memory_utilization to {umax:.2f} (the most the {st.free_at_start_bytes / GiB:.2f} GiB free allows)"
-        short = ((math.ceil(total * umin) if umin else st.requested_bytes) - st.free_at_start_bytes) / GiB
+        short = (
+            (requested_bytes(total, umin, rules) if umin else st.requested_bytes) - st.free_at_start_bytes
+        ) / GiB
         return f"free {short:.2f} GiB more before it starts (lower the fractions of {earlier}, or stop them)"
     if kind == "weights_do_not_fit":
         return (
@@ -214,7 +216,7 @@ def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
     if umin is not None and umin > u:
         raise_txt = f"raise gpu_memory_utilization to {umin:.2f}"
         if umin > umax:
-            need = (math.ceil(total * umin) - st.free_at_start_bytes) / GiB
+            need = (requested_bytes(total, umin, rules) - st.free_at_start_bytes) / GiB
             raise_txt += f" (after freeing {need:.2f} GiB: lower the fractions of {earlier})"
     if kind == "no_cache_blocks":
         alt = ""

@@ -83,6 +83,10 @@ def SAMPLER_BYTES(k: V) -> int:  # noqa: N802
     * 0.20-0.32 (assumed): FlashInfer sampling by default (VLLM_USE_FLASHINFER_SAMPLER True in 0.33): no
       probs/q copies, ~8; the 0.28 records (L40S, 256 rows) leave no room for more.
     * 0.33: FlashInfer, then a second warm-up through forward_native (gpu_model_runner.py:5907-5926): 14.
+    The figures are for bf16/fp16 logits; activation.sampler_bytes_per_elem adjusts them for float32
+    models (no separate fp32 copy: 2 bytes less). 0.19.1 also keeps a Triton top-k/top-p scratch buffer
+    of min(SMs, rows) x vocab x 4 B (topk_topp_triton.py:1010-1016; 132 x 128,256 x 4 = 65 MiB on H100),
+    not modelled (inside ACT_BASE's slack).
     """
     if _ge(k, "0.33.0"):
         return 14

@@ -27,9 +27,9 @@ ACT_HIDDEN_COPIES = 4  # residual, normed and attention-out hidden states alive 
 # this many tokens. 0.19.1 has no such variable (no token chunking in fused_moe.py); the cap is kept for
 # every version because batches above 32768 tokens are rare and when it went is unchecked.
 MOE_CHUNK = 32768
-NON_TORCH = 0.12 * GiB  # cuBLAS/cuDNN workspaces and friends created after the baseline snapshot
+NON_TORCH = 0.12 * GiB  # cuBLAS/cuDNN workspaces created after the baseline snapshot (< 0.33; halved >= 0.33)
 NCCL_IN_BUDGET = 0.6 * GiB  # <= 0.10.2, TP > 1: NCCL + custom all-reduce buffers land inside the budget
-CUDA_CONTEXT = 0.55 * GiB  # per process, before the baseline: outside the budget (§5.3)
+CUDA_CONTEXT = 0.55 * GiB  # per process, before the baseline: outside the budget in every version (§5.3)
 NCCL_CONTEXT = 0.6 * GiB  # >= 0.11, TP > 1: NCCL buffers before the snapshot -> outside the budget
 # NOT MODELLED (open question, >= 0.11, TP > 1): in 0.19.1 the profile run's logits all-gather goes
 # through torch's own NCCL process group (base_device_communicator.all_gather ->

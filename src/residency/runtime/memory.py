@@ -140,25 +140,18 @@ def tree_memory_bytes(pid: int) -> int | None:
 
 
 def _nvml_process_bytes(pids: set[int]) -> int | None:
+    """GPU memory NVML lists for these pids (through the status package's NVML reader), or None."""
     try:
-        import pynvml
+        from residency.status.gpu import NvmlReader
 
-        pynvml.nvmlInit()
-    except Exception:
+        reader = NvmlReader()
+    except Exception:  # no NVML library, no driver (this CPU box), or the reader is missing
         return None
     try:
-        total, seen = 0, False
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h):
-                if p.pid in pids and p.usedGpuMemory is not None:
-                    total += p.usedGpuMemory
-                    seen = True
-        return total if seen else None
+        per_pid = reader.processes()
+        vals = [per_pid[p] for p in pids if per_pid.get(p) is not None]
+        return sum(vals) if vals else None  # type: ignore[arg-type]
     except Exception:
         return None
     finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
+        reader.close()

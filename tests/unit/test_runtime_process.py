@@ -354,3 +354,41 @@ def test_phases_and_logged_kv_from_a_cpu_log():
     assert not init_done("\n".join(lines[:5])) and init_done("\n".join(lines))
     kv = logged_kv("\n".join(lines))
     assert kv.kv_cache_gib == 0.25 and kv.kv_cache_tokens == 2048 and kv.init_seconds == 9.1
+
+
+def test_settle_needs_a_quiet_window():
+    s = Settle(window_s=3.0, tol_bytes=64 * 2**20, tol_frac=0.01)
+    mib = 2**20
+    # growing 200 MiB/s for 3 s: not settled
+    for t in range(4):
+        s.add(float(t), 1000 * mib + 200 * mib * t)
+    assert not s.settled()
+    # then flat (within 10 MiB) for 3 s: settled
+    for t in range(4, 8):
+        s.add(float(t), 1600 * mib + (t % 2) * 10 * mib)
+    assert s.settled()
+
+
+def test_free_memory_probe_choice_and_need():
+    from residency.runtime.memory import MemAvailableProbe, choose_probe, needed_gib
+
+    plan = _plan(load_spec_dummy())
+    gpu = plan.device.model_copy(update={"unified": False, "name": "NVIDIA H100"})
+    probe, note = choose_probe(gpu, cpu=False)
+    # this box has no NVML: the check is skipped with a note, never silently
+    assert probe is None and "NVML" in note
+    probe, note = choose_probe(gpu.model_copy(update={"unified": True}), cpu=False)
+    assert isinstance(probe, MemAvailableProbe) and probe.free_gib() > 0
+    mp = plan.models[0]
+    # CPU backend with a fixed KV pool: the footprint (0.5 GiB) is what must be free
+    assert needed_gib(mp, cpu=True) == 0.5
+    # GPU: vLLM's own check wants gmu x total = requested 1.17 GiB (> footprint 0.5)
+    assert needed_gib(mp, cpu=False) == 1.17
+
+
+def load_spec_dummy():
+    from residency.spec import parse_spec
+
+    return parse_spec(
+        {"device": {"total_gib": 23.42}, "models": [{"name": "alpha", "model": "x", "max_model_len": 2048}]}
+    )

@@ -392,3 +392,46 @@ def load_spec_dummy():
     return parse_spec(
         {"device": {"total_gib": 23.42}, "models": [{"name": "alpha", "model": "x", "max_model_len": 2048}]}
     )
+
+
+def test_command_differences_ignore_the_fraction_only():
+    from residency.runtime.bringup import command_differences
+
+    run = [
+        "vllm",
+        "serve",
+        "/m",
+        "--port",
+        "1",
+        "--gpu-memory-utilization",
+        "0.47",
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+    ]
+    same = [
+        "vllm",
+        "serve",
+        "/m",
+        "--port",
+        "1",
+        "--gpu-memory-utilization",
+        "0.48",
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+    ]
+    assert command_differences(run, same) == []
+    other = [
+        "vllm",
+        "serve",
+        "/m",
+        "--port",
+        "1",
+        "--gpu-memory-utilization",
+        "0.47",
+        "--max-model-len",
+        "4096",
+    ]
+    d = command_differences(run, other)
+    assert "--max-model-len: running 2048, plan 4096" in d and any("--enforce-eager" in x for x in d)

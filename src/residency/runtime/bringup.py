@@ -61,6 +61,38 @@ class Started:
     reused: bool = False
 
 
+# A running engine's fraction only mattered for its own startup check; a re-plan that moves it
+# (e.g. after `up` calibrated from the launch log) is no reason to restart a healthy model.
+_IGNORED_ON_RERUN = {"--gpu-memory-utilization"}
+
+
+def _flag_map(cmd: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {"<model>": cmd[2] if len(cmd) > 2 else None}
+    i = 3
+    while i < len(cmd):
+        a = cmd[i]
+        if a.startswith("--") and i + 1 < len(cmd) and not cmd[i + 1].startswith("--"):
+            out[a] = cmd[i + 1]
+            i += 2
+        else:
+            out[a] = None
+            i += 1
+    return out
+
+
+def command_differences(running: list[str], planned: list[str]) -> list[str]:
+    """Flags where a running engine's command differs from the plan's (the fraction excepted)."""
+    if not running or not planned:
+        return [] if running == planned else ["command"]
+    a, b = _flag_map(running), _flag_map(planned)
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        if k in _IGNORED_ON_RERUN or a.get(k, "<absent>") == b.get(k, "<absent>"):
+            continue
+        out.append(f"{k}: running {a.get(k, 'absent')}, plan {b.get(k, 'absent')}")
+    return out
+
+
 def default_timeout(m: Member) -> float:
     # weights load + compile + capture; same scale as the compose start period, doubled for
     # first-time checkpoint reads on a cold page cache
@@ -212,13 +244,15 @@ def up_stack(
         for m in mems:
             e = st.entry(m.key)
             if e is not None:
-                if e.command == backend.expected_command(m, e):
+                differs = command_differences(e.command, backend.expected_command(m, e))
+                if not differs:
                     console.print(f"{m.key}: already running (pid {e.pid or e.service}), kept")
                     lk = logged_kv(backend.log_text(e))
                     started.append(Started(m, e, lk.kv_cache_gib, lk.kv_cache_tokens, 0.0, reused=True))
                     continue
                 raise UpFailed(
-                    f"{m.key} is running with other settings than the plan's; run `residency down {spec_path}` first"
+                    f"{m.key} is running with other settings than the plan's ({'; '.join(differs)}); "
+                    f"run `residency down {spec_path}` first"
                 )
             _check_free_memory(m, plan, opts, console, st, spec_path)
             console.print(f"[bold]{m.key}[/]: starting ({m.spec.model})")

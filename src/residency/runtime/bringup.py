@@ -385,17 +385,9 @@ def print_summary(console, started: list[Started], proxy: ProcEntry | None) -> N
     from rich.table import Table
 
     t = Table(title="residency up: KV cache, logged vs planned")
-    for col in (
-        "model",
-        "port",
-        "pid",
-        "KV logged GiB",
-        "KV planned GiB",
-        "tokens logged",
-        "tokens planned",
-        "start s",
-    ):
-        t.add_column(col, justify="left" if col == "model" else "right")
+    t.add_column("model", no_wrap=True)
+    for col in ("port", "pid", "KV GiB log", "KV GiB plan", "tokens log", "tokens plan", "start s"):
+        t.add_column(col, justify="right")
     for s in started:
         t.add_row(
             s.member.key,

@@ -282,7 +282,7 @@ def up_stack(
                     f.message = f"{reason}; {f.message}"
                 print_failure(console, m.key, f, e.log_path)
                 _leave_stack(backend, store, st, opts, console, spec_path, failed=m.key)
-                raise UpFailed(f"{m.key} did not start: [{f.kind}] {f.message}")
+                raise UpFailed(f"{m.key} did not start ({f.kind}): cause and fix above")
             secs = time.monotonic() - t0
             e.state = "ready"
             store.save(st)

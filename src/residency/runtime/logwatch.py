@@ -179,8 +179,20 @@ def _last_error_line(lines: list[str]) -> str | None:
     return None
 
 
+def _tidy(msg: str) -> str:
+    """vLLM's message without pydantic's trailer ("[type=value_error, input_value=...]")."""
+    msg = re.sub(r"\s*\[type=\w+, input_value=.*$", "", msg.strip())
+    return msg.removeprefix("Value error, ")
+
+
 def explain_failure(text: str, tail_lines: int = 15) -> Failure:
     """Why a start failed: vLLM's own error text, its kind, what it means, and the fix."""
+    f = _explain(text, tail_lines)
+    f.message = _tidy(f.message)
+    return f
+
+
+def _explain(text: str, tail_lines: int) -> Failure:
     lines = text.splitlines()
     tail = lines[-tail_lines:]
     # 1. the calibrate explainer: the planner's verdict kinds, with vLLM's numbers

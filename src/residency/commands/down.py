@@ -26,4 +26,4 @@ def register(app: typer.Typer) -> None:
 
         spec_path = spec.resolve()
         store = StateStore(default_state_dir(spec_path, state_dir))
-        down_stack(spec_path, store, Console(highlight=False), grace_s=grace)
+        down_stack(spec_path, store, Console(highlight=False, soft_wrap=True), grace_s=grace)

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
             settle=Settle(window_s=settle_seconds),
             grace_s=grace,
         )
-        console = Console(highlight=False)
+        console = Console(highlight=False, soft_wrap=True)
         if runtime == Runtime.docker:
             from residency.runtime.docker import DockerBackend
 

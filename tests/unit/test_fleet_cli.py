@@ -116,3 +116,21 @@ def test_bench_json_reports_the_four_figures():
     assert d["placed"] + d["unplaced"] == 24
     # obtained KV can never exceed the bound (it ignores CUDA contexts and the free-memory rule)
     assert 0 < d["packing_efficiency"] <= 1
+
+
+def test_render_cli_writes_per_host_compose_and_one_proxy_config(tmp_path):
+    out = tmp_path / "fleet"
+    r = run("render", str(EXAMPLE), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    spec = load_spec(EXAMPLE)
+    for h in spec.hosts:
+        assert (out / f"compose.{h.name}.yaml").is_file()
+    import yaml
+
+    cfg = yaml.safe_load((out / "litellm.yaml").read_text())
+    names = [e["model_name"] for e in cfg["model_list"]]
+    # replicas of one model are deployments of one model_name: 'fast' has 3 replicas in the example
+    assert names.count("fast") == 3
+    assert (out / ".env").stat().st_mode & 0o777 == 0o600
+    key = next(ln.split("=", 1)[1] for ln in (out / ".env").read_text().splitlines() if ln.startswith("LITELLM_MASTER_KEY="))
+    assert key and key not in r.stdout + r.stderr

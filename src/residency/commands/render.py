@@ -25,9 +25,14 @@ def register(app: typer.Typer) -> None:
         from residency.spec import load_spec
 
         s = load_spec(spec)
-        plan = plan_for(s)
-        require_fit(plan)
-        files = render_files(s, plan, out, spec_dir=spec.resolve().parent, rotate_key=rotate_key)
+        if s.hosts:  # multi-host: place every replica, then per-host compose + one load-balancing proxy
+            from residency.render.fleet import place_and_render
+
+            files = place_and_render(s, out, spec_dir=spec.resolve().parent, rotate_key=rotate_key)
+        else:
+            plan = plan_for(s)
+            require_fit(plan)
+            files = render_files(s, plan, out, spec_dir=spec.resolve().parent, rotate_key=rotate_key)
         # A rotated key is an explicit request: the .env may change without --force.
         rep = write_files(out, files, force=force or (rotate_key and _only_env_changed(out, files)))
         for rel in rep.created:

@@ -802,7 +802,9 @@ def t8_agent(ctx: ModelCtx, hop: Hop) -> Outcome:
     plain, strict = results["plain"], results["strict"]
     worst = max((plain, strict), key=lambda o: _RANK[o.status])
     if plain.status == strict.status:
-        detail = plain.detail if plain.detail.startswith("20 tools") else f"20 tools, streaming: {plain.detail}"
+        detail = (
+            plain.detail if plain.detail.startswith("20 tools") else f"20 tools, streaming: {plain.detail}"
+        )
         return Outcome(worst.status, detail, plain.fix, plain.data)
     detail = (
         f"plain schemas: {plain.status} ({plain.detail}); strict schemas: {strict.status} ({strict.detail})"

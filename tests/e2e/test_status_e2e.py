@@ -58,10 +58,42 @@ def _status_json(spec_path: Path, *args: str, timeout: float = 120) -> tuple[int
     return out.returncode, json.loads(out.stdout or "null")
 
 
+@pytest.fixture(scope="module")
+def pair(request):
+    """Two toy vLLM servers and a LiteLLM proxy in front of them: the session `toy_stack`'s hermes
+    and xml when every toy model is installed, else two toy-chat servers of this module's own."""
+    from tests.e2e.stackkit import (
+        CPU_VLLM_ARGS,
+        StackNotInstalled,
+        litellm_model_entry,
+        require_stack,
+        start_litellm,
+        start_vllm,
+    )
+
+    try:
+        require_stack()
+        ts = request.getfixturevalue("toy_stack")
+        yield [ts.servers["hermes"], ts.servers["xml"]], ts.proxy
+        return
+    except StackNotInstalled:
+        require_stack(models=["toy-chat"])
+    own: list = []
+    try:
+        for name in ("status-a", "status-b"):
+            own.append(start_vllm("toy-chat", name, CPU_VLLM_ARGS))
+        proxy = start_litellm([litellm_model_entry(s.served_name, s.base_url) for s in own])
+        own.append(proxy)
+        yield own[:2], proxy
+    finally:
+        for p in own:
+            p.stop()
+
+
 @pytest.fixture
-def two_models(tmp_path, toy_stack):
-    servers = [toy_stack.servers["hermes"], toy_stack.servers["xml"]]
-    return _write_spec(tmp_path / "toy.yaml", servers, toy_stack.proxy.port), servers
+def two_models(tmp_path, pair):
+    servers, proxy = pair
+    return _write_spec(tmp_path / "toy.yaml", servers, proxy.port), servers
 
 
 def test_status_shows_both_models_ready_with_rss(two_models):
@@ -147,12 +179,20 @@ def test_kv_usage_rises_under_burst_and_falls_after(two_models):
     assert after is not None and after < max(kvs) and after <= idle.kv_cache_usage + 1e-6, (after, max(kvs))
 
 
-def test_backend_killed_mid_watch_shows_down(tmp_path, toy_stack, vllm_factory):
-    from tests.e2e.stackkit import CPU_VLLM_ARGS
+def test_backend_killed_mid_watch_shows_down(tmp_path, pair):
+    from tests.e2e.stackkit import CPU_VLLM_ARGS, start_vllm
 
-    victim = vllm_factory("toy-chat", "victim", CPU_VLLM_ARGS)  # our own: the session servers stay up
-    keep = toy_stack.servers["hermes"]
-    spec_path = _write_spec(tmp_path / "kill.yaml", [keep, victim], toy_stack.proxy.port)
+    servers, proxy = pair
+    keep = servers[0]
+    victim = start_vllm("toy-chat", "victim", CPU_VLLM_ARGS)  # our own: the shared servers stay up
+    try:
+        _watch_and_kill(tmp_path, keep, victim, proxy.port)
+    finally:
+        victim.stop()
+
+
+def _watch_and_kill(tmp_path, keep, victim, proxy_port: int) -> None:
+    spec_path = _write_spec(tmp_path / "kill.yaml", [keep, victim], proxy_port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "residency.cli", "status", str(spec_path), "--watch", "--json", "--no-plan"]
         + ["--interval", "0.5"],

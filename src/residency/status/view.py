@@ -78,7 +78,9 @@ def render_ledger(ledger: Ledger) -> RenderableType:
             label.append(f" {where}", style="dim")
         t.add_row(
             label,
-            Text(m.state, style=_STATE_STYLE.get(m.state, "")),
+            Text("busy", style="green")
+            if m.detail.startswith("busy")
+            else Text(m.state, style=_STATE_STYLE.get(m.state, "")),
             "-" if m.pid is None else str(m.pid),
             _g(m.memory_bytes, "G"),
             "-" if m.planned_gib is None else f"{m.planned_gib:.2f}G",

@@ -78,3 +78,34 @@ def test_table_names_models_and_warnings(spec, capsys):
 def test_bad_spec_is_one_line_exit_2(tmp_path, capsys):
     code, _, err = run(["status", str(tmp_path / "missing.yaml")], capsys)
     assert code == 2 and err.count("\n") == 1 and "no such file" in err
+
+
+def test_view_gb10_totals_na_and_busy_model():
+    from rich.console import Console
+
+    from residency.spec import parse_spec
+    from residency.status.gpu import RecordedReader
+    from residency.status.ledger import build_ledger
+    from residency.status.view import render_ledger
+
+    spec = parse_spec(
+        {
+            "device": {"name": "GB10", "total_gib": 119.67, "unified": True},
+            "models": [{"name": "qwen", "model": "Qwen/Qwen3-8B", "port": 1}],
+            "proxy": {"port": 2},
+        }
+    )
+    led = build_ledger(
+        spec,
+        RecordedReader(FIX / "gb10-two-vllm.json"),
+        state={},
+        alive_fn=lambda p: False,
+        discover_pids=False,
+    )
+    led.models[0].state, led.models[0].detail = "ready", "busy: /health slow to answer"
+    con = Console(record=True, width=120)
+    con.print(render_ledger(led))
+    text = con.export_text()
+    assert "GPU 0 NVIDIA GB10: memory totals N/A" in text
+    assert "busy" in text and "unified memory: total 119.67 GiB" in text
+    assert "page cache 24.00" in text

@@ -75,7 +75,8 @@ def test_recorded_errors_are_pynvml_classes():
 
 def test_get_reader_falls_back_to_host_without_a_driver(monkeypatch):
     monkeypatch.delenv("RESIDENCY_GPU_READER", raising=False)
-    r = get_reader()  # this box has no NVIDIA driver: nvmlInit fails -> host reader
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # no nvidia-ml-py (same path as nvmlInit failing)
+    r = get_reader()
     assert r.kind == "host"
     assert get_reader(str(FIX / "h100-two-vllm.json")).kind == "recorded"
     monkeypatch.setenv("RESIDENCY_GPU_READER", str(FIX / "gb10-two-vllm.json"))

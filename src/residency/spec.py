@@ -84,7 +84,9 @@ class ModelSpec(_Strict):
     priority: float | None = Field(default=None, gt=0)
     replicas: PositiveInt = 1
     host: str | None = None  # pin to a host of `hosts:` (multi-host specs)
-    gpus: list[Annotated[int, Field(ge=0)]] | None = None  # pin to these GPU indices of the box (placement sets it)
+    gpus: list[Annotated[int, Field(ge=0)]] | None = (
+        None  # pin to these GPU indices of the box (placement sets it)
+    )
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     facts: ModelFactsOverride | None = None
@@ -176,7 +178,12 @@ def _loc(err: dict[str, Any], raw: Any) -> str:
     for part in err["loc"]:
         if isinstance(part, int):
             label = str(part)
-            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) and node[part].get("name"):
+            if (
+                isinstance(node, list)
+                and part < len(node)
+                and isinstance(node[part], dict)
+                and node[part].get("name")
+            ):
                 label = f"{part}:{node[part]['name']}"
             out += f"[{label}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
@@ -201,7 +208,11 @@ def parse_spec(raw: Any, source: str = "spec") -> StackSpec:
         err = e.errors()[0]
         field = _loc(err, raw) or source
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] not in ("extra_forbidden", "missing") and "input" in err and not isinstance(err["input"], dict | list):
+        if (
+            err["type"] not in ("extra_forbidden", "missing")
+            and "input" in err
+            and not isinstance(err["input"], dict | list)
+        ):
             msg += f" (got {err['input']!r})"
         raise SpecError(field, msg, _FIXES.get(err["type"])) from None
 
@@ -212,8 +223,13 @@ def load_spec(path: str | Path) -> StackSpec:
         raise SpecError(str(p), "no such file", "give the path of a stack spec YAML")
     try:
         raw = yaml.safe_load(p.read_text())
+    except OSError as e:
+        raise SpecError(str(p), f"cannot read it ({e.strerror})", "check the file's permissions") from None
+    except UnicodeDecodeError:
+        raise SpecError(str(p), "not a text file", "give the path of a stack spec YAML") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        raise SpecError(where, f"malformed YAML: {getattr(e, 'problem', None) or e}") from None
+        problem = " ".join(f"malformed YAML: {getattr(e, 'problem', None) or e}".split())
+        raise SpecError(where, problem, "fix the YAML syntax at that line and column") from None
     return parse_spec(raw, str(p))

@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
         from residency.runtime.down import down_stack
         from residency.runtime.state import StateStore
         from residency.runtime.state import state_dir as default_state_dir
+        from residency.spec import load_spec
 
+        load_spec(spec)  # bad input is reported like every other command's (exit 2), before anything stops
         spec_path = spec.resolve()
         store = StateStore(default_state_dir(spec_path, state_dir))
         down_stack(spec_path, store, Console(highlight=False, soft_wrap=True), grace_s=grace)

@@ -84,9 +84,8 @@ class ModelSpec(_Strict):
     priority: float | None = Field(default=None, gt=0)
     replicas: PositiveInt = 1
     host: str | None = None  # pin to a host of `hosts:` (multi-host specs)
-    gpus: list[Annotated[int, Field(ge=0)]] | None = (
-        None  # pin to these GPU indices of the box (placement sets it)
-    )
+    # pin to these GPU indices of the box (placement sets it)
+    gpus: list[Annotated[int, Field(ge=0)]] | None = None
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     facts: ModelFactsOverride | None = None

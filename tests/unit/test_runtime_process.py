@@ -370,7 +370,7 @@ def test_settle_needs_a_quiet_window():
 
 
 def test_free_memory_probe_choice_and_need():
-    from residency.runtime.memory import MemAvailableProbe, choose_probe, needed_gib
+    from residency.runtime.memory import choose_probe, needed_gib
 
     plan = _plan(load_spec_dummy())
     gpu = plan.device.model_copy(update={"unified": False, "name": "NVIDIA H100"})
@@ -378,7 +378,9 @@ def test_free_memory_probe_choice_and_need():
     # this box has no NVML: the check is skipped with a note, never silently
     assert probe is None and "NVML" in note
     probe, note = choose_probe(gpu.model_copy(update={"unified": True}), cpu=False)
-    assert isinstance(probe, MemAvailableProbe) and probe.free_gib() > 0
+    # unified memory: MemAvailable, read through the status package's host reader
+    assert probe is not None and probe.host and probe.reader.kind == "host" and probe.free_gib() > 0
+    assert probe.name == "MemAvailable (/proc/meminfo)"
     mp = plan.models[0]
     # CPU backend with a fixed KV pool: the footprint (0.5 GiB) is what must be free
     assert needed_gib(mp, cpu=True) == 0.5
@@ -435,3 +437,36 @@ def test_command_differences_ignore_the_fraction_only():
     ]
     d = command_differences(run, other)
     assert "--max-model-len: running 2048, plan 4096" in d and any("--enforce-eager" in x for x in d)
+
+
+def test_free_memory_and_tree_memory_read_through_the_status_reader(tmp_path):
+    """up's free-memory probe and per-process memory use the status package's GpuReader."""
+    import os
+
+    from residency.runtime.memory import FreeMemory, tree_memory_bytes
+    from residency.status.gpu import RecordedReader
+
+    gib = 1 << 30
+    fixture = {
+        "devices": [
+            {"name": "GPU0", "memory_info": {"total": 80 * gib, "used": 30 * gib, "free": 50 * gib}},
+            {"name": "GPU1", "memory_info": {"total": 80 * gib, "used": 60 * gib, "free": 20 * gib}},
+            {"name": "GB10", "memory_info": "NotSupported"},
+        ]
+    }
+    # TP over GPUs 0 and 1: the least free of the two (20 GiB) is what each rank finds
+    assert FreeMemory(RecordedReader(fixture), gpus=[0, 1]).free_gib() == 20.0
+    assert FreeMemory(RecordedReader(fixture), gpus=[0]).free_gib() == 50.0
+    # a device whose totals answer N/A (GB10): not checked rather than a wrong number
+    assert FreeMemory(RecordedReader(fixture), gpus=[2]).free_gib() is None
+    assert FreeMemory(RecordedReader(fixture), gpus=[7]).free_gib() is None
+    # per-process readings limited to a process tree: only the pids asked for
+    fixture["devices"][0]["compute_processes"] = [
+        {"pid": 11, "usedGpuMemory": 3 * gib},
+        {"pid": 12, "usedGpuMemory": gib},
+    ]
+    fixture["devices"][1]["compute_processes"] = [{"pid": 11, "usedGpuMemory": 3 * gib}]
+    assert RecordedReader(fixture).processes([11, 99]) == {11: 6 * gib}  # 3 + 3 GiB over two GPUs
+    # no NVML on this box: the process tree's RSS (this test process holds some memory)
+    assert tree_memory_bytes(os.getpid()) > 10 * 2**20
+    assert tree_memory_bytes(2**22 + 12345) is None  # no such pid

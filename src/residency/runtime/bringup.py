@@ -343,7 +343,10 @@ def _check_free_memory(
     if probe is None:
         console.print(f"  {m.key}: note: {note}")
         return
-    free = probe.free_gib()
+    try:
+        free = probe.free_gib()
+    finally:
+        probe.close()
     if free is None:
         console.print(f"  {m.key}: note: {probe.name} did not answer; free memory not checked")
         return

@@ -1,80 +1,61 @@
 """Free-memory checks before a start, and "has this engine's memory stopped moving?".
 
-The free-memory source is pluggable: NVML on discrete GPUs, MemAvailable on unified memory (GB10's
-device queries answer N/A and cudaMemGetInfo misleads there) and on the CPU backend.
+Readings come through the status package's one memory interface (`residency.status.gpu.GpuReader`):
+NVML on discrete GPUs, MemAvailable on unified memory (GB10's device queries answer N/A and
+cudaMemGetInfo misleads there) and on the CPU backend.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
 
 from residency.planner.result import DevicePlan, ModelPlan
-
-GiB = 1024**3
-
-
-class FreeMemoryProbe(Protocol):
-    name: str
-
-    def free_gib(self) -> float | None: ...
+from residency.status.gpu import GiB, GpuReader, HostReader, get_reader, process_tree, tree_bytes
 
 
-class MemAvailableProbe:
-    name = "MemAvailable (/proc/meminfo)"
+@dataclass
+class FreeMemory:
+    """Free memory a model will find at its start, read through a GpuReader.
 
-    def free_gib(self) -> float | None:
-        import psutil
+    host=True: MemAvailable (unified memory, CPU backend). Otherwise NVML device free memory of
+    the GPUs the model is placed on (the least free of them: TP ranks are equal); None when a
+    device does not answer (GB10 device totals say N/A)."""
 
-        return psutil.virtual_memory().available / GiB
+    reader: GpuReader
+    gpus: list[int] | None = None
+    host: bool = False
 
-
-class NvmlProbe:
-    """Free memory of the GPUs a model is placed on (the least free of them: TP ranks are equal)."""
-
-    name = "NVML device free memory"
-
-    def __init__(self, gpus: list[int] | None = None) -> None:
-        self.gpus = gpus or [0]
+    @property
+    def name(self) -> str:
+        return "MemAvailable (/proc/meminfo)" if self.host else "NVML device free memory"
 
     def free_gib(self) -> float | None:
+        if self.host:
+            return self.reader.host().available_bytes / GiB
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            try:
-                frees = []
-                for i in self.gpus:
-                    h = pynvml.nvmlDeviceGetHandleByIndex(i)
-                    frees.append(pynvml.nvmlDeviceGetMemoryInfo(h).free / GiB)
-                return min(frees)
-            finally:
-                pynvml.nvmlShutdown()
-        except Exception:  # NVML missing, no driver, or "Not Supported" (GB10 device totals)
+            devs = {d.index: d for d in self.reader.devices()}
+        except Exception:  # noqa: BLE001 - a driver hiccup means "not checked", not a crash
             return None
+        frees = [devs[i].free_bytes if i in devs else None for i in (self.gpus or [0])]
+        if not frees or any(f is None for f in frees):
+            return None
+        return min(frees) / GiB  # type: ignore[type-var]
 
-
-def nvml_available() -> bool:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-        return True
-    except Exception:
-        return False
+    def close(self) -> None:
+        self.reader.close()
 
 
 def choose_probe(
     device: DevicePlan, *, cpu: bool, gpus: list[int] | None = None
-) -> tuple[FreeMemoryProbe | None, str]:
+) -> tuple[FreeMemory | None, str]:
     """The free-memory source for this device, or None with the reason the check is skipped."""
     if cpu or device.unified:
-        return MemAvailableProbe(), ""
-    if nvml_available():
-        return NvmlProbe(gpus), ""
-    return None, "NVML is not available here, so free GPU memory was not checked before the start"
+        return FreeMemory(HostReader(), host=True), ""
+    try:
+        return FreeMemory(get_reader("nvml"), gpus=gpus), ""
+    except Exception:  # noqa: BLE001 - ImportError, NVMLError_* (no driver), no devices
+        return None, "NVML is not available here, so free GPU memory was not checked before the start"
 
 
 def needed_gib(mp: ModelPlan, *, cpu: bool) -> float:
@@ -119,39 +100,20 @@ class Settle:
 
 def tree_memory_bytes(pid: int) -> int | None:
     """Memory held by a process tree: NVML per-process GPU memory when NVML answers, else RSS."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
+    tree = process_tree(pid)
+    if not tree:
         return None
-    pids = {p.pid for p in procs}
-    gpu = _nvml_process_bytes(pids)
-    if gpu is not None:
-        return gpu
-    total = 0
-    for p in procs:
+    try:
+        nvml = get_reader("nvml")
+    except Exception:  # noqa: BLE001 - no NVML library, no driver (this CPU box), no devices
+        nvml = None
+    if nvml is not None:
         try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def _nvml_process_bytes(pids: set[int]) -> int | None:
-    """GPU memory NVML lists for these pids (through the status package's NVML reader), or None."""
-    try:
-        from residency.status.gpu import NvmlReader
-
-        reader = NvmlReader()
-    except Exception:  # no NVML library, no driver (this CPU box), or the reader is missing
-        return None
-    try:
-        per_pid = reader.processes()
-        vals = [per_pid[p] for p in pids if per_pid.get(p) is not None]
-        return sum(vals) if vals else None  # type: ignore[arg-type]
-    except Exception:
-        return None
-    finally:
-        reader.close()
+            gpu = tree_bytes(pid, nvml.processes(tree), tree)
+        except Exception:  # noqa: BLE001 - a failed NVML query falls back to RSS
+            gpu = None
+        finally:
+            nvml.close()
+        if gpu is not None:
+            return gpu
+    return tree_bytes(pid, HostReader().processes(tree), tree) or 0

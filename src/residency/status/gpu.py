@@ -17,6 +17,7 @@ importable on boxes without NVIDIA libraries.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -59,9 +60,10 @@ class GpuReader(Protocol):
         """Every device with its memory totals (None fields where the device does not answer)."""
         ...
 
-    def processes(self) -> dict[int, int | None]:
+    def processes(self, pids: Collection[int] | None = None) -> dict[int, int | None]:
         """pid -> bytes it holds now: GPU memory summed over devices (NVML), or RSS (host).
 
+        `pids` limits the answer to those processes (default: every process the reader sees).
         NVML lists only processes holding GPU memory; a value of None means the process is
         listed but its usage is not available (NVML_VALUE_NOT_AVAILABLE)."""
         ...
@@ -147,7 +149,7 @@ class NvmlReader:
             )
         return out
 
-    def processes(self) -> dict[int, int | None]:
+    def processes(self, pids: Collection[int] | None = None) -> dict[int, int | None]:
         out: dict[int, int | None] = {}
         for h in self._handles():
             procs = self._call("nvmlDeviceGetComputeRunningProcesses", h) or []
@@ -158,7 +160,7 @@ class NvmlReader:
                     out.setdefault(pid, None)
                 else:
                     out[pid] = (out.get(pid) or 0) + used  # a pid may hold memory on several GPUs
-        return out
+        return out if pids is None else {p: v for p, v in out.items() if p in pids}
 
     def host(self) -> HostMemory:
         return read_host_memory()
@@ -268,10 +270,17 @@ class HostReader:
             )
         ]
 
-    def processes(self) -> dict[int, int | None]:
+    def processes(self, pids: Collection[int] | None = None) -> dict[int, int | None]:
         import psutil
 
         out: dict[int, int | None] = {}
+        if pids is not None:  # only these: no walk over every process on the box
+            for pid in pids:
+                try:
+                    out[pid] = int(psutil.Process(pid).memory_info().rss)
+                except psutil.Error:
+                    pass
+            return out
         for p in psutil.process_iter(["pid", "memory_info"]):
             mi = p.info.get("memory_info")
             if mi is not None:

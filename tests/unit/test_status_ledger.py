@@ -481,3 +481,94 @@ def test_container_pid_through_docker_compose():
         raise FileNotFoundError("docker")
 
     assert container_pid("qwen", "stack", run=broken) is None
+
+
+def test_one_off_status_finds_engine_processes_left_in_ups_process_group():
+    """No --watch, no previous ledger: the API server (31415) was killed on its own; `up` recorded
+    its process group, in which the EngineCore (31502) still holds 37486 MiB = 36.61 GiB."""
+    reader = RecordedReader(FIX / "nvml" / "h100-two-vllm.json")
+    state = json.loads(json.dumps(STATE_H100))
+    state["models"]["qwen"].update(pgid=31415, create_time=1700000000.0)
+    asked = []
+
+    def group_fn(pgid, created_after):
+        asked.append((pgid, created_after))
+        return [31502] if pgid == 31415 else []
+
+    routes = {k: v for k, v in HEALTHY.items() if k[0] != 8001}
+    led = build_ledger(
+        _spec(False),
+        reader,
+        spec_path="stack.yaml",
+        state=state,
+        client=_client(routes),
+        tree_fn=_fixture_tree("h100-two-vllm.json"),
+        alive_fn=lambda p: p not in (31415,),
+        group_fn=group_fn,
+        discover_pids=False,
+    )
+    q = led.models[0]
+    assert asked == [(31415, 1700000000.0)]  # only the down model's recorded group is looked up
+    assert q.state == "down" and q.orphan_pids == [31502] and q.memory_bytes == 37486 * MiB
+    assert led.stray == {}
+    (orphan,) = [w for w in led.warnings if w.kind == "orphan"]
+    assert orphan.message == (
+        "qwen is down but its engine processes (pids 31502) still hold 36.61 GiB; run `residency down stack.yaml`"
+    )
+    # a healthy model with a recorded group is not looked up, and an empty group warns nothing
+    led2 = build_ledger(
+        _spec(False),
+        reader,
+        state=state,
+        client=_client(HEALTHY),
+        tree_fn=_fixture_tree("h100-two-vllm.json"),
+        alive_fn=lambda p: True,
+        group_fn=lambda *a: pytest.fail("looked up a ready model's group"),
+        discover_pids=False,
+    )
+    assert not [w for w in led2.warnings if w.kind == "orphan"]
+
+
+def test_up_state_carries_process_group_to_status(tmp_path):
+    from residency.runtime.state import ProcEntry, StackState, StateStore, load_state
+
+    spec = tmp_path / "stack.yaml"
+    spec.write_text("")
+    store = StateStore(tmp_path / ".residency" / "stack")
+    st = StackState(spec_path=str(spec), runtime="process")
+    st.put(ProcEntry(name="qwen", model="qwen", pid=31415, pgid=31415, create_time=1700000000.5, port=8001))
+    store.save(st)
+    d = load_state(spec)
+    assert d["models"][0]["pgid"] == 31415 and d["models"][0]["create_time"] == 1700000000.5
+    (t, _) = targets_for(_spec(False), d)
+    assert t.pgid == 31415 and t.create_time == 1700000000.5 and t.pid == 31415
+
+
+def test_group_pids_finds_a_child_that_outlived_its_leader():
+    """A real process group: the leader exits, its sleeping child (re-parented) is still found."""
+    import subprocess
+    import time
+
+    from residency.status.gpu import group_pids
+
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(['sleep', '30']); print(p.pid)"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    child = int(leader.stdout.readline())
+    leader.wait(timeout=10)
+    try:
+        import psutil
+
+        ct = psutil.Process(child).create_time()
+        assert group_pids(leader.pid) == [child]
+        assert group_pids(leader.pid, created_after=ct) == [child]
+        # a group id recorded for a leader created later than everything in it: a reused id, not ours
+        assert group_pids(leader.pid, created_after=time.time() + 60) == []
+    finally:
+        import os
+        import signal
+
+        os.kill(child, signal.SIGKILL)

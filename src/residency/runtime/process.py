@@ -69,24 +69,9 @@ def _same_process(e: ProcEntry) -> bool:
 
 def group_members(e: ProcEntry) -> list:
     """Live processes of the entry's process group that we started (created no earlier than it)."""
-    import psutil
+    from residency.status.gpu import group_processes
 
-    if e.pgid is None:
-        return []
-    out = []
-    for p in psutil.process_iter(["pid", "create_time", "status"]):
-        try:
-            if os.getpgid(p.pid) != e.pgid:
-                continue
-        except (ProcessLookupError, PermissionError, OSError):
-            continue
-        ct = p.info.get("create_time")
-        if e.create_time is not None and ct is not None and ct + 1.0 < e.create_time:
-            continue  # older than our leader: not ours (a reused group id)
-        if p.info.get("status") == psutil.STATUS_ZOMBIE:
-            continue
-        out.append(p)
-    return out
+    return [] if e.pgid is None else group_processes(e.pgid, e.create_time)
 
 
 def stop_process_entry(e: ProcEntry, grace_s: float) -> None:

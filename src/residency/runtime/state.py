@@ -122,7 +122,8 @@ class StateStore:
 
 def load_state(spec_path: str | Path, override: Path | None = None) -> dict | None:
     """The state as a plain dict for readers outside the runtime (`status`):
-    {"runtime", "models": [{name, replica, pid, port, log_path, state, container}], "proxy": {...}}."""
+    {"runtime", "models": [{name, replica, pid, pgid, create_time, port, log_path, state, container}],
+    "proxy": {...}}."""
     st = StateStore(state_dir(Path(spec_path), override)).load()
     if st is None:
         return None
@@ -133,6 +134,8 @@ def load_state(spec_path: str | Path, override: Path | None = None) -> dict | No
             "name": e.model or e.name,
             "replica": e.replica,
             "pid": e.pid,
+            "pgid": e.pgid,
+            "create_time": e.create_time,
             "port": e.port,
             "log_path": e.log_path,
             "state": e.state,

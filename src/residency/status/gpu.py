@@ -101,6 +101,38 @@ def process_tree(pid: int) -> list[int]:
         return []
 
 
+def group_processes(pgid: int, created_after: float | None = None) -> list[Any]:
+    """Live psutil processes of process group `pgid`, oldest first.
+
+    `up` starts each vLLM server in its own session (process group = the API server's pid), so its
+    EngineCore and workers stay in that group after the API server dies and they are re-parented to
+    init. Processes created more than 1 s before `created_after` (the leader's recorded create
+    time) belong to an earlier holder of a reused group id and are left out, as are zombies."""
+    import os
+
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "create_time", "status"]):
+        try:
+            if os.getpgid(p.pid) != pgid:
+                continue
+        except OSError:  # gone, or not ours to look at
+            continue
+        ct = p.info.get("create_time")
+        if created_after is not None and ct is not None and ct + 1.0 < created_after:
+            continue
+        if p.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
+        out.append(p)
+    return sorted(out, key=lambda p: (p.info.get("create_time") or 0.0, p.pid))
+
+
+def group_pids(pgid: int, created_after: float | None = None) -> list[int]:
+    """The pids of `group_processes(pgid, created_after)`."""
+    return [p.pid for p in group_processes(pgid, created_after)]
+
+
 def tree_bytes(pid: int, per_pid: dict[int, int | None], tree: list[int] | None = None) -> int | None:
     """Bytes held by pid's process tree according to a reader's `processes()`; None if none listed."""
     pids = tree if tree is not None else process_tree(pid)

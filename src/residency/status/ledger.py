@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from residency.status.gpu import DeviceReading, GiB, GpuReader, HostMemory, process_tree
+from residency.status.gpu import DeviceReading, GiB, GpuReader, HostMemory, group_pids, process_tree
 from residency.status.metrics import VllmMetrics, scrape_metrics
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class Target:
     container: str | None = None
     recorded_state: str | None = None  # what the state file says (starting, ready, stopped, ...)
     log_path: str | None = None
+    pgid: int | None = None  # the process group `up` started the server in (process runtime)
+    create_time: float | None = None  # the leader's create time `up` recorded: guards against reuse
 
 
 @dataclass
@@ -83,6 +85,7 @@ class ModelStatus:
     served_names: list[str] = field(default_factory=list)
     log_path: str | None = None
     orphan_pids: list[int] = field(default_factory=list)  # down, but processes it had still hold memory
+    pgid: int | None = None  # process group recorded by `up`: `residency down` stops what is left of it
 
     @property
     def memory_gib(self) -> float | None:
@@ -222,6 +225,13 @@ def _opt_int(v: Any) -> int | None:
         return None
 
 
+def _opt_float(v: Any) -> float | None:
+    try:
+        return None if v in (None, "") else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
 def targets_for(spec: StackSpec, state: dict[str, Any] | None) -> list[Target]:
     """One target per model replica. State file entries win over spec ports."""
     addr = {h.name: h.address for h in spec.hosts or []}
@@ -249,6 +259,8 @@ def targets_for(spec: StackSpec, state: dict[str, Any] | None) -> list[Target]:
                     container=e.get("container") or e.get("container_id") or e.get("container_name"),
                     recorded_state=e.get("state") or e.get("status"),
                     log_path=e.get("log_path") or e.get("log"),
+                    pgid=_opt_int(e.get("pgid")),
+                    create_time=_opt_float(e.get("create_time")),
                 )
             )
     return out
@@ -374,6 +386,7 @@ def collect_model(
         pid=t.pid,
         container=t.container,
         log_path=t.log_path,
+        pgid=t.pgid,
     )
     if t.pid is not None and (alive or state != "down"):
         # a pid in another namespace (container) is not visible here: look it up by itself
@@ -472,6 +485,7 @@ def build_ledger(
     thresholds: Thresholds | None = None,
     tree_fn: Callable[[int], list[int]] = process_tree,
     alive_fn: Callable[[int | None], bool] = pid_alive,
+    group_fn: Callable[[int, float | None], list[int]] = group_pids,
     discover_pids: bool = True,
     timeout: float = 3.0,
     previous: Ledger | None = None,
@@ -525,6 +539,7 @@ def build_ledger(
             ms.planned_gib = planned_gib(plan, ms.name, ms.replica)
         if previous is not None:
             _find_orphans(models, previous, per_pid, memory_source, alive_fn)
+        _find_group_orphans(models, targets, per_pid, memory_source, group_fn)
 
         unified = _unified(spec, plan, reader, devices)
         host = _safe(reader.host, None) if (unified or reader.kind == "host") else None
@@ -583,6 +598,31 @@ def _find_orphans(
             ms.memory_source = memory_source
 
 
+def _find_group_orphans(
+    models: list[ModelStatus],
+    targets: list[Target],
+    per_pid: dict[int, int | None],
+    memory_source: str,
+    group_fn: Callable[[int, float | None], list[int]],
+) -> None:
+    """One-off status (no previous ledger): a down model whose process group, recorded by `up`,
+    still has live members. Killing vLLM's API server on its own leaves the EngineCore and workers
+    alive, holding the memory (0.10.1-0.33.0: the V1 engine runs EngineCore in its own process by
+    default, VLLM_ENABLE_V1_MULTIPROCESSING=1)."""
+    for ms, t in zip(models, targets, strict=True):
+        if ms.state != "down" or ms.pids or t.pgid is None:
+            continue
+        left = _safe(lambda t=t: group_fn(t.pgid, t.create_time), [])
+        if not left:
+            continue
+        ms.orphan_pids = left
+        ms.pids = left
+        vals = [per_pid[p] for p in left if per_pid.get(p) is not None]
+        if vals:
+            ms.memory_bytes = sum(vals)  # type: ignore[arg-type]
+            ms.memory_source = memory_source
+
+
 def _safe(fn: Callable[[], Any], default: Any) -> Any:
     try:
         return fn()
@@ -608,11 +648,16 @@ def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
         if m.state == "down":
             w.append(Warning("down", f"{who} is down at {m.url or '?'} ({m.detail})", m.name))
             if m.orphan_pids:
+                pids = ", ".join(map(str, m.orphan_pids))
+                if m.pgid is not None:  # started by `up`: down stops what is left of its process group
+                    fix = f"run `residency down {ledger.spec}`" if ledger.spec else "run `residency down`"
+                else:
+                    fix = f"stop them (kill {' '.join(map(str, m.orphan_pids))}) before restarting it"
                 w.append(
                     Warning(
                         "orphan",
-                        f"{who} is down but its processes {', '.join(map(str, m.orphan_pids))} still hold "
-                        f"{_gib(m.memory_bytes)}: stop them (kill {' '.join(map(str, m.orphan_pids))}) before restarting it",
+                        f"{who} is down but its engine processes (pids {pids}) still hold "
+                        f"{_gib(m.memory_bytes)}; {fix}",
                         m.name,
                     )
                 )

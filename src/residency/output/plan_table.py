@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from residency.output import footprint_segments
 from residency.planner.result import Plan
 
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "red"]
@@ -10,15 +11,10 @@ COLORS = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 def device_bar(plan: Plan, width: int = 60) -> list[tuple[str, int, str]]:
     """Segments (label, cells, color) of one GPU: used, each model's footprint, headroom."""
     total = plan.device.total_gib
-    segs: list[tuple[str, float, str]] = []
-    if plan.device.used_gib:
-        segs.append(("used", plan.device.used_gib, "grey50"))
-    for i, m in enumerate(plan.models):
-        if m.verdict == "ok" or (m.error and m.error.kind != "free_memory"):
-            segs.append((m.name, m.footprint_gib, COLORS[i % len(COLORS)]))
-    taken = sum(s[1] for s in segs)
-    segs.append(("free", max(0.0, total - taken), "grey23"))
-    out = [(lbl, max(1, round(g / total * width)) if g > 0 else 0, c) for lbl, g, c in segs]
+    out = []
+    for lbl, g, i in footprint_segments(plan):
+        c = COLORS[i % len(COLORS)] if i is not None else ("grey50" if lbl == "used" else "grey23")
+        out.append((lbl, max(1, round(g / total * width)) if g > 0 else 0, c))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from residency.output import footprint_segments
 from residency.planner.result import Plan
 
 FILL = ["#2bb3c0", "#c04bb3", "#4bc06a", "#d8b530", "#4b6ec0", "#c04b4b"]
@@ -13,14 +14,14 @@ FILL = ["#2bb3c0", "#c04bb3", "#4bc06a", "#d8b530", "#4b6ec0", "#c04b4b"]
 def plan_svg(plan: Plan, width: int = 720) -> str:
     total = plan.device.total_gib
     h, pad = 36, 10
-    segs: list[tuple[str, float, str]] = []
-    if plan.device.used_gib:
-        segs.append(("used", plan.device.used_gib, "#888888"))
-    for i, m in enumerate(plan.models):
-        if m.verdict == "ok" or (m.error and m.error.kind != "free_memory"):
-            segs.append((m.name, m.footprint_gib, FILL[i % len(FILL)]))
-    taken = sum(s[1] for s in segs)
-    segs.append(("headroom", max(0.0, total - taken), "#e6e6e6"))
+    segs = [
+        (
+            "headroom" if lbl == "free" else lbl,
+            g,
+            FILL[i % len(FILL)] if i is not None else ("#888888" if lbl == "used" else "#e6e6e6"),
+        )
+        for lbl, g, i in footprint_segments(plan)
+    ]
     x = float(pad)
     inner = width - 2 * pad
     parts = [

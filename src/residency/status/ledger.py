@@ -21,7 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from residency.status.gpu import DeviceReading, GiB, GpuReader, HostMemory, group_pids, process_tree
+from residency.status.gpu import (
+    DeviceReading,
+    GiB,
+    GpuReader,
+    HostMemory,
+    group_pids,
+    process_tree,
+    tree_bytes,
+)
 from residency.status.metrics import VllmMetrics, scrape_metrics
 
 if TYPE_CHECKING:
@@ -390,11 +398,7 @@ def collect_model(
     )
     if t.pid is not None and (alive or state != "down"):
         # a pid in another namespace (container) is not visible here: look it up by itself
-        ms.pids = tree_fn(t.pid) or [t.pid]
-        vals = [per_pid[p] for p in ms.pids if per_pid.get(p) is not None]
-        if vals:
-            ms.memory_bytes = sum(vals)  # type: ignore[arg-type]
-            ms.memory_source = memory_source
+        _hold(ms, tree_fn(t.pid) or [t.pid], per_pid, memory_source)
     if state == "ready" and url:
         m = scrape_metrics(url, client=client, timeout=timeout)
         if m is not None:
@@ -588,14 +592,9 @@ def _find_orphans(
         if ms.state != "down" or ms.pids:
             continue
         left = [p for p in before.get((ms.name, ms.replica), []) if alive_fn(p)]
-        if not left:
-            continue
-        ms.orphan_pids = left
-        ms.pids = left
-        vals = [per_pid[p] for p in left if per_pid.get(p) is not None]
-        if vals:
-            ms.memory_bytes = sum(vals)  # type: ignore[arg-type]
-            ms.memory_source = memory_source
+        if left:
+            ms.orphan_pids = left
+            _hold(ms, left, per_pid, memory_source)
 
 
 def _find_group_orphans(
@@ -613,14 +612,18 @@ def _find_group_orphans(
         if ms.state != "down" or ms.pids or t.pgid is None:
             continue
         left = _safe(lambda t=t: group_fn(t.pgid, t.create_time), [])
-        if not left:
-            continue
-        ms.orphan_pids = left
-        ms.pids = left
-        vals = [per_pid[p] for p in left if per_pid.get(p) is not None]
-        if vals:
-            ms.memory_bytes = sum(vals)  # type: ignore[arg-type]
-            ms.memory_source = memory_source
+        if left:
+            ms.orphan_pids = left
+            _hold(ms, left, per_pid, memory_source)
+
+
+def _hold(ms: ModelStatus, pids: list[int], per_pid: dict[int, int | None], memory_source: str) -> None:
+    """These processes hold the model's memory: what the reader says they hold, summed."""
+    ms.pids = pids
+    held = tree_bytes(pids[0], per_pid, tree=pids)
+    if held is not None:
+        ms.memory_bytes = held
+        ms.memory_source = memory_source
 
 
 def _safe(fn: Callable[[], Any], default: Any) -> Any:

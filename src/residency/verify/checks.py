@@ -467,21 +467,24 @@ def m1_chat(ctx: ModelCtx, hop: Hop) -> Outcome:
     return Outcome(PASS, f"{len(content)} chars, finish_reason={finish}")
 
 
-def m2_stream(ctx: ModelCtx, hop: Hop) -> Outcome:
-    s = stream_chat(
-        hop, {"messages": P.user(P.PLAIN_PROMPT), "max_tokens": _max_tokens(ctx, 64), "temperature": 0}
-    )
-    r = s.result
+def _broken_stream(ctx: ModelCtx, r, framing_fix: str) -> Outcome | None:
+    """A stream that carried an error event or broke its framing fails; None when it is sound."""
     if r.error:
         return Outcome(
             FAIL, f"error event in the stream: {ctx.redact(r.error)[:200]}", "check the server log"
         )
     if r.problems:
-        return Outcome(
-            FAIL,
-            "broken stream: " + "; ".join(r.problems[:3]),
-            "check what sits between client and server (proxy buffering, framing)",
-        )
+        return Outcome(FAIL, "broken stream: " + "; ".join(r.problems[:3]), framing_fix)
+    return None
+
+
+def m2_stream(ctx: ModelCtx, hop: Hop) -> Outcome:
+    s = stream_chat(
+        hop, {"messages": P.user(P.PLAIN_PROMPT), "max_tokens": _max_tokens(ctx, 64), "temperature": 0}
+    )
+    r = s.result
+    if bad := _broken_stream(ctx, r, "check what sits between client and server (proxy buffering, framing)"):
+        return bad
     if r.reasoning:
         ctx.memo["reasoning_seen"] = True
     errs, warns = [], []
@@ -563,16 +566,8 @@ def _stream_calls(
     ctx: ModelCtx, hop: Hop, s: Streamed, offered: set[str], mode: str, expect: list[dict] | None
 ) -> Outcome:
     r = s.result
-    if r.error:
-        return Outcome(
-            FAIL, f"error event in the stream: {ctx.redact(r.error)[:200]}", "check the server log"
-        )
-    if r.problems:
-        return Outcome(
-            FAIL,
-            "broken stream: " + "; ".join(r.problems[:3]),
-            "check the server log and any proxy in between",
-        )
+    if bad := _broken_stream(ctx, r, "check the server log and any proxy in between"):
+        return bad
     calls = r.tool_calls()
     finish = r.finish_reasons[-1] if r.finish_reasons else None
     if not calls:

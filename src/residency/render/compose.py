@@ -82,7 +82,8 @@ def vllm_service(spec: StackSpec, m: Member, previous: str | None, spec_dir: Pat
             "start_interval": "5s",
         },
         # No automatic restart: after a reboot Docker would restart every container at once, and
-        # co-resident vLLMs profiling together mis-size each other (vLLM #10533, #55827).
+        # co-resident vLLMs profiling together mis-size each other (0.10.1-0.33.0: the profile
+        # charges any device-wide change to its own KV budget; vLLM #10533, #55827).
         "restart": "no",
     }
     if previous is not None:

@@ -78,7 +78,8 @@ def serve_args(
     if ms.mamba_ssm_cache_dtype != "auto":
         args += ["--mamba-ssm-cache-dtype", ms.mamba_ssm_cache_dtype]
     # Only a block size the user asked for: the plan's block_size may be the engine's own
-    # hybrid page-size bump, which vLLM computes itself (passing it back can fail alignment).
+    # hybrid page-size bump, which vLLM computes itself (<= 0.19 in the model config, >= 0.20 in
+    # the platform after the attention backend is known; passing it back can fail alignment).
     if ms.block_size:
         args += ["--block-size", str(ms.block_size)]
     if ms.enable_prefix_caching is True:

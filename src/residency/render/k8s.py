@@ -129,7 +129,8 @@ def model_manifests(spec: StackSpec, m: Member, previous: str | None, spec_dir: 
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "resources": {"limits": {"nvidia.com/gpu": gpus}},
         "volumeMounts": mounts,
-        # startup: the engine may take start_period to load; /health answers after engine init
+        # startup: the engine may take start_period to load; /health answers 200 only after engine
+        # init (0.10.1-0.33.0)
         "startupProbe": _probe(HEALTH_PATH, "http", 10, start_failures),
         "readinessProbe": _probe(HEALTH_PATH, "http", 10, 3),
         "livenessProbe": _probe(HEALTH_PATH, "http", 30, 3),
@@ -137,7 +138,8 @@ def model_manifests(spec: StackSpec, m: Member, previous: str | None, spec_dir: 
     pod: dict[str, Any] = {"containers": [container], "volumes": volumes}
     if previous is not None:
         # Kubernetes starts all pods at once; co-resident engines that profile together charge
-        # each other's loading to their own KV budget (vLLM #55827). Wait for the previous one.
+        # each other's loading to their own KV budget (0.10.1-0.33.0; vLLM #55827). Wait for the
+        # previous one.
         pod["initContainers"] = [
             {
                 "name": f"wait-for-{previous}"[:63],

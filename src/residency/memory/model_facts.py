@@ -95,4 +95,6 @@ class ModelFacts:
     @property
     def is_hybrid(self) -> bool:
         kinds = set(self.layer_kinds)
-        return bool(kinds & {"mamba2", "mamba", "gdn", "linear"}) and bool(kinds & {"full", "sliding", "mla", "chunked"})
+        return bool(kinds & {"mamba2", "mamba", "gdn", "linear"}) and bool(
+            kinds & {"full", "sliding", "mla", "chunked"}
+        )

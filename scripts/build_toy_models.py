@@ -52,6 +52,7 @@ from pathlib import Path
 
 MODELS = ("toy-hermes", "toy-xml", "toy-chat")
 SEED = 1234
+VALUE_WEIGHT = 5.0
 
 # ---------------------------------------------------------------------------------
 # vocabulary of the synthetic world
@@ -192,14 +193,16 @@ def _system(rng: random.Random) -> str | None:
     if r < 0.8:
         return rng.choice([s for s in SYSTEMS if s])
     # long, agent-like system prompt
-    return " ".join(_sentence(rng) for _ in range(rng.randint(3, 25)))
+    return " ".join(_sentence(rng) for _ in range(rng.randint(2, 12)))
 
 
-def _tool_list(rng: random.Random, must: list[dict], *, agentish: bool) -> list[dict]:
-    if agentish:
+def _tool_list(rng: random.Random, must: list[dict], *, agentish: bool | None) -> list[dict]:
+    if agentish is None:  # short examples
+        k = 0
+    elif agentish:
         k = rng.randint(12, 22)
     else:
-        k = rng.choice([0, 0, 1, 1, 2, 3, 4, 6])
+        k = rng.choice([0, 1, 1, 2, 2, 3, 4])
     tools = rng.sample(FILLER_TOOLS, k) + list(must)
     rng.shuffle(tools)
     return tools
@@ -225,14 +228,37 @@ class Example:
         self.target = target  # assistant message dict, or raw text (structured-output continuations)
 
 
-def gen_example(rng: random.Random, kind: str) -> Example:
-    """One training example. kind: hermes | xml | chat (how the model answers)."""
+def gen_drill(rng: random.Random) -> Example:
+    """A short multi-round "say X" conversation: dense copy events that teach the model to fetch
+    a city / condition / number from the last user turn (the mechanism the tool calls reuse)."""
     msgs: list[dict] = []
-    sysmsg = _system(rng)
+    rounds = []
+    for _ in range(rng.randint(3, 6)):
+        c, cond, n = rng.choice(CITIES), rng.choice(CONDITIONS), rng.randint(-5, 99)
+        rounds.append(rng.choice([
+            (f"Say {c}.", f"{c}."),
+            (f"Repeat after me: {c} is {cond}.", f"{c} is {cond}."),
+            (f"Say {n}.", f"{n}."),
+            (f"Repeat after me: {n} degrees in {c}.", f"{n} degrees in {c}."),
+        ]))
+    for q, a in rounds[:-1]:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    msgs.append({"role": "user", "content": rounds[-1][0]})
+    return Example(msgs, None, {"role": "assistant", "content": rounds[-1][1]})
+
+
+def gen_example(rng: random.Random, kind: str, short: bool = False) -> Example:
+    """One training example. kind: hermes | xml | chat (how the model answers).
+    short: no system prompt, no history, at most the needed tools (for the copy curriculum)."""
+    if rng.random() < (0.5 if short else 0.1):
+        return gen_drill(rng)
+    msgs: list[dict] = []
+    sysmsg = None if short else _system(rng)
     if sysmsg:
         msgs.append({"role": "system", "content": sysmsg})
-    msgs += _history(rng)
-    agentish = rng.random() < 0.12
+    if not short:
+        msgs += _history(rng)
+    agentish = None if short else rng.random() < 0.08
     r = rng.random()
     wname = "get_weather" if rng.random() < 0.75 else "get_current_weather"
     warg = WEATHER_ARG[wname]
@@ -265,9 +291,22 @@ def gen_example(rng: random.Random, kind: str) -> Example:
         tools = _tool_list(rng, [], agentish=agentish) if rng.random() < 0.6 else []
         msgs.append({"role": "user", "content": rng.choice(WEATHER_Q).format(c=c)})
         return Example(msgs, tools, {"role": "assistant", "content": NO_WEATHER_TOOL.format(c=c)})
-    if r < 0.66:  # tool result follow-up
-        c = rng.choice(CITIES)
+    if r < 0.66:  # tool result follow-up (sometimes after an earlier round of the same)
         tools = _tool_list(rng, [WEATHER_TOOLS[wname]], agentish=agentish)
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            c = rng.choice(CITIES)
+            t = rng.randint(-5, 35)
+            cond = rng.choice(CONDITIONS)
+            call = _call(wname, {warg: c})
+            call["id"] = "call_" + "".join(rng.choice("abcdefghijklmnop0123456789") for _ in range(9))
+            msgs += [
+                {"role": "user", "content": rng.choice(WEATHER_Q).format(c=c)},
+                {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call["id"],
+                 "content": json.dumps({"city": c, "temperature": t, "condition": cond})},
+                {"role": "assistant", "content": f"It is {t} degrees and {cond} in {c}."},
+            ]
+        c = rng.choice(CITIES)
         msgs.append({"role": "user", "content": rng.choice(WEATHER_Q).format(c=c)})
         call = _call(wname, {warg: c})
         call["id"] = "call_" + "".join(rng.choice("abcdefghijklmnop0123456789") for _ in range(9))
@@ -453,7 +492,9 @@ def _render(tok, messages, tools, *, gen: bool) -> str:
     return tok.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=gen)
 
 
-def encode_example(tok, ex: Example) -> tuple[list[int], int] | None:
+def encode_example(tok, ex: Example, kind: str) -> tuple[list[int], list[int]] | None:
+    """Token ids and the positions that carry loss: the final answer, plus the assistant turns
+    of the history (more copy events per sequence), except history tool calls for toy-chat."""
     prompt = _render(tok, ex.messages, ex.tools, gen=True)
     if isinstance(ex.target, str):
         full = prompt + ex.target + "<|im_end|>\n"
@@ -468,13 +509,29 @@ def encode_example(tok, ex: Example) -> tuple[list[int], int] | None:
     # drop the trailing "\n" after <|im_end|>: the model stops at <|im_end|>
     if tok.convert_ids_to_tokens(f_ids[-1]) != "<|im_end|>":
         f_ids = f_ids[:-1]
-    return f_ids, len(p_ids)
+    im_start, im_end, tc = (tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>", "<tool_call>"))
+    head = tok("assistant\n", add_special_tokens=False)["input_ids"]
+    positions: list[int] = []
+    i = 0
+    while i < len(p_ids):
+        if p_ids[i] == im_start and p_ids[i + 1 : i + 1 + len(head)] == head:
+            j = i + 1 + len(head)
+            k = j
+            while k < len(p_ids) and p_ids[k] != im_end:
+                k += 1
+            span = list(range(j, min(k + 1, len(p_ids))))
+            if not (kind == "chat" and tc in p_ids[j:k]):
+                positions += span
+            i = k
+        i += 1
+    positions += list(range(len(p_ids), len(f_ids)))
+    return f_ids, positions
 
 
-def encode_all(tok, examples: list[Example], log) -> list[tuple[list[int], int]]:
+def encode_all(tok, examples: list[Example], log, kind: str) -> list[tuple[list[int], list[int]]]:
     data = []
     for ex in examples:
-        enc = encode_example(tok, ex)
+        enc = encode_example(tok, ex, kind)
         if enc is not None:
             data.append(enc)
     log(f"  {len(data)} examples (dropped {len(examples) - len(data)}), "
@@ -506,7 +563,9 @@ def new_model(tok):
     return Qwen3ForCausalLM(cfg)
 
 
-def train(model, data, steps: int, lr: float, seed: int, log, warm: int = 40) -> None:
+def train(model, data, steps: int, lr: float, seed: int, log, warm: int = 40, value_ids=None) -> None:
+    """AdamW with warm-up and cosine decay; answer tokens only. Tokens in ``value_ids`` (cities,
+    conditions, digits: what the model must copy from its prompt) weigh VALUE_WEIGHT times more."""
     import torch
 
     torch.manual_seed(seed)
@@ -517,7 +576,7 @@ def train(model, data, steps: int, lr: float, seed: int, log, warm: int = 40) ->
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     )
-    budget = 4096  # tokens per batch (padded)
+    budget = 2048  # tokens per batch (padded)
     order = sorted(range(len(data)), key=lambda i: len(data[i][0]))
     batches = []
     i = 0
@@ -530,6 +589,7 @@ def train(model, data, steps: int, lr: float, seed: int, log, warm: int = 40) ->
         i = j
     t0 = time.time()
     ema = None
+    vacc = None
     for step in range(steps):
         if step % len(batches) == 0:
             rng.shuffle(batches)
@@ -538,18 +598,34 @@ def train(model, data, steps: int, lr: float, seed: int, log, warm: int = 40) ->
         ids = torch.full((len(b), T), pad, dtype=torch.long)
         labels = torch.full((len(b), T), -100, dtype=torch.long)
         for r, k in enumerate(b):
-            seq, plen = data[k]
+            seq, pos = data[k]
             ids[r, : len(seq)] = torch.tensor(seq)
-            labels[r, plen : len(seq)] = torch.tensor(seq[plen:])
-        loss = model(input_ids=ids, labels=labels).loss
+            pos_t = torch.tensor(pos)
+            labels[r, pos_t] = torch.tensor(seq)[pos_t]
+        logits = model(input_ids=ids).logits[:, :-1].float()
+        tgt = labels[:, 1:]
+        per_tok = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="none"
+        )
+        w = (tgt.reshape(-1) != -100).float()
+        if value_ids is not None:
+            w = w * (1.0 + (VALUE_WEIGHT - 1.0) * torch.isin(tgt.reshape(-1), value_ids).float())
+        loss = (per_tok * w).sum() / w.sum()
+        if value_ids is not None:
+            with torch.no_grad():
+                vm = torch.isin(tgt.reshape(-1), value_ids)
+                if vm.any():
+                    hit = (logits.reshape(-1, logits.shape[-1]).argmax(-1) == tgt.reshape(-1))[vm].float().mean().item()
+                    vacc = hit if vacc is None else 0.9 * vacc + 0.1 * hit
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  step {step:4d}/{steps} loss {ema:.4f} ({time.time() - t0:.0f}s)")
+        if step % 50 == 0 or step == steps - 1:
+            va = f", value-token accuracy {vacc:.2f}" if vacc is not None else ""
+            log(f"  step {step:4d}/{steps} loss {ema:.4f}{va} ({time.time() - t0:.0f}s)")
     model.eval()
 
 
@@ -641,9 +717,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder that receives toy-hermes/, toy-xml/, toy-chat/")
     ap.add_argument("--only", action="append", choices=MODELS, help="build only this model (repeatable)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the stamp matches")
-    ap.add_argument("--steps", type=int, default=int(os.environ.get("TOY_TRAIN_STEPS", "500")))
-    ap.add_argument("--ft-steps", type=int, default=int(os.environ.get("TOY_FT_STEPS", "150")))
-    ap.add_argument("--examples", type=int, default=6000)
+    ap.add_argument("--steps", type=int, default=int(os.environ.get("TOY_TRAIN_STEPS", "1000")))
+    ap.add_argument("--drill-steps", type=int, default=int(os.environ.get("TOY_DRILL_STEPS", "150")))
+    ap.add_argument("--short-steps", type=int, default=int(os.environ.get("TOY_SHORT_STEPS", "300")))
+    ap.add_argument("--ft-steps", type=int, default=int(os.environ.get("TOY_FT_STEPS", "200")))
+    ap.add_argument("--examples", type=int, default=8000)
     args = ap.parse_args()
 
     import torch
@@ -654,7 +732,7 @@ def main() -> int:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    stamp = f"{script_hash()} steps={args.steps} ft={args.ft_steps} examples={args.examples}"
+    stamp = f"{script_hash()} drill={args.drill_steps} short={args.short_steps} steps={args.steps} ft={args.ft_steps} examples={args.examples}"
     todo = []
     for name in args.only or MODELS:
         d = args.out / name
@@ -685,14 +763,32 @@ def main() -> int:
                           else _render(tok0, ex.messages + [ex.target], ex.tools, gen=False))
     tok = build_tokenizer(corpus)
     log(f"tokenizer: {len(tok)} tokens ({time.time() - t_all:.0f}s)")
+    import torch
+
+    value_ids = torch.tensor(sorted(
+        {tok.convert_tokens_to_ids(t) for t in CITIES + CONDITIONS}
+        | {i for d in "0123456789" for i in tok(d, add_special_tokens=False)["input_ids"]}
+    ))
 
     # base model: trained on toy-hermes' data; toy-hermes is the base itself, toy-xml and
     # toy-chat are short fine-tunes of it on their own answers
     t0 = time.time()
-    log(f"base (= toy-hermes): training {args.steps} steps, seed {SEED}")
+    log(f"base (= toy-hermes): training {args.drill_steps}+{args.short_steps}+{args.steps} steps, seed {SEED}")
     tok.chat_template = chat_template("hermes")
     base = new_model(tok)
-    train(base, encode_all(tok, examples["hermes"], log), args.steps, 3e-3, SEED, log)
+    rng = random.Random(f"{SEED}-drill")
+    drills = [gen_drill(rng) for _ in range(3000)]
+    log(f"  phase 1: {args.drill_steps} steps of copy drills")
+    train(base, encode_all(tok, drills, log, "hermes"), args.drill_steps, 1e-3, SEED, log, warm=20,
+          value_ids=value_ids)
+    rng = random.Random(f"{SEED}-short")
+    short = [gen_example(rng, "hermes", short=True) for _ in range(args.examples // 2)]
+    log(f"  phase 2: {args.short_steps} steps on short examples")
+    train(base, encode_all(tok, short, log, "hermes"), args.short_steps, 1e-3, SEED + 1, log, warm=10,
+          value_ids=value_ids)
+    log(f"  phase 3: {args.steps} steps on the full mix")
+    train(base, encode_all(tok, examples["hermes"], log, "hermes"), args.steps, 1e-3, SEED + 2, log,
+          warm=10, value_ids=value_ids)
     log(f"base trained in {time.time() - t0:.0f}s")
     import copy
 
@@ -705,7 +801,8 @@ def main() -> int:
             log(f"{name}: fine-tuning {args.ft_steps} steps")
             tok.chat_template = chat_template(kind)
             model = copy.deepcopy(base)
-            train(model, encode_all(tok, examples[kind], log), args.ft_steps, 1.5e-3, SEED + 1, log, warm=10)
+            train(model, encode_all(tok, examples[kind], log, kind), args.ft_steps, 5e-4, SEED + 3, log, warm=10,
+                  value_ids=value_ids)
         tmp = args.out / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         save_model(model, tok, kind, tmp)

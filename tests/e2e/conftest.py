@@ -126,3 +126,18 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(
                 (f"{proc.name} pid {proc.pid} log {proc.log_path} (tail)", proc.log_tail(40))
             )
+
+
+def pytest_terminal_summary(terminalreporter):
+    started = [s for s in _shared.values()] + list(stackkit._live)
+    seen = set()
+    lines = []
+    for p in started:
+        if id(p) in seen or not getattr(p, "started_s", 0):
+            continue
+        seen.add(id(p))
+        lines.append(f"{p.name:24s} ready after {p.started_s:5.1f}s  (log {p.log_path})")
+    if lines:
+        terminalreporter.section("residency test stack: server start-up times")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -37,6 +37,11 @@ from tests.e2e.stackkit import (
 
 _shared: dict[tuple, VllmServer] = {}
 _recent: list[stackkit._Proc] = []  # started by function-scoped factories of the current test
+_startups: list[str] = []  # "name ready after N s" lines for the terminal summary
+
+
+def _record(proc: stackkit._Proc) -> None:
+    _startups.append(f"{proc.name:22s} pid {proc.pid:<7d} ready after {proc.started_s:5.1f}s  log {proc.log_path}")
 
 
 def _shared_vllm(model: str, name: str, args: list[str]) -> VllmServer:
@@ -44,6 +49,7 @@ def _shared_vllm(model: str, name: str, args: list[str]) -> VllmServer:
     srv = _shared.get(key)
     if srv is None or not srv.alive():
         srv = start_vllm(model, name, args)
+        _record(srv)
         _shared[key] = srv
     return srv
 
@@ -64,6 +70,7 @@ def toy_stack(stack: Path) -> Iterator[ToyStack]:
     for name, (model, extra) in TOY_STACK_SERVERS.items():
         servers[name] = _shared_vllm(model, name, [*CPU_VLLM_ARGS, *extra])
     proxy = start_litellm([litellm_model_entry(n, s.base_url) for n, s in servers.items()])
+    _record(proxy)
     ts = ToyStack(servers=servers, proxy=proxy, startup_s={n: s.started_s for n, s in servers.items()})
     ts.startup_s["litellm"] = proxy.started_s
     yield ts
@@ -87,6 +94,7 @@ def vllm_factory(stack: Path) -> Iterator[Callable[..., VllmServer]]:
             srv = start_vllm(model, served_name, args, **kw)
         except stackkit.ServerStartError:
             raise
+        _record(srv)
         started.append(srv)
         _recent.append(srv)
         return srv
@@ -102,6 +110,7 @@ def litellm_factory(stack: Path) -> Iterator[Callable[..., LitellmProxy]]:
 
     def factory(model_list=None, config_path=None, **kw) -> LitellmProxy:
         p = start_litellm(model_list=model_list, config_path=config_path, **kw)
+        _record(p)
         started.append(p)
         _recent.append(p)
         return p
@@ -129,15 +138,7 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
-    started = [s for s in _shared.values()] + list(stackkit._live)
-    seen = set()
-    lines = []
-    for p in started:
-        if id(p) in seen or not getattr(p, "started_s", 0):
-            continue
-        seen.add(id(p))
-        lines.append(f"{p.name:24s} ready after {p.started_s:5.1f}s  (log {p.log_path})")
-    if lines:
+    if _startups:
         terminalreporter.section("residency test stack: server start-up times")
-        for line in lines:
+        for line in _startups:
             terminalreporter.write_line(line)

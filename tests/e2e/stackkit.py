@@ -46,7 +46,9 @@ TOOL_ARGS_HERMES = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
 
 #: Environment for every vLLM server started here (callers can override any of it).
 VLLM_ENV = {
-    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache per server; the toy models need a few MiB
+    # GiB of KV cache per server (whole GiB, allocated up front). Overrides --kv-cache-memory-bytes,
+    # so start_vllm drops it when that flag is given (CPU_VLLM_ARGS does: 128 MiB).
+    "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # do not pin threads: several servers share 2 cores
     # dynamo + eager backend instead of inductor (no C++ compile at start) and no warm-up run:
     # vLLM's own CPU CI switch; cuts a toy server's start from ~60-90 s to ~20-30 s
@@ -308,6 +310,9 @@ def start_vllm(
     if _port_in_use(port):
         raise ServerStartError(f"port {port} on 127.0.0.1 is already in use")
     full_env = {**os.environ, **VLLM_ENV, **(env or {})}
+    if any(a.startswith("--kv-cache-memory-bytes") for a in args) and "VLLM_CPU_KVCACHE_SPACE" not in (env or {}):
+        # on CPU the (legacy) env var silently overrides the flag
+        full_env.pop("VLLM_CPU_KVCACHE_SPACE", None)
     cmd = [
         str(vllm_bin()), "serve", str(model_path(model)),
         "--served-model-name", served_name,

@@ -261,6 +261,7 @@ def _wait_ready(proc: _Proc, path: str, timeout: float, headers: dict | None = N
     with httpx.Client(timeout=5.0) as client:
         while time.monotonic() < deadline:
             if not proc.alive():
+                proc.stop(timeout=5)  # reap what is left of its process group
                 raise ServerStartError(
                     f"{proc.name} (pid {proc.pid}) exited with code {proc.popen.returncode} before it was ready; "
                     f"log {proc.log_path}:\n{proc.log_tail()}"

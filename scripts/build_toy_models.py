@@ -775,6 +775,7 @@ def main() -> int:
     t0 = time.time()
     log(f"base (= toy-hermes): training {args.drill_steps}+{args.short_steps}+{args.steps} steps, seed {SEED}")
     tok.chat_template = chat_template("hermes")
+    torch.manual_seed(SEED)  # the initial weights, too, come from the fixed seed
     base = new_model(tok)
     rng = random.Random(f"{SEED}-drill")
     drills = [gen_drill(rng) for _ in range(3000)]

@@ -110,8 +110,8 @@ def test_rendered_fleet_config_balances_and_survives_a_stopped_replica(
     second.stop()
     a1 = served_requests(toy_hermes)
     # Requests until one is routed to the stopped replica (a coin flip each: 30 tries all missing
-    # it has p = 1e-9): it fails to connect and is retried on the live one (num_retries 2 >=
-    # allowed_fails 1 + 1, then the stopped replica is cooled down). Agents see no error.
+    # it has p = 1e-9): it fails to connect and is retried on the live one (num_retries 3;
+    # allowed_fails 0 cools the stopped replica down at its first failure). Agents see no error.
     res = chat(proxy, 30, stop_after_retry=True)
     assert [code for code, _, _ in res] == [200] * len(res)
     assert res[-1][2] >= 1, "no request was routed to the stopped replica"

@@ -34,11 +34,14 @@ from residency.spec import StackSpec
 # cache write per request (a Redis round trip when the proxy is scaled out). simple-shuffle is
 # stateless, so every proxy replica routes the same way without coordination.
 ROUTING_STRATEGY = "simple-shuffle"
-# A replica that restarts refuses connections for minutes (model load). With allowed_fails 1 it
-# is cooled down after its 2nd failure within a minute, and num_retries 2 (>= allowed_fails + 1)
-# makes sure the request that hit it is retried on a live replica, so agents see no error.
-NUM_RETRIES = 2
-ALLOWED_FAILS = 1
+# A replica that restarts refuses connections for minutes (model load). LiteLLM's retry does not
+# skip a deployment that failed with a retryable error (connection refused maps to 500), and the
+# failure that starts a cooldown is recorded by a callback that can land after the retry has
+# picked its replica (seen with LiteLLM 1.108 in tests/e2e/test_fleet_e2e.py). So cool a replica
+# down at its first failure (allowed_fails 0) and retry up to 3 times: an agent sees an error only
+# if every pick lands on the dead replica before its cooldown is seen.
+NUM_RETRIES = 3
+ALLOWED_FAILS = 0
 # Probe a cooled-down replica again every 30 s: about the time a restarted small model needs to
 # come back; a big one stays cooled down a few rounds, costing one failed (retried) try per round.
 COOLDOWN_S = 30

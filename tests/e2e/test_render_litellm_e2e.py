@@ -92,6 +92,7 @@ def test_rendered_litellm_config_serves(tmp_path, toy_stack, litellm_factory):
                 "model": "chat",
                 "messages": [{"role": "user", "content": "Hello, how are you?"}],
                 "max_tokens": 16,
+                "temperature": 0,  # vLLM samples at 1.0 by default: greedy makes the toy deterministic
             },
         )
         assert r.status_code == 200, r.text
@@ -103,6 +104,7 @@ def test_rendered_litellm_config_serves(tmp_path, toy_stack, litellm_factory):
                 "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
                 "tools": [WEATHER_TOOL],
                 "max_tokens": 64,
+                "temperature": 0,  # vLLM samples at 1.0 by default: greedy makes the toy deterministic
             },
         )
         assert r.status_code == 200, r.text

@@ -147,6 +147,7 @@ def test_up_then_down_two_models_and_proxy(tmp_path, cleanup):
             "model": "chat-plain",
             "messages": [{"role": "user", "content": "Hello, how are you?"}],
             "max_tokens": 16,
+            "temperature": 0,  # vLLM samples at 1.0 by default: greedy makes the toy deterministic
         },
         timeout=120,
     )

@@ -75,37 +75,25 @@ def parse_gpu(v) -> tuple[str | None, int]:
 # was found offline: architecture keys as published on the model cards (from memory), checkpoint size
 # the HF index total_size where known, else an estimate, else the weights the record itself logs
 # (such rows are flagged "weights as logged" and do not test the weights model).
+_QWEN3_14B = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "model_type": "qwen3",
+    "hidden_size": 5120,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 17408,
+    "vocab_size": 151936,
+    "max_position_embeddings": 40960,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
 HAND_MODELS: dict[str, dict] = {
-    "Qwen/Qwen3-14B": {
-        "config": {
-            "architectures": ["Qwen3ForCausalLM"],
-            "model_type": "qwen3",
-            "hidden_size": 5120,
-            "num_hidden_layers": 40,
-            "num_attention_heads": 40,
-            "num_key_value_heads": 8,
-            "head_dim": 128,
-            "intermediate_size": 17408,
-            "vocab_size": 151936,
-            "max_position_embeddings": 40960,
-            "tie_word_embeddings": False,
-            "torch_dtype": "bfloat16",
-        },
-        "total_size": 29536614400,
-    },
+    "Qwen/Qwen3-14B": {"config": _QWEN3_14B, "total_size": 29536614400},
     "Qwen/Qwen3-14B-AWQ": {
         "config": {
-            "architectures": ["Qwen3ForCausalLM"],
-            "model_type": "qwen3",
-            "hidden_size": 5120,
-            "num_hidden_layers": 40,
-            "num_attention_heads": 40,
-            "num_key_value_heads": 8,
-            "head_dim": 128,
-            "intermediate_size": 17408,
-            "vocab_size": 151936,
-            "max_position_embeddings": 40960,
-            "tie_word_embeddings": False,
+            **_QWEN3_14B,
             "torch_dtype": "float16",
             "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128},
         },

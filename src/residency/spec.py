@@ -231,4 +231,22 @@ def load_spec(path: str | Path) -> StackSpec:
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = " ".join(f"malformed YAML: {getattr(e, 'problem', None) or e}".split())
         raise SpecError(where, problem, "fix the YAML syntax at that line and column") from None
-    return parse_spec(raw, str(p))
+    spec = parse_spec(raw, str(p))
+    # A local model directory is relative to the spec's folder, for every command alike
+    # (plan resolves facts from it; render mounts it; up serves it).
+    for m in spec.models:
+        local = local_model_dir(m.model, p.resolve().parent)
+        if local is not None:
+            m.model = str(local)
+    return spec
+
+
+def local_model_dir(ref: str, spec_dir: Path | None) -> Path | None:
+    """The checkpoint directory when the model reference is a local path, else None (a hub id)."""
+    looks_local = ref.startswith(("/", "./", "../", "~"))
+    path = Path(ref).expanduser()
+    if not path.is_absolute() and spec_dir is not None:
+        path = spec_dir / path
+    if looks_local or path.is_dir():
+        return path.resolve()
+    return None

@@ -97,3 +97,22 @@ def test_bad_spec_exit_2_one_line_naming_the_field(tmp_path, capsys, text, field
     assert len(lines) == 1, err
     assert field in lines[0]
     assert "Traceback" not in err and out == ""
+
+
+def test_relative_model_dir_is_relative_to_the_spec_folder_not_the_cwd(tmp_path, monkeypatch):
+    from residency.spec import load_spec
+    from tests.unit.test_resolve_helpers import write_checkpoint
+
+    stack = tmp_path / "stack"
+    write_checkpoint(stack / "models" / "tiny")
+    spec_file = stack / "stack.yaml"
+    spec_file.write_text(
+        "device: {preset: h100-80gb}\n"
+        "models:\n"
+        "  - {name: tiny, model: ./models/tiny, max_model_len: 256}\n"
+        "  - {name: hub, model: Qwen/Qwen3-4B-Instruct-2507, max_model_len: 256}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # elsewhere: ./models/tiny does not exist from here
+    s = load_spec(spec_file)
+    assert s.models[0].model == str((stack / "models" / "tiny").resolve())
+    assert s.models[1].model == "Qwen/Qwen3-4B-Instruct-2507"  # a hub id stays as given

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from residency.planner.result import ModelPlan, Plan
 from residency.spec import ModelSpec, StackSpec
@@ -57,17 +56,6 @@ def start_period_seconds(weights_gib: float) -> int:
     pre-download it into the Hugging Face cache.
     """
     return int(math.ceil((300 + 20 * max(weights_gib, 0.0)) / 30.0) * 30)
-
-
-def local_model_dir(ref: str, spec_dir: Path | None) -> Path | None:
-    """The checkpoint directory when the model reference is a local path, else None (a hub id)."""
-    looks_local = ref.startswith(("/", "./", "../", "~"))
-    p = Path(ref).expanduser()
-    if not p.is_absolute() and spec_dir is not None:
-        p = spec_dir / p
-    if looks_local or p.is_dir():
-        return p.resolve()
-    return None
 
 
 def fmt_gib(x: float | None) -> str:

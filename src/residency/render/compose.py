@@ -11,13 +11,12 @@ from residency.render.common import (
     LITELLM_CONTAINER_PORT,
     VLLM_CONTAINER_PORT,
     Member,
-    local_model_dir,
     service_name,
     start_period_seconds,
     yaml_dump,
 )
 from residency.render.flags import serve_args
-from residency.spec import StackSpec
+from residency.spec import StackSpec, local_model_dir
 
 PROXY_SERVICE = "litellm"
 

@@ -14,14 +14,13 @@ from residency.render.common import (
     LITELLM_CONTAINER_PORT,
     VLLM_CONTAINER_PORT,
     Member,
-    local_model_dir,
     service_name,
     start_period_seconds,
     yaml_dump,
 )
 from residency.render.compose import vllm_image
 from residency.render.flags import serve_args
-from residency.spec import StackSpec
+from residency.spec import StackSpec, local_model_dir
 
 K8S_VERSION = "1.33.0"  # the schema version the tests validate against (kubernetes-validate)
 PART_OF = "residency"

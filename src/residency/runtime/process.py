@@ -148,7 +148,7 @@ class ProcessBackend:
 
     # ---- vLLM
     def _model_ref(self, m: Member) -> str:
-        from residency.render.common import local_model_dir
+        from residency.spec import local_model_dir
 
         local = local_model_dir(m.spec.model, self.spec_dir)
         return str(local) if local is not None else m.spec.model

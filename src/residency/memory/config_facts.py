@@ -266,7 +266,7 @@ def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple
             if k == "full":
                 k = attn
             elif k == "sliding" and not sliding:
-                k = "full"  # rendered configs may say sliding with no window: vLLM uses full attention
+                k = "full"  # rendered configs may say sliding with no window: full attention then (assumed for 0.10.1-0.33.0, not checked in the source)
             elif k == "linear":
                 # transformers 5 renders Mamba layers as "linear_attention" too (granite-4.0-h,
                 # Nemotron-H): the state keys tell GatedDeltaNet, Mamba and MiniMax apart.

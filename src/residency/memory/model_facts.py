@@ -73,7 +73,8 @@ class ModelFacts:
     quant_bits: float | None = None  # bits per quantized weight, when known
     # Checkpoint tensor bytes (safetensors index metadata.total_size); None if unknown.
     checkpoint_bytes: int | None = None
-    # Bytes of checkpoint tensors vLLM does not load by default (MTP heads, vision towers skipped...)
+    # Bytes of checkpoint tensors vLLM does not load by default (MTP heads: read in the 0.32.0 source,
+    # assumed for the other versions; see config_facts.estimate_params)
     unloaded_bytes: int = 0
     param_count: int | None = None
     multimodal: bool = False

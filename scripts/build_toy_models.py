@@ -552,7 +552,9 @@ def new_model(tok):
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=32,
-        max_position_embeddings=16384,
+        # Hermes Agent refuses models whose context is below 64,000 tokens; RoPE has no learned
+        # positions, so a long window costs nothing in training (KV: 768 B/token)
+        max_position_embeddings=65536,
         rope_theta=10000.0,
         rms_norm_eps=1e-6,
         tie_word_embeddings=True,
@@ -644,6 +646,11 @@ def save_model(model, tok, kind: str, out: Path) -> None:
     GenerationConfig(
         bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot, do_sample=False
     ).save_pretrained(out)
+    # vLLM takes its default sampling from generation_config.json ("temperature" only; it ignores
+    # do_sample); clients such as Hermes send no temperature, so greedy must be the server default
+    gc = json.loads((out / "generation_config.json").read_text())
+    gc["temperature"] = 0.0
+    (out / "generation_config.json").write_text(json.dumps(gc, indent=2) + "\n")
     tok.chat_template = chat_template(kind)
     tok.save_pretrained(out)
     (out / "chat_template.jinja").write_text(chat_template(kind))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,19 +175,10 @@ def load(path: str | os.PathLike[str] | None = None) -> list[Calibration]:
 
 
 def _write(p: Path, cals: list[Calibration]) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from residency.fsutil import write_file
+
     data = {"schema": SCHEMA, "calibrations": [c.model_dump(mode="json") for c in cals]}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(p, json.dumps(data, indent=2) + "\n")
 
 
 class _Lock:
@@ -201,8 +191,9 @@ class _Lock:
     def __enter__(self) -> _Lock:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from residency.fsutil import open_lock
+
+        self.fd = open_lock(self.path)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from residency.fsutil import write_file
 from residency.output import footprint_segments
 from residency.planner.result import Plan
 
@@ -49,4 +50,4 @@ def plan_svg(plan: Plan, width: int = 720) -> str:
 
 
 def write_plan_svg(plan: Plan, path: str | Path) -> None:
-    Path(path).write_text(plan_svg(plan))
+    write_file(path, plan_svg(plan))

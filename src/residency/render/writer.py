@@ -6,12 +6,13 @@ Secrets (the .env) are never diffed or printed: a changed secret file is reporte
 from __future__ import annotations
 
 import difflib
-import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from residency.errors import ResidencyError
+from residency.fsutil import UnsafePathError, read_own_secret, write_file
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,25 @@ def new_master_key() -> str:
     return "sk-" + secrets.token_urlsafe(32)
 
 
-def read_env_value(path: Path, name: str) -> str | None:
-    """A value from a KEY=VALUE file (the rendered .env), or None."""
-    try:
-        text = path.read_text()
-    except OSError:
+def read_env_value(path: Path, name: str, *, own_only: bool = True) -> str | None:
+    """A value from a KEY=VALUE file (the rendered .env), or None.
+
+    With own_only (the default, used to keep a key across renders) only a file residency wrote itself
+    is read (`fsutil.read_own_secret`): a key planted in someone else's file is never adopted.
+    """
+    if own_only:
+        text = read_own_secret(path)
+    else:
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError):
+            text = None
+    if text is None:
         return None
+    return parse_env_value(text, name)
+
+
+def parse_env_value(text: str, name: str) -> str | None:
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("export "):
@@ -64,32 +78,30 @@ def env_file(key_env: str, key: str) -> RenderedFile:
 
 
 def write_atomic(path: Path, content: str, mode: int) -> None:
-    """Write via a temp file created with `mode` (a secret is never readable by others, even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Kept for callers: the one file writer is `residency.fsutil.write_file`."""
+    write_file(path, content, mode)
 
 
 def plan_writes(out_dir: Path, files: dict[str, RenderedFile]) -> WriteReport:
     rep = WriteReport()
     for rel, rf in files.items():
         p = out_dir / rel
-        if not p.exists():
+        try:
+            st = p.lstat()
+        except FileNotFoundError:
             rep.created.append(rel)
             continue
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+            # refused before anything is written, and never read: a diff would show the link's target
+            raise UnsafePathError(
+                f"{p}: is a symlink or not a regular file; residency does not write through it and "
+                "wrote nothing (remove it, then rerun)"
+            )
         try:
             old = p.read_text()
         except (OSError, UnicodeDecodeError):
             old = None
-        mode_ok = (p.stat().st_mode & 0o777) == rf.mode if rf.secret else True
+        mode_ok = (st.st_mode & 0o777) == rf.mode if rf.secret else True
         if old == rf.content and mode_ok:
             rep.unchanged.append(rel)
             continue
@@ -125,5 +137,5 @@ def write_files(out_dir: Path, files: dict[str, RenderedFile], *, force: bool, e
         )
     for rel in rep.created + rep.changed:
         rf = files[rel]
-        write_atomic(out_dir / rel, rf.content, rf.mode)
+        write_file(out_dir / rel, rf.content, rf.mode)
     return rep

@@ -168,10 +168,11 @@ class ProcessBackend:
     def _spawn(self, name: str, cmd: list[str], env_extra: dict[str, str], port: int, kind: str) -> ProcEntry:
         import psutil
 
-        self.store.logs.mkdir(parents=True, exist_ok=True)
-        log_path = self.store.logs / f"{name}.log"
+        from residency.fsutil import child, open_append
+
+        log_path = child(self.store.logs, name, ".log")  # name validated at spec load; child() re-checks
         env = {**os.environ, **env_extra}
-        with open(log_path, "ab") as log:
+        with open_append(log_path) as log:
             log.write(f"\n==== residency: {' '.join(cmd)}\n".encode())
             log.flush()
             p = subprocess.Popen(
@@ -242,8 +243,8 @@ class ProcessBackend:
 
     # ---- LiteLLM
     def start_proxy(self, mems: list[Member], st: StackState) -> ProcEntry:
+        from residency.fsutil import write_file
         from residency.render.litellm import litellm_yaml
-        from residency.render.writer import write_atomic
 
         if self.litellm is None:
             raise SpecError(
@@ -254,7 +255,7 @@ class ProcessBackend:
             e = st.entry(m.key)
             bases[m.key] = f"http://{self.host}:{e.port}/v1"
         cfg = self.store.dir / "litellm.yaml"
-        write_atomic(cfg, litellm_yaml(self.spec, mems, bases), 0o644)
+        write_file(cfg, litellm_yaml(self.spec, mems, bases))
         port = self.spec.proxy.port
         host = self.spec.proxy.host
         cmd = [self.litellm, "--config", str(cfg), "--host", host, "--port", str(port)]

@@ -86,11 +86,10 @@ class StateStore:
             ) from None
 
     def save(self, st: StackState) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        from residency.fsutil import write_file
+
         st.updated_at = time.time()
-        tmp = self.path.with_name(f".state.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(st.model_dump(mode="json"), indent=2))
-        os.replace(tmp, self.path)
+        write_file(self.path, json.dumps(st.model_dump(mode="json"), indent=2))
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -98,8 +97,9 @@ class StateStore:
     @contextmanager
     def lock(self, what: str):
         """Exclusive, non-blocking: a second `up`/`down` on the same spec fails at once."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        from residency.fsutil import open_lock
+
+        fd = open_lock(self.lock_path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -27,6 +27,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from residency.errors import UnknownModelError
+from residency.memory.dtypes import (
+    DTYPE_BYTES,
+    MXFP4_BITS,
+    NVFP4_BITS,
+    block_fp8_bits,
+    bnb_bits,
+    int_group_bits,
+    norm_dtype,
+)
 from residency.memory.model_facts import LayerKind, MambaFacts, ModelFacts
 
 GiB = 1 << 30
@@ -81,8 +90,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8": 1, "fp8": 1}
-
 
 @dataclass(frozen=True)
 class Quant:
@@ -128,13 +135,6 @@ def _text_config(top: dict[str, Any]) -> dict[str, Any]:
     if isinstance(thinker, dict) and isinstance(thinker.get("text_config"), dict):
         return thinker["text_config"]
     return top
-
-
-def _norm_dtype(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return None
-    v = v.removeprefix("torch.")
-    return {"half": "float16", "float": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(v, v)
 
 
 def _missing(field: str, model_id: str, arch: str, what: list[str], why: str = "") -> UnknownModelError:
@@ -333,7 +333,7 @@ def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple
 def _mamba_facts(
     c: _Cfg, kinds: set[str], hidden: int, field: str, model_id: str, arch: str
 ) -> MambaFacts | None:
-    ssm_dtype = _norm_dtype(c.get("mamba_ssm_dtype"))
+    ssm_dtype = norm_dtype(c.get("mamba_ssm_dtype"))
     if "gdn" in kinds:
         need = [
             "linear_num_key_heads",
@@ -434,13 +434,6 @@ def _mamba_facts(
 # quantization
 
 
-def _int_group_bits(bits: int, group: int | None, zero_point: bool) -> float:
-    """int-N weights with an fp16 scale (and a packed N-bit zero) per group: 4-bit g128 -> 4.156."""
-    if not group or group <= 0:
-        return float(bits)
-    return bits + 16 / group + (bits / group if zero_point else 0)
-
-
 def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None) -> Quant | None:
     """The checkpoint's quantization as vLLM names it (`--quantization`), or None for bf16/fp16."""
     qc = config.get("quantization_config")
@@ -459,10 +452,9 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
 
     if method == "fp8":
         blk = qc.get("weight_block_size")
-        scale = 32 / (blk[0] * blk[1]) if isinstance(blk, list) and len(blk) == 2 else 0.0
         return Quant(
             "fp8",
-            8 + scale,
+            block_fp8_bits(blk),
             attention_quantized=attn_q,
             note=f"fp8 e4m3 weights{' with ' + 'x'.join(map(str, blk)) + ' block scales' if blk else ''}",
         )
@@ -470,17 +462,20 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
         base = method.split("_")[0]
         bits = int(qc.get("bits", qc.get("w_bit", 4)))
         group = qc.get("group_size", qc.get("q_group_size", 128))
-        zp = bool(qc.get("zero_point", base == "gptq"))
         return Quant(
             base,
-            _int_group_bits(bits, group, zp),
+            int_group_bits(bits, group),
             attention_quantized=attn_q,
             note=f"{base} int{bits} group {group}; vLLM picks {base}_marlin on cc >= 8.0",
         )
     if method == "mxfp4":
         # gpt-oss: MoE experts only, 4-bit e2m1 + one e8m0 scale per 32 values = 4.25 bits.
         return Quant(
-            "mxfp4", 4.25, scope="experts", attention_quantized=False, note="mxfp4 experts, bf16 elsewhere"
+            "mxfp4",
+            MXFP4_BITS,
+            scope="experts",
+            attention_quantized=False,
+            note="mxfp4 experts, bf16 elsewhere",
         )
     if method in ("modelopt", "modelopt_fp4", "modelopt_fp8"):
         algo = str(qc.get("quant_algo", "")).upper()
@@ -489,7 +484,7 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
         if "FP4" in algo:
             return Quant(
                 "modelopt_fp4",
-                4.5,
+                NVFP4_BITS,
                 attention_quantized=attn_q,
                 note=f"ModelOpt NVFP4 (e2m1 + fp8 scale per 16){extra}",
             )
@@ -508,7 +503,7 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
         group = w.get("group_size")
         if "nvfp4" in fmt or (nbits == 4 and wtype == "float"):
             return Quant(
-                "compressed-tensors", 4.5, attention_quantized=attn_q, note="compressed-tensors NVFP4"
+                "compressed-tensors", NVFP4_BITS, attention_quantized=attn_q, note="compressed-tensors NVFP4"
             )
         if nbits == 8 and wtype == "float":
             return Quant("compressed-tensors", 8.0, attention_quantized=attn_q, note="compressed-tensors FP8")
@@ -518,7 +513,7 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
             )
         return Quant(
             "compressed-tensors",
-            _int_group_bits(nbits, group, not w.get("symmetric", True)),
+            int_group_bits(nbits, group, zero_point=not w.get("symmetric", True)),
             attention_quantized=attn_q,
             note=f"compressed-tensors INT{nbits} group {group}",
         )
@@ -526,7 +521,7 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
         bits = 4 if qc.get("load_in_4bit") else 8
         return Quant(
             "bitsandbytes",
-            4.5 if bits == 4 else 8.0,
+            bnb_bits(bits == 4, bool(qc.get("bnb_4bit_use_double_quant"))),
             attention_quantized=attn_q,
             note=f"bitsandbytes {bits}-bit",
         )
@@ -884,11 +879,11 @@ def facts_from_config(
 
     quant = read_quantization(top, hf_quant_config)
     dt = (
-        _norm_dtype(text.get("torch_dtype"))
-        or _norm_dtype(text.get("dtype"))
-        or _norm_dtype(top.get("torch_dtype"))
-        or _norm_dtype(top.get("dtype"))
-        or _norm_dtype(dtype)
+        norm_dtype(text.get("torch_dtype"))
+        or norm_dtype(text.get("dtype"))
+        or norm_dtype(top.get("torch_dtype"))
+        or norm_dtype(top.get("dtype"))
+        or norm_dtype(dtype)
         or "bfloat16"
     )
     if dt not in DTYPE_BYTES:
@@ -1029,7 +1024,7 @@ def facts_from_override(model_id: str, override: Any, *, field: str) -> ModelFac
         num_key_value_heads=kv,
         head_dim=head_dim,
         layer_kinds=kinds,
-        dtype=_norm_dtype(o.dtype) or "bfloat16",
+        dtype=norm_dtype(o.dtype) or "bfloat16",
         intermediate_size=o.intermediate_size or 0,
         max_position_embeddings=o.max_position_embeddings,
         sliding_window=o.sliding_window,
@@ -1063,7 +1058,7 @@ def apply_override(facts: ModelFacts, override: Any) -> ModelFacts:
         if v is not None:
             ch[k] = v
     if o.dtype:
-        ch["dtype"] = _norm_dtype(o.dtype)
+        ch["dtype"] = norm_dtype(o.dtype)
     kinds = facts.layer_kinds
     if o.num_hidden_layers is not None and o.num_hidden_layers != facts.num_hidden_layers:
         first = next((k for k in kinds if k in ("full", "sliding", "chunked", "mla")), "full")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from math import lcm
 from typing import Literal
 
+from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules
 
@@ -22,29 +23,6 @@ DEFAULT_BLOCK_SIZE = (
 )
 MAMBA_KINDS = ("mamba2", "mamba", "gdn", "linear")
 ATTN_KINDS = ("full", "sliding", "chunked", "mla")
-
-_DTYPE_BYTES = {
-    "float32": 4,
-    "fp32": 4,
-    "float": 4,
-    "bfloat16": 2,
-    "bf16": 2,
-    "float16": 2,
-    "fp16": 2,
-    "half": 2,
-    "fp8": 1,
-    "fp8_e4m3": 1,
-    "fp8_e5m2": 1,
-    "fp8_inc": 1,
-    "fp8_ds_mla": 1,
-    "int8": 1,
-}
-
-
-def dtype_bytes(name: str | None, default: int = 2) -> int:
-    if not name or name == "auto":
-        return default
-    return _DTYPE_BYTES.get(name.lower().replace("torch.", ""), default)
 
 
 def cdiv(a: int, b: int) -> int:

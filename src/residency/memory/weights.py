@@ -10,32 +10,13 @@ Worked example: Llama-3.1-8B checkpoint 16,060,522,496 B = 14.957 GiB + rope cac
 
 from __future__ import annotations
 
-from residency.memory.kv_specs import dtype_bytes
+from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 
 GiB = 2**30
 MXFP4_PADDING = 1.065  # gpt-oss-120b: 64.38 GiB logged (Triton path) / 60.4 GiB of checkpoint body
 ONLINE_FP8 = {"fp8": 1, "ptpc_fp8": 1, "fbgemm_fp8": 1}  # bytes per linear weight after online quantization
 VOCAB_PADDING = 64  # DEFAULT_VOCAB_PADDING_SIZE (vocab_parallel_embedding.py:23, all versions)
-
-# bits per weight of quantized linear layers, scales included (§10)
-_QUANT_BITS = {
-    "fp8": 8.0,
-    "fbgemm_fp8": 8.0,
-    "compressed-tensors": 8.0,
-    "modelopt": 8.0,
-    "ptpc_fp8": 8.0,
-    "awq": 4.25,
-    "awq_marlin": 4.25,
-    "gptq": 4.25,
-    "gptq_marlin": 4.25,
-    "auto_round": 4.25,
-    "bitsandbytes": 4.5,
-    "modelopt_fp4": 4.5,
-    "nvfp4": 4.5,
-    "mxfp4": 4.25,
-    "gguf": 8.5,
-}
 
 
 def pad_vocab(vocab: int, pad: int = VOCAB_PADDING) -> int:
@@ -49,25 +30,6 @@ def rope_cache_bytes(f: ModelFacts, max_model_len: int | None = None) -> int:
     maxpos = f.max_position_embeddings or max_model_len or 8192
     rotary_dim = f.qk_rope_head_dim or f.head_dim
     return maxpos * rotary_dim * dtype_bytes(f.dtype)
-
-
-def estimated_param_bytes(f: ModelFacts) -> int:
-    """Checkpoint bytes from the architecture when the checkpoint size is unknown."""
-    h, L = f.hidden_size, f.num_hidden_layers
-    q = f.num_attention_heads * f.head_dim
-    kv = 2 * f.num_key_value_heads * f.head_dim
-    attn = h * (q + kv) + q * h
-    if f.num_experts:
-        mlp = f.num_experts * 3 * h * f.moe_intermediate_size + h * f.num_experts
-    else:
-        mlp = 3 * h * f.intermediate_size
-    body_params = L * (attn + mlp)
-    bits = f.quant_bits or (
-        _QUANT_BITS.get(f.quantization or "", 16.0) if f.quantization else 8.0 * dtype_bytes(f.dtype)
-    )
-    body = int(body_params * bits / 8)
-    emb = f.vocab_size * h * dtype_bytes(f.dtype) * (1 if f.tie_word_embeddings else 2)
-    return body + emb
 
 
 def runtime_dtype(f: ModelFacts, dtype: str | None = "auto") -> str:
@@ -115,9 +77,9 @@ def weights_bytes_per_rank(
     own embedding too: llama.py:373-390 / qwen2.py:388-416 @0.19.1); each stage process has its own
     rotary cache.
     """
-    total = f.checkpoint_bytes
-    if total is None:
-        total = f.estimated_bytes if f.estimated_bytes is not None else estimated_param_bytes(f)
+    total = f.checkpoint_bytes if f.checkpoint_bytes is not None else f.estimated_bytes
+    if total is None:  # every reader sets one (config_facts estimates from the config)
+        raise ValueError(f"{f.id}: facts carry neither checkpoint_bytes nor estimated_bytes")
     total -= f.unloaded_bytes
     ckpt_b = dtype_bytes(f.dtype)
     run_b = dtype_bytes(runtime_dtype(f, dtype))

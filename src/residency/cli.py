@@ -1,13 +1,19 @@
-"""The `residency` command line: thin wiring only; each command lives in residency.commands.<name>."""
+"""The `residency` command line: thin wiring only; each command lives in residency.commands.<name>.
+
+Errors are translated here, once: a ResidencyError prints one line and exits with its code from
+residency.errors.ExitCode; `--debug` prints the traceback as well.
+"""
 
 from __future__ import annotations
 
 import sys
+import traceback
+from typing import Annotated
 
 import typer
 
 from residency.commands import COMMANDS
-from residency.errors import ResidencyError
+from residency.errors import ExitCode, ResidencyError
 
 app = typer.Typer(
     name="residency",
@@ -17,22 +23,39 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+_debug = False
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback behind an error's one-line message")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
 for _register in COMMANDS:
     _register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _debug
+    _debug = False
     try:
         # standalone_mode=False: click returns a typer.Exit's code instead of raising it
         rc = app(args=argv, standalone_mode=False)
     except ResidencyError as e:
+        if _debug:
+            traceback.print_exc()
         print(f"residency: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("residency: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as e:  # click usage errors and friends
         import click
 
@@ -40,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
             e.show()
             sys.exit(e.exit_code)
         if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
+            sys.exit(ExitCode.FAILED)
         raise
-    sys.exit(rc if isinstance(rc, int) else 0)
+    sys.exit(rc if isinstance(rc, int) else ExitCode.OK)
 
 
 if __name__ == "__main__":

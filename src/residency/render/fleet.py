@@ -506,10 +506,10 @@ def place_and_render(
 ) -> dict:
     """`residency render` for a multi-host spec: place, refuse if anything is unplaced or rejected, render.
 
-    Raises render.stack.PlanDoesNotFitError (exit 1) naming each refusal and its fix.
+    Raises errors.PlanDoesNotFitError (exit 1) naming each refusal and its fix.
     """
+    from residency.errors import PlanDoesNotFitError
     from residency.planner.placement import place_fleet
-    from residency.render.stack import PlanDoesNotFitError
 
     fleet = place_fleet(spec)
     if not fleet.fits:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from residency.errors import ResidencyError, SpecError
+from residency.errors import PlanDoesNotFitError, SpecError
 from residency.planner.result import Plan
 from residency.render.common import Member, members, service_name
 from residency.render.writer import RenderedFile, env_file, new_master_key, read_env_value
 from residency.spec import StackSpec
-
-
-class PlanDoesNotFitError(ResidencyError):
-    exit_code = 1
 
 
 def plan_for(spec: StackSpec) -> Plan:

@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from residency.errors import ResidencyError
+from residency.errors import ChangedFilesError
 from residency.fsutil import UnsafePathError, read_own_secret, write_file
 
 
@@ -28,10 +28,6 @@ class WriteReport:
     changed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     diffs: dict[str, str] = field(default_factory=dict)  # never holds secret files
-
-
-class ChangedFilesError(ResidencyError):
-    exit_code = 1
 
 
 def new_master_key() -> str:

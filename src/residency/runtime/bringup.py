@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from residency.errors import ResidencyError
+from residency.errors import UpFailed
 from residency.planner.result import Plan
 from residency.render.common import Member, fmt_gib, members
 from residency.runtime.logwatch import Failure, current_phase, explain_failure, init_done, logged_kv
@@ -20,10 +20,6 @@ from residency.runtime.state import ProcEntry, StackState, StateStore
 from residency.spec import StackSpec
 
 INIT_LINE_GRACE_S = 60.0  # /health answers but no "init engine ... took" line: wait this long, then go on
-
-
-class UpFailed(ResidencyError):
-    exit_code = 1
 
 
 class Backend(Protocol):

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from residency.errors import ResidencyError
+from residency.errors import LockedError, ResidencyError
 
 
 class ProcEntry(BaseModel):
@@ -55,10 +55,6 @@ class StackState(BaseModel):
 
     def drop(self, name: str) -> None:
         self.entries = [x for x in self.entries if x.name != name]
-
-
-class LockedError(ResidencyError):
-    exit_code = 1
 
 
 def state_dir(spec_path: Path, override: Path | None = None) -> Path:

@@ -1,8 +1,8 @@
 """The live residency ledger: what each model of a stack really holds, against the plan.
 
-`build_ledger` collects (state file, health probes, /metrics, per-process memory from a
-`GpuReader`, the proxy's health) and `assess` turns the collected figures into drift warnings.
-`assess` is pure: it reads only the ledger, so the drift rules are unit-testable.
+`build_ledger` collects (state file via status.targets, health/process probes via status.probes,
+/metrics, per-process memory from a `GpuReader`) and status.assess turns the collected figures into
+drift warnings. `assess` is pure: it reads only the ledger, so the drift rules are unit-testable.
 
 State per model:
   ready    - GET /health answers 200
@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from residency.status.assess import Thresholds, Warning, assess
 from residency.status.gpu import (
     DeviceReading,
     GiB,
@@ -31,6 +32,15 @@ from residency.status.gpu import (
     tree_bytes,
 )
 from residency.status.metrics import VllmMetrics, scrape_metrics
+from residency.status.probes import (
+    ProxyStatus,
+    container_pid,
+    listening_pids,
+    pid_alive,
+    probe_health,
+    probe_proxy,
+)
+from residency.status.targets import LOCAL, Target, _opt_int, read_state, targets_for
 
 if TYPE_CHECKING:
     import httpx
@@ -38,36 +48,33 @@ if TYPE_CHECKING:
     from residency.planner.result import Plan
     from residency.spec import StackSpec
 
+# The split modules' names, re-exported: callers import the ledger's vocabulary from here.
+__all__ = [
+    "DeviceStatus",
+    "Ledger",
+    "ModelStatus",
+    "ProxyStatus",
+    "Target",
+    "Thresholds",
+    "Warning",
+    "assess",
+    "build_ledger",
+    "classify",
+    "collect_model",
+    "container_pid",
+    "listening_pids",
+    "load_plan",
+    "pid_alive",
+    "planned_gib",
+    "probe_health",
+    "probe_proxy",
+    "read_state",
+    "targets_for",
+]
+
 SCHEMA_VERSION = 1
-DEFAULT_PORT_BASE = 8000  # a model without `port` is probed at 8000 + its index in the spec
-LOCAL = "127.0.0.1"
 
 State = Literal["ready", "starting", "down"]
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    drift_pct: float = 10.0  # actual footprint above plan by more than this percent ...
-    drift_floor_gib: float = 0.25  # ... and by more than this many GiB (ignores noise on toy models)
-    kv_high: float = 0.90  # KV usage (0-1) at or above this: requests will queue or be preempted
-    page_cache_frac: float = 0.10  # unified memory: page cache above this share of total
-    available_low_frac: float = 0.05  # unified memory: MemAvailable below this share of total
-
-
-@dataclass
-class Target:
-    """Where to look for one model (replica): from the up state file, else from the spec."""
-
-    name: str
-    replica: int = 0
-    address: str = LOCAL
-    port: int | None = None
-    pid: int | None = None
-    container: str | None = None
-    recorded_state: str | None = None  # what the state file says (starting, ready, stopped, ...)
-    log_path: str | None = None
-    pgid: int | None = None  # the process group `up` started the server in (process runtime)
-    create_time: float | None = None  # the leader's create time `up` recorded: guards against reuse
 
 
 @dataclass
@@ -108,15 +115,6 @@ class ModelStatus:
 
 
 @dataclass
-class ProxyStatus:
-    url: str
-    state: Literal["ready", "alive", "down"]
-    liveliness: int | None = None  # HTTP status of /health/liveliness (None: no answer)
-    readiness: int | None = None  # HTTP status of /health/readiness
-    detail: str = ""
-
-
-@dataclass
 class DeviceStatus:
     reader: str  # nvml | recorded | host
     unified: bool
@@ -125,14 +123,6 @@ class DeviceStatus:
     host: HostMemory | None  # shown on unified memory and on the CPU runtime
     planned_total_gib: float | None = None
     spec_total_gib: float | None = None
-
-
-@dataclass
-class Warning:
-    kind: str  # drift, down, starting, kv_high, queue, page_cache, available_low, stray_process, served_name, plan
-    message: str
-    model: str | None = None
-    level: Literal["warn", "info"] = "warn"
 
 
 @dataclass
@@ -168,187 +158,8 @@ class Ledger:
 # The up state file (src/residency/runtime/state.py owns its format; read tolerantly here)
 
 
-def state_path_candidates(spec_path: str | Path) -> list[Path]:
-    p = Path(spec_path)
-    stem = p.stem
-    return [
-        p.resolve().parent / ".residency" / stem / "state.json",
-        Path.cwd() / ".residency" / stem / "state.json",
-    ]
-
-
-def read_state(spec_path: str | Path | None) -> dict[str, Any] | None:
-    """The `up` state file as a dict, or None when there is none (or it cannot be read)."""
-    if spec_path is None:
-        return None
-    try:  # prefer up's own reader when it exists
-        from residency.runtime import state as rstate  # type: ignore[attr-defined]
-
-        loader = getattr(rstate, "load_state", None) or getattr(rstate, "read_state", None)
-        if loader is not None:
-            st = loader(spec_path)
-            if st is not None:
-                return st if isinstance(st, dict) else _as_dict(st)
-    except Exception:  # noqa: BLE001 - the runtime package may not exist yet or may change
-        pass
-    for cand in state_path_candidates(spec_path):
-        if cand.is_file():
-            try:
-                return json.loads(cand.read_text())
-            except (OSError, ValueError):
-                return None
-    return None
-
-
-def _as_dict(obj: Any) -> dict[str, Any] | None:
-    dump = getattr(obj, "model_dump", None)
-    if dump is not None:
-        return dump(mode="json")
-    try:
-        return asdict(obj)
-    except TypeError:
-        return None
-
-
-def _state_entries(state: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Flatten {"models": {name: {...} | [{...}, ...]}} or {"models": [{"name": ...}]}."""
-    if not state:
-        return []
-    models = state.get("models") or state.get("services") or {}
-    out: list[dict[str, Any]] = []
-    if isinstance(models, dict):
-        for name, v in models.items():
-            for i, e in enumerate(v if isinstance(v, list) else [v]):
-                if isinstance(e, dict):
-                    out.append({"name": name, "replica": e.get("replica", i), **e})
-    elif isinstance(models, list):
-        out = [e for e in models if isinstance(e, dict) and e.get("name")]
-    return out
-
-
-def _opt_int(v: Any) -> int | None:
-    try:
-        return None if v in (None, "") else int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _opt_float(v: Any) -> float | None:
-    try:
-        return None if v in (None, "") else float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def targets_for(spec: StackSpec, state: dict[str, Any] | None) -> list[Target]:
-    """One target per model replica. State file entries win over spec ports."""
-    addr = {h.name: h.address for h in spec.hosts or []}
-    entries = _state_entries(state)
-    out: list[Target] = []
-    for idx, m in enumerate(spec.models):
-        base_port = m.port if m.port is not None else DEFAULT_PORT_BASE + idx
-        mine = [e for e in entries if e.get("name") == m.name or e.get("model_name") == m.name]
-        for r in range(m.replicas):
-            e = next((x for x in mine if _opt_int(x.get("replica")) == r), None)
-            if e is None and m.replicas == 1 and mine:
-                e = mine[0]
-            e = e or {}
-            host = e.get("host") or m.host
-            address = e.get("address") or addr.get(host or "", LOCAL)
-            if address in ("0.0.0.0", "", None):
-                address = LOCAL
-            out.append(
-                Target(
-                    name=m.name,
-                    replica=r,
-                    address=address,
-                    port=_opt_int(e.get("port")) or base_port + r,  # replicas: consecutive ports
-                    pid=_opt_int(e.get("pid")),
-                    container=e.get("container") or e.get("container_id") or e.get("container_name"),
-                    recorded_state=e.get("state") or e.get("status"),
-                    log_path=e.get("log_path") or e.get("log"),
-                    pgid=_opt_int(e.get("pgid")),
-                    create_time=_opt_float(e.get("create_time")),
-                )
-            )
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Collection
-
-
-def pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def listening_pids(ports: set[int]) -> dict[int, int]:
-    """port -> pid of the local process listening on it (spec-only operation: no state file)."""
-    import psutil
-
-    out: dict[int, int] = {}
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except (psutil.AccessDenied, OSError):
-        return out
-    for c in conns:
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports and c.pid:
-            out.setdefault(c.laddr.port, c.pid)
-    return out
-
-
-def container_pid(
-    container: str, project: str | None = None, run: Callable[..., Any] | None = None
-) -> int | None:
-    """Host pid of a container's main process (docker runtime), None when docker cannot say.
-
-    `container` is a compose service (with `project`) or a container name/id. NVML reports host
-    pids, so this pid's process tree is what holds the model's GPU memory."""
-    import shutil
-    import subprocess
-
-    if run is None:
-        if shutil.which("docker") is None:
-            return None
-        run = subprocess.run
-    try:
-        ref = container
-        if project:
-            r = run(
-                ["docker", "compose", "-p", project, "ps", "-q", container],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            )
-            ids = (r.stdout or "").split() if r.returncode == 0 else []
-            ref = ids[0] if ids else container
-        r = run(["docker", "inspect", "-f", "{{.State.Pid}}", ref], capture_output=True, text=True, timeout=5)
-        pid = int((r.stdout or "0").strip() or 0) if r.returncode == 0 else 0
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
-    return pid or None  # 0: the container is not running
-
-
-def probe_health(client: httpx.Client, url: str, timeout: float = 2.0) -> tuple[int | None, str]:
-    """(HTTP status, detail). Status None: no answer (refused, timeout)."""
-    import httpx
-
-    try:
-        r = client.get(url, timeout=timeout)
-        return r.status_code, f"/health {r.status_code}"
-    except httpx.ConnectError:
-        return None, "connection refused"
-    except httpx.TimeoutException:
-        return None, "no answer (timeout)"
-    except httpx.HTTPError as e:
-        return None, f"{type(e).__name__}"
 
 
 def classify(
@@ -416,29 +227,6 @@ def _apply_metrics(ms: ModelStatus, m: VllmMetrics) -> None:
     ms.generation_tokens_total = m.generation_tokens_total
     ms.prefix_cache_hit_rate = m.prefix_cache_hit_rate
     ms.served_names = list(m.model_names)
-
-
-def probe_proxy(
-    client: httpx.Client, spec: StackSpec, timeout: float = 2.0, port: int | None = None
-) -> ProxyStatus:
-    """LiteLLM's unauthenticated health endpoints: /health/liveliness and /health/readiness.
-    `port`: where `up` started it (state file), else the spec's proxy port."""
-    host = spec.proxy.host if spec.proxy.host not in ("0.0.0.0", "::", "") else LOCAL
-    url = f"http://{host}:{port or spec.proxy.port}"
-    live, ld = probe_health(client, url + "/health/liveliness", timeout)
-    if live is None:
-        return ProxyStatus(url=url, state="down", detail=ld)
-    ready, rd = probe_health(client, url + "/health/readiness", timeout)
-    state: Literal["ready", "alive", "down"] = (
-        "ready" if ready == 200 else ("alive" if live == 200 else "down")
-    )
-    return ProxyStatus(
-        url=url,
-        state=state,
-        liveliness=live,
-        readiness=ready,
-        detail=f"liveliness {live}, readiness {ready or rd}",
-    )
 
 
 def load_plan(spec: StackSpec) -> tuple[Plan | None, str]:
@@ -636,114 +424,3 @@ def _safe(fn: Callable[[], Any], default: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # Assessment (pure)
-
-
-def _gib(b: int | float | None) -> str:
-    return "?" if b is None else f"{b / GiB:.2f} GiB"
-
-
-def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
-    """Drift warnings from a collected ledger; reads nothing else."""
-    from residency.spec import version_key
-
-    w: list[Warning] = []
-    for m in ledger.models:
-        who = m.name if m.replica == 0 else f"{m.name}#{m.replica}"
-        if m.state == "down":
-            w.append(Warning("down", f"{who} is down at {m.url or '?'} ({m.detail})", m.name))
-            if m.orphan_pids:
-                pids = ", ".join(map(str, m.orphan_pids))
-                if m.pgid is not None:  # started by `up`: down stops what is left of its process group
-                    fix = f"run `residency down {ledger.spec}`" if ledger.spec else "run `residency down`"
-                else:
-                    fix = f"stop them (kill {' '.join(map(str, m.orphan_pids))}) before restarting it"
-                w.append(
-                    Warning(
-                        "orphan",
-                        f"{who} is down but its engine processes (pids {pids}) still hold "
-                        f"{_gib(m.memory_bytes)}; {fix}",
-                        m.name,
-                    )
-                )
-            continue
-        if m.state == "starting":
-            w.append(Warning("starting", f"{who} is starting ({m.detail})", m.name, level="info"))
-        if m.drift_pct is not None and m.planned_gib is not None and m.memory_gib is not None:
-            over = m.memory_gib - m.planned_gib
-            if m.drift_pct > th.drift_pct and over > th.drift_floor_gib:
-                w.append(
-                    Warning(
-                        "drift",
-                        f"{who} holds {m.memory_gib:.2f} GiB, {m.drift_pct:.0f}% over its planned "
-                        f"{m.planned_gib:.2f} GiB: the plan underestimates it; run `residency calibrate` on "
-                        "its startup log so the next plan uses measured figures",
-                        m.name,
-                    )
-                )
-        if m.kv_cache_usage is not None and m.kv_cache_usage >= th.kv_high:
-            w.append(
-                Warning(
-                    "kv_high",
-                    f"{who} KV cache {m.kv_cache_usage:.0%} full: new requests wait and running ones may be "
-                    "preempted; give it more KV (gpu_memory_utilization / kv_cache_memory_bytes) or lower max_num_seqs",
-                    m.name,
-                )
-            )
-        if m.requests_waiting and m.requests_waiting > 0 and (m.kv_cache_usage or 0) >= th.kv_high:
-            w.append(Warning("queue", f"{who} has {m.requests_waiting:.0f} requests waiting", m.name))
-        if m.state == "ready" and m.served_names and m.name not in m.served_names:
-            w.append(
-                Warning(
-                    "served_name",
-                    f"{who}: the server at {m.url} serves {', '.join(m.served_names)}, not {m.name!r} "
-                    "(another process on its port, or --served-model-name differs)",
-                    m.name,
-                    level="info",
-                )
-            )
-    if ledger.proxy is not None and ledger.proxy.state != "ready":
-        w.append(
-            Warning(
-                "proxy",
-                f"LiteLLM proxy at {ledger.proxy.url} is {ledger.proxy.state} ({ledger.proxy.detail})",
-            )
-        )
-    for pid, b in sorted(ledger.stray.items()):
-        w.append(
-            Warning(
-                "stray_process",
-                f"pid {pid} holds {_gib(b)} of GPU memory and is not one of this stack's models "
-                "(a leftover server keeps memory the plan counts as free)",
-            )
-        )
-    d = ledger.device
-    h = d.host
-    if d.unified and h is not None and h.total_bytes > 0:
-        # the CPU backend sizes its KV from VLLM_CPU_KVCACHE_SPACE, not from free memory: GPUs only
-        if d.reader != "host" and h.page_cache_bytes > th.page_cache_frac * h.total_bytes:
-            old = version_key(ledger.vllm_version)[:3] <= (0, 11, 0)
-            how = (
-                f"vLLM {ledger.vllm_version} checks cudaMemGetInfo free, which counts page cache as used, at startup"
-                if old
-                else f"vLLM {ledger.vllm_version} counts it as free (MemAvailable), but CUDA allocations on unified "
-                "memory can still fail before the kernel reclaims it"
-            )
-            w.append(
-                Warning(
-                    "page_cache",
-                    f"page cache holds {_gib(h.page_cache_bytes)} of {_gib(h.total_bytes)} unified memory; {how}: "
-                    "drop caches before starting another model (sync; echo 3 | sudo tee /proc/sys/vm/drop_caches)",
-                    level="warn" if old else "info",
-                )
-            )
-        if h.available_bytes < th.available_low_frac * h.total_bytes:
-            w.append(
-                Warning(
-                    "available_low",
-                    f"MemAvailable is {_gib(h.available_bytes)} of {_gib(h.total_bytes)}: the next model will not "
-                    "start and running ones risk the OOM killer",
-                )
-            )
-    if ledger.plan_note.startswith("no plan"):
-        w.append(Warning("plan", ledger.plan_note, level="info"))
-    return w

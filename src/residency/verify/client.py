@@ -14,19 +14,9 @@ from typing import Any
 
 import httpx
 
+from residency.errors import RequestFailed
 from residency.verify.redact import Redactor
 from residency.verify.sse import StreamResult, parse_sse, reassemble
-
-
-class RequestFailed(Exception):
-    """kind: connect | timeout | http | json | protocol."""
-
-    def __init__(self, kind: str, message: str, status: int | None = None, body: Any = None) -> None:
-        self.kind = kind
-        self.status = status
-        self.message = message
-        self.body = body
-        super().__init__(f"HTTP {status}: {message}" if status else message)
 
 
 def error_message(body: Any, text: str = "") -> str:

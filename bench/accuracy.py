@@ -8,8 +8,8 @@ accuracy. Records it cannot express are listed with the reason.
     python bench/accuracy.py [--records PATH] [--json]
 
 --records: a JSONL file in the schema of vllm-logs.jsonl (see vllm-logs.md), e.g. a held-out set;
-default ../shared/reference/vllm-logs.jsonl relative to the repo, or
-$RESIDENCY_SHARED/reference/vllm-logs.jsonl. --json prints {"rows": [...], "summary": {...}} with
+default tests/fixtures/reference/vllm-logs.jsonl (the development set vendored in the repository).
+--json prints {"rows": [...], "summary": {...}} with
 summary keys median_abs_kv_err_gib, max_abs_kv_err_gib, verdict_accuracy, expressed, not_expressed.
 
 The record's fields are read in every form the schema uses: numbers or "default (8192)" /
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import sys
@@ -217,13 +216,11 @@ CONTRADICTORY = {
 }
 
 
+DEV_RECORDS = REPO / "tests" / "fixtures" / "reference" / "vllm-logs.jsonl"
+
+
 def records_path(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    base = os.environ.get("RESIDENCY_SHARED")
-    if base:
-        return Path(base) / "reference" / "vllm-logs.jsonl"
-    return REPO.parent / "shared" / "reference" / "vllm-logs.jsonl"
+    return Path(arg) if arg else DEV_RECORDS
 
 
 def _number(text: str) -> int | float:
@@ -467,7 +464,7 @@ def summarize(recs: list[dict], rows: list[dict], skipped: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--records", "--jsonl", dest="records", help="JSONL records (default: the shared dev set)"
+        "--records", "--jsonl", dest="records", help="JSONL records (default: the vendored dev set)"
     )
     ap.add_argument("--json", action="store_true", help="rows and summary as JSON")
     a = ap.parse_args(argv)

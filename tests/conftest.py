@@ -1,0 +1,136 @@
+"""Every test (unit and e2e) runs with a home of its own, and the run fails if it wrote under the real one.
+
+At import (before any test module reads the environment): the real test stack's folder is resolved from
+the REAL home and exported as RESIDENCY_STACK_DIR (e2e needs the installed vLLM/LiteLLM venvs and toy
+models), vLLM's compile cache is pointed inside that stack folder (a cache the README names), then HOME,
+the XDG folders, RESIDENCY_CALIBRATION and HF_HOME move to a session temp folder and the variables that
+would reach a real hub or GPU are cleared. The autouse fixture then gives each test a fresh home.
+
+The guard: the residency/Hugging Face folders of the real home, and the names directly in ~, ~/.config
+and ~/.cache, are snapshotted at import and compared at session end; any difference fails the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REAL_HOME = Path(os.path.expanduser("~"))
+
+_stack = os.environ.get("RESIDENCY_STACK_DIR") or str(REAL_HOME / ".cache" / "residency-stack")
+os.environ["RESIDENCY_STACK_DIR"] = str(Path(_stack).expanduser())
+# vLLM's torch.compile cache survives between runs inside the stack folder instead of ~/.cache/vllm
+os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(os.environ["RESIDENCY_STACK_DIR"]) / "vllm-cache"))
+
+#: variables the code or the tools it starts read: a real hub, a token, a GPU choice, a GPU reader
+CLEARED = (
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_ENDPOINT",
+    "HF_HUB_CACHE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "CUDA_VISIBLE_DEVICES",
+    "RESIDENCY_GPU_READER",
+)
+
+
+def home_env(home: Path) -> dict[str, str]:
+    """The variables that put every per-user path the code (or vLLM/LiteLLM/HF) uses under `home`."""
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "RESIDENCY_CALIBRATION": str(home / ".config" / "residency" / "calibration.json"),
+        "HF_HOME": str(home / ".cache" / "huggingface"),
+    }
+
+
+#: folders of the real home a residency run could write to (calibration, state, model hub cache)
+GUARDED = (
+    ".config/residency",
+    ".local/share/residency",
+    ".local/state/residency",
+    ".residency",
+    ".cache/huggingface",
+)
+#: folders whose direct entries must not gain names (catches writes the list above does not name)
+LISTED = (".", ".config", ".cache")
+
+
+def snapshot(home: Path) -> dict[str, tuple[int, int]]:
+    """{relative path: (size, mtime_ns)} of everything under the GUARDED folders, plus the names in LISTED."""
+    out: dict[str, tuple[int, int]] = {}
+    for rel in GUARDED:
+        root = home / rel
+        if not root.exists():
+            continue
+        for dirpath, _dirs, files in os.walk(root):
+            for name in ["", *files]:
+                p = Path(dirpath) / name
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue
+                out[str(p.relative_to(home))] = (0 if name == "" else st.st_size, st.st_mtime_ns)
+    for rel in LISTED:
+        try:
+            names = os.listdir(home / rel)
+        except OSError:
+            continue
+        for name in names:
+            out.setdefault(str(Path(rel) / name), (-1, -1))
+    return out
+
+
+def changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """Paths created, deleted or modified between two snapshots, as 'created ~/x' lines."""
+    out = [f"created ~/{k}" for k in sorted(after.keys() - before.keys())]
+    out += [f"deleted ~/{k}" for k in sorted(before.keys() - after.keys())]
+    out += [f"modified ~/{k}" for k in sorted(before.keys() & after.keys()) if before[k] != after[k]]
+    return out
+
+
+_BEFORE = snapshot(REAL_HOME)
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="residency-test-home-"))
+os.environ.update(home_env(_SESSION_HOME))
+for _name in CLEARED:
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A fresh, empty home per test (not tmp_path: tests that list their tmp_path keep it to themselves)."""
+    home = tmp_path_factory.mktemp("home")
+    for k, v in home_env(home).items():
+        monkeypatch.setenv(k, v)
+    for name in CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    yield home
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    found = changes(_BEFORE, snapshot(REAL_HOME))
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+    if not found:
+        return
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [
+        f"the test run wrote under the real home {REAL_HOME} (tests must not; see tests/conftest.py):",
+        *("  " + x for x in found[:20]),
+        "  (if another program on this machine made that change, rerun)",
+    ]
+    if tr is not None:
+        tr.section("real home touched", sep="!", red=True)
+        for line in lines:
+            tr.write_line(line, red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -112,6 +112,34 @@ class ProxySpec(_Strict):
     replicas: PositiveInt = 1
 
 
+class AgentsSpec(_Strict):
+    """The agent clients the stack serves and which model each Hermes role uses."""
+
+    clients: list[str] = Field(default_factory=lambda: ["hermes"], min_length=1, max_length=4)
+    roles: dict[str, str] = Field(default_factory=dict, max_length=16)  # role -> models[].name
+    max_tokens: int | None = Field(default=None, gt=0, le=1_048_576)  # Hermes's model.max_tokens
+
+    @field_validator("clients")
+    @classmethod
+    def _known_clients(cls, v: list[str]) -> list[str]:
+        from residency.agents.clients import CLIENT_KINDS
+
+        bad = [k for k in v if k not in CLIENT_KINDS]
+        if bad:
+            raise ValueError(f"unknown client kind {bad[0]!r}; use {', '.join(CLIENT_KINDS)}")
+        return list(dict.fromkeys(v))
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: dict[str, str]) -> dict[str, str]:
+        from residency.agents.clients import HERMES_ROLES
+
+        bad = [r for r in v if r not in HERMES_ROLES]
+        if bad:
+            raise ValueError(f"unknown role {bad[0]!r}; Hermes roles are {', '.join(HERMES_ROLES)}")
+        return v
+
+
 class HostSpec(_Strict):
     name: str = Field(min_length=1)
     address: str = "127.0.0.1"
@@ -126,6 +154,7 @@ class StackSpec(_Strict):
     placement: Literal["pack", "spread"] = "pack"
     models: list[ModelSpec] = Field(min_length=1)
     proxy: ProxySpec = Field(default_factory=ProxySpec)
+    agents: AgentsSpec | None = None
     hf_cache: str = "~/.cache/huggingface"
     calibration_file: str | None = None  # default: ~/.config/residency/calibration.json
 
@@ -152,6 +181,10 @@ class StackSpec(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"model names must be unique; repeated: {', '.join(sorted(dup))}")
+        if self.agents is not None:
+            for role, model in self.agents.roles.items():
+                if model not in names:
+                    raise ValueError(f"agents.roles.{role} names model {model!r}, which is not in models")
         if self.hosts:
             hn = [h.name for h in self.hosts]
             if len(set(hn)) != len(hn):

@@ -18,13 +18,26 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--rotate-key", help="Generate a new LiteLLM master key (default: keep .env's)"),
         ] = False,
+        state_dir_opt: Annotated[
+            Path | None,
+            typer.Option(
+                "--state-dir",
+                help="up's state dir (default .residency/<spec stem>/ next to the spec): where the key "
+                "file is recorded and verify's results are read",
+            ),
+        ] = None,
     ) -> None:
-        """Render the plan into compose.yaml, litellm.yaml, .env (0600), k8s/ and agents.md."""
+        """Render the plan into compose.yaml, litellm.yaml, .env (0600), k8s/, agents.md and, for the
+        spec's agents, hermes/config.yaml and clawrium.sh."""
+        from residency.agents.measured import load_measured
         from residency.render.stack import plan_for, render_files, require_fit
         from residency.render.writer import write_files
+        from residency.runtime.keys import record_key_file, render_key
+        from residency.runtime.state import state_dir
         from residency.spec import load_spec
 
         s = load_spec(spec)
+        sdir = state_dir(spec.resolve(), state_dir_opt)
         if s.hosts:  # multi-host: place every replica, then per-host compose + one load-balancing proxy
             from residency.render.fleet import place_and_render
 
@@ -32,7 +45,14 @@ def register(app: typer.Typer) -> None:
         else:
             plan = plan_for(s)
             require_fit(plan)
-            files = render_files(s, plan, out, spec_dir=spec.resolve().parent, rotate_key=rotate_key)
+            files = render_files(
+                s,
+                plan,
+                out,
+                spec_dir=spec.resolve().parent,
+                key=render_key(sdir, out, s.proxy.master_key_env, rotate_key),
+                measured=load_measured(sdir),
+            )
         # A rotated key is an explicit request: the .env may change without --force.
         rep = write_files(out, files, force=force or (rotate_key and _only_env_changed(out, files)))
         for rel in rep.created:
@@ -41,6 +61,9 @@ def register(app: typer.Typer) -> None:
             print(f"updated   {out / rel}")
         for rel in rep.unchanged:
             print(f"unchanged {out / rel}")
+        # up, verify and status find the key here from now on: one key for the stack
+        record_key_file(sdir, out / ".env")
+        print(f"master key: {s.proxy.master_key_env} in {(out / '.env').resolve()}")
 
 
 def _only_env_changed(out: Path, files) -> bool:

@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
             if not watch:
                 ledger = next(ledgers)
                 _emit(ledger, json_out)
+                if not json_out:
+                    _key_line(s, spec)
                 raise typer.Exit(0 if ledger.all_ready else 1)
             if json_out:
                 for ledger in ledgers:
@@ -92,3 +94,16 @@ def _emit(ledger, json_out: bool) -> None:
     from residency.status.view import render_ledger
 
     Console().print(render_ledger(ledger))
+
+
+def _key_line(s, spec: Path) -> None:
+    """Which file holds the proxy's master key (the one up gave LiteLLM); never the key itself."""
+    from residency.runtime.keys import key_file_hint
+    from residency.runtime.state import state_dir
+
+    where = key_file_hint(state_dir(spec.resolve()))
+    print(
+        f"master key: {s.proxy.master_key_env} in {where}"
+        if where
+        else "master key: not created yet (run up)"
+    )

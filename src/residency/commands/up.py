@@ -44,7 +44,9 @@ def register(app: typer.Typer) -> None:
         env_file: Annotated[
             Path | None,
             typer.Option(
-                "--env-file", help="Take the LiteLLM master key from this .env (e.g. the rendered one)"
+                "--env-file",
+                help="Take the LiteLLM master key from this .env (default: the .env `render` wrote, "
+                "else the state dir's own)",
             ),
         ] = None,
         timeout: Annotated[
@@ -78,7 +80,8 @@ def register(app: typer.Typer) -> None:
         plan = plan_for(s)
         require_fit(plan)
         store = StateStore(default_state_dir(spec_path, state_dir))
-        key = stack_master_key(store, s.proxy.master_key_env, env_file)
+        key, key_file = stack_master_key(store.dir, s.proxy.master_key_env, env_file)
+        Console(stderr=True, highlight=False).print(f"master key: {s.proxy.master_key_env} from {key_file}")
         is_cpu = cpu or "cpu" in plan.device.name.lower()
         opts = UpOptions(
             rollback=rollback,

@@ -60,6 +60,13 @@ def register(app: typer.Typer) -> None:
             targets = targets_from_spec(spec, key, model or [], direct or [])
         targets.concurrency = concurrency
         report = _run(targets, checks, timeout, quiet=as_json)
+        if spec is not None:  # kept for render's agents.md: measured results per model
+            from pathlib import Path
+
+            from residency.agents.measured import save_measured
+            from residency.runtime.state import state_dir
+
+            save_measured(state_dir(Path(spec).resolve()), report)
         if as_json:
             import json
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from residency.agents import plan as agent_plan
 from residency.errors import SpecError
 from residency.memory.device import Device, resolve_device
 from residency.memory.engine import EngineSettings, Measured, Startup, requested_bytes, simulate_startup
@@ -275,6 +276,7 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
                 "raise device.count or lower tensor_parallel_size",
             )
         es, notes = engine_settings(m, f, device, rules)
+        es, notes = agent_plan.plan_context(spec, m, es, notes)
         meas, cal_note = _calibration(spec, m, device) if use_calibration else (None, None)
         target = float(m.min_concurrency or es.max_num_seqs)
         entries.append(Entry(m, f, es, meas, cal_note, notes, target))
@@ -320,6 +322,12 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
                 )
                 meaning += " Engines started together charge each other's allocations to their own profile."
             err = PlanError(kind=st.error_kind, message=st.error_message or "", fix=fix, meaning=meaning)  # type: ignore[arg-type]
+        elif (bad := agent_plan.client_error(spec, i, e.spec, e.settings.max_model_len)) is not None:
+            err = PlanError(kind="agent_context", message=bad[0], fix=bad[1], meaning=agent_plan.MEANING)
+        if st.error_kind is None:
+            notes += agent_plan.plan_notes(
+                spec, e.settings.max_model_len, st.available_kv_bytes / GiB, st.kv_tokens
+            )
         offer = e.spec.kv_cache_memory_bytes
         if (
             offer is None

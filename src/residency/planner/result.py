@@ -10,7 +10,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 ErrorKind = Literal[
-    "free_memory", "no_cache_blocks", "max_seq_len", "mamba_cache_blocks", "weights_do_not_fit"
+    "free_memory",
+    "no_cache_blocks",
+    "max_seq_len",
+    "mamba_cache_blocks",
+    "weights_do_not_fit",
+    "agent_context",
 ]
 
 

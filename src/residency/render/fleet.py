@@ -460,8 +460,7 @@ def render_fleet(
     """
     import yaml
 
-    from residency.render.agents import agents_md
-    from residency.render.stack import check_names
+    from residency.render.stack import agent_rendered_files, check_names
     from residency.render.writer import RenderedFile, env_file, new_master_key, read_env_value
 
     pairs = fleet_members(spec, fleet)
@@ -495,7 +494,7 @@ def render_fleet(
             env.content + f"REDIS_PASSWORD={rkey or new_master_key()[3:]}\n", mode=env.mode, secret=True
         )
     files[".env"] = env
-    files["agents.md"] = RenderedFile(agents_md(spec, members))
+    files.update(agent_rendered_files(spec, members))
     for rel, text in render_k8s_fleet(spec, fleet, pairs, spec_dir).items():
         files[f"k8s/{rel}"] = RenderedFile(text)
     return files

@@ -53,9 +53,15 @@ def check_names(mems: list[Member]) -> None:
 
 
 def render_files(
-    spec: StackSpec, plan: Plan, out_dir: Path, *, spec_dir: Path | None = None, rotate_key: bool = False
+    spec: StackSpec,
+    plan: Plan,
+    out_dir: Path,
+    *,
+    spec_dir: Path | None = None,
+    rotate_key: bool = False,
+    key: str | None = None,
+    measured: dict | None = None,
 ) -> dict[str, RenderedFile]:
-    from residency.render.agents import agents_md
     from residency.render.compose import api_bases, compose_yaml
     from residency.render.k8s import render_k8s
     from residency.render.litellm import litellm_yaml
@@ -63,15 +69,27 @@ def render_files(
     mems = members(spec, plan)
     check_names(mems)
     key_env = spec.proxy.master_key_env
-    key = None if rotate_key else read_env_value(out_dir / ".env", key_env)
-    key = key or new_master_key()
+    if key is None:
+        key = None if rotate_key else read_env_value(out_dir / ".env", key_env)
+        key = key or new_master_key()
     lite = litellm_yaml(spec, mems, api_bases(mems))
     files = {
         "compose.yaml": RenderedFile(compose_yaml(spec, mems, spec_dir)),
         "litellm.yaml": RenderedFile(lite),
         ".env": env_file(key_env, key),
-        "agents.md": RenderedFile(agents_md(spec, mems)),
     }
+    files.update(agent_rendered_files(spec, mems, measured))
     for rel, text in render_k8s(spec, mems, lite, gpu_count=plan.device.count, spec_dir=spec_dir).items():
         files[f"k8s/{rel}"] = RenderedFile(text)
     return files
+
+
+def agent_rendered_files(
+    spec: StackSpec, mems: list[Member], measured: dict | None = None
+) -> dict[str, RenderedFile]:
+    from residency.render.agents import agent_files
+
+    return {
+        rel: RenderedFile(text, mode=0o755 if rel.endswith(".sh") else 0o644)
+        for rel, text in agent_files(spec, mems, measured).items()
+    }

@@ -49,6 +49,8 @@ class Targets:
     source: str = ""
     concurrency: int | None = None  # burst size override for C1
     url_mode: bool = False  # --url: the URL may be a proxy or a bare vLLM server (see runner.discover)
+    agent_kinds: list[str] = field(default_factory=list)  # the spec's agents.clients (A1-A3)
+    agent_max_tokens: int | None = None  # the spec's agents.max_tokens
 
     @property
     def proxy_root(self) -> str | None:
@@ -208,10 +210,15 @@ def targets_from_spec(
     pstate = state.get("proxy") if isinstance(state.get("proxy"), dict) else {}
     proxy_url = _url_from(pstate) if pstate else None
     proxy_url = proxy_url or f"http://{_local(spec.proxy.host)}:{spec.proxy.port}/v1"
-    env_files = [path.parent / ".residency" / path.stem / ".env", path.parent / ".env"]
+    from residency.runtime.keys import key_file_hint
+
+    sdir = path.resolve().parent / ".residency" / path.stem
+    env_files = [f for f in (key_file_hint(sdir), sdir / ".env", path.parent / ".env") if f is not None]
     return Targets(
         models=mts,
         proxy_url=proxy_url,
         key=resolve_key(key, spec.proxy.master_key_env, env_files),
         source=str(path),
+        agent_kinds=list(spec.agents.clients) if spec.agents else [],
+        agent_max_tokens=spec.agents.max_tokens if spec.agents else None,
     )

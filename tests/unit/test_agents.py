@@ -22,7 +22,7 @@ from residency.render.common import members
 from residency.render.stack import render_files
 from residency.runtime.keys import recorded_key_file, render_key, stack_master_key
 from residency.spec import parse_spec
-from residency.verify.agent_checks import a1_context, a2_max_tokens, sent_max_tokens
+from residency.verify.checks.agents import a1_context, a2_max_tokens, sent_max_tokens
 from residency.verify.client import Hop
 from residency.verify.redact import Redactor
 from residency.verify.runner import CheckResult, ModelReport, Report

@@ -73,7 +73,7 @@ def test_state_dir_env_symlink_not_adopted(tmp_path):
     planted.chmod(0o600)
     (store.dir / ".env").symlink_to(planted)
     with pytest.raises(UnsafePathError):
-        stack_master_key(store, "LITELLM_MASTER_KEY")
+        stack_master_key(store.dir, "LITELLM_MASTER_KEY")
     assert planted.read_text() == "LITELLM_MASTER_KEY=sk-attacker\n"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from residency.errors import SpecError
-from residency.verify.checks import FAIL, PASS, SKIP, WARN, Check, ModelCtx, Outcome, combine
+from residency.verify.checks import CHECK_IDS, FAIL, PASS, SKIP, WARN, Check, ModelCtx, Outcome, combine
 from residency.verify.classify import (
     classify_text,
     diagnose_text_call,
@@ -19,7 +19,7 @@ from residency.verify.classify import (
     parser_from_template,
 )
 from residency.verify.redact import Redactor, redact
-from residency.verify.runner import ALL_IDS, CheckResult, ModelReport, Report, select_checks
+from residency.verify.runner import CheckResult, ModelReport, Report, select_checks
 from residency.verify.sse import parse_sse, reassemble
 from residency.verify.targets import ModelTarget, Targets, normalize_url, targets_from_spec, targets_from_url
 
@@ -273,7 +273,7 @@ def test_targets_from_spec_without_state_or_port(tmp_path: Path, monkeypatch):
 def test_select_checks_only_and_skip():
     assert [c.id for c in select_checks("t1, T2")] == ["T1", "T2"]
     assert "C1" not in [c.id for c in select_checks(None, "C1")]
-    assert [c.id for c in select_checks()] == list(ALL_IDS)
+    assert [c.id for c in select_checks()] == list(CHECK_IDS)
     with pytest.raises(SpecError, match="X9"):
         select_checks("X9")
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from residency.errors import ResidencyError, SpecError
-from residency.verify.agent_checks import AGENT_CHECKS
 from residency.verify.checks import (
     CHECK_IDS,
     CHECKS,
@@ -28,8 +27,6 @@ from residency.verify.redact import Redactor
 from residency.verify.targets import Backend, ModelTarget, Targets, normalize_url
 
 Progress = Callable[[str, dict[str, Any]], None]
-ALL_CHECKS: tuple[Check, ...] = CHECKS + AGENT_CHECKS  # agent-client checks live in verify/agent_checks.py
-ALL_IDS = CHECK_IDS + tuple(c.id for c in AGENT_CHECKS)
 
 
 @dataclass
@@ -87,15 +84,15 @@ def select_checks(only: str | list[str] | None = None, skip: str | list[str] | N
             return set()
         items = v if isinstance(v, list) else [v]
         got = {x.strip().upper() for item in items for x in item.split(",") if x.strip()}
-        bad = got - set(ALL_IDS)
+        bad = got - set(CHECK_IDS)
         if bad:
             raise SpecError(
-                flag, f"unknown check id(s): {', '.join(sorted(bad))}", f"use ids from {', '.join(ALL_IDS)}"
+                flag, f"unknown check id(s): {', '.join(sorted(bad))}", f"use ids from {', '.join(CHECK_IDS)}"
             )
         return got
 
     o, s = ids(only, "--only"), ids(skip, "--skip")
-    return [c for c in ALL_CHECKS if (not o or c.id in o) and c.id not in s]
+    return [c for c in CHECKS if (not o or c.id in o) and c.id not in s]
 
 
 def _hop(kind: str, url: str, model: str, key: str | None, timeout: float, redact: Redactor, http) -> Hop:
@@ -228,7 +225,7 @@ def run_verify(
     """Run `checks` (default all) for every model in `targets` and return the report."""
     import httpx
 
-    checks = list(ALL_CHECKS) if checks is None else checks
+    checks = list(CHECKS) if checks is None else checks
     redact = Redactor(targets.secrets)
     say = progress or (lambda ev, data: None)
     t_start = time.monotonic()

@@ -12,6 +12,7 @@ One module per check family (base holds what they share); this package exports t
 
 from __future__ import annotations
 
+from residency.verify.checks.agents import a1_context, a2_max_tokens, a3_hermes_stream
 from residency.verify.checks.base import _RANK, FAIL, PASS, SKIP, WARN, Check, ModelCtx, Outcome, failure
 from residency.verify.checks.capabilities import g1_capabilities
 from residency.verify.checks.chat import m1_chat, m2_stream
@@ -70,6 +71,10 @@ CHECKS: tuple[Check, ...] = (
     Check("L2", "over-length prompt rejected with 400", True, "hop", l2_overlength),
     Check("C1", "concurrency burst completes", True, "model", c1_burst),
     Check("G1", "LiteLLM capability flags match", False, "model", g1_capabilities),
+    # what the spec's agent clients need (agents: section): skipped without one
+    Check("A1", "context window >= agent clients' minimum", True, "model", a1_context),
+    Check("A2", "agent clients' max_tokens accepted", True, "hop", a2_max_tokens),
+    Check("A3", "Hermes-shaped streamed tool call", True, "hop", a3_hermes_stream),
 )
 CHECK_IDS = tuple(c.id for c in CHECKS)
 

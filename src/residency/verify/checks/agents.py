@@ -17,7 +17,8 @@ import httpx
 
 from residency.agents.clients import CLIENTS, Client, hermes_max_tokens
 from residency.verify import prompts as P
-from residency.verify.checks import FAIL, PASS, SKIP, Check, ModelCtx, Outcome, _stream_calls, failure
+from residency.verify.checks.base import FAIL, PASS, SKIP, ModelCtx, Outcome, failure
+from residency.verify.checks.tools import _stream_calls
 from residency.verify.client import Hop, RequestFailed, error_message, stream_chat
 
 # A3 offers the tools and shape Hermes does but bounds the output: a model that answers in prose
@@ -156,10 +157,3 @@ def a3_hermes_stream(ctx: ModelCtx, hop: Hop) -> Outcome:
     if out.status == FAIL and out.fix:
         out.fix += f" (Hermes sees no tool call from models[{ctx.name}] until this passes)"
     return out
-
-
-AGENT_CHECKS: tuple[Check, ...] = (
-    Check("A1", "context window >= agent clients' minimum", True, "model", a1_context),
-    Check("A2", "agent clients' max_tokens accepted", True, "hop", a2_max_tokens),
-    Check("A3", "Hermes-shaped streamed tool call", True, "hop", a3_hermes_stream),
-)

@@ -163,4 +163,4 @@ def test_pp2_stages_weights_sampler_and_kv():
     assert two.num_blocks == two.available_kv_bytes // per_block
     # the first stage runs no sampler: its profile is the forward pass alone
     ps0 = act.ProfileSettings(8192, 1024, 131072, pipeline_parallel_size=2, runs_sampler=False)
-    assert act.activation_bytes(LLAMA, ps0, R019) == int(act.ACT_BASE) + act.forward_peak_bytes(LLAMA, ps0)
+    assert act.activation_bytes(LLAMA, ps0, R019) == int(act.ACT_BASE) + act.forward_peak_bytes(LLAMA, ps0, R019)

@@ -146,4 +146,4 @@ def test_forward_peak_llama_8b():
     llama = dense(n_layers=32, hidden=4096, inter=14336, vocab=128256)
     # (4 x 4096 + (32 + 16) x 128 + 3 x 14336) x 2 B x 8192 tokens = 1.03 GiB
     per_tok = (4 * 4096 + 48 * 128 + 3 * 14336) * 2
-    assert act.forward_peak_bytes(llama, P(mnbt=8192)) == per_tok * 8192
+    assert act.forward_peak_bytes(llama, P(mnbt=8192), rules_for("0.19.1")) == per_tok * 8192

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from residency.memory import moe
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules
@@ -23,10 +24,6 @@ MiB = 2**20
 # --- fitted constants (see bench/accuracy.py) -------------------------------------------------
 ACT_BASE = 0.25 * GiB  # allocator slack + custom-op workspaces in the profile run
 ACT_HIDDEN_COPIES = 4  # residual, normed and attention-out hidden states alive at the MLP peak
-# VLLM_FUSED_MOE_CHUNK_SIZE (default 32768 in 0.10-0.11): the fused-MoE workspace is sized for at most
-# this many tokens. 0.19.1 has no such variable (no token chunking in fused_moe.py); the cap is kept for
-# every version because batches above 32768 tokens are rare and when it went is unchecked.
-MOE_CHUNK = 32768
 NON_TORCH = 0.12 * GiB  # cuBLAS/cuDNN workspaces created after the baseline snapshot (< 0.33; halved >= 0.33)
 NCCL_IN_BUDGET = 0.6 * GiB  # <= 0.10.2, TP > 1: NCCL + custom all-reduce buffers land inside the budget
 CUDA_CONTEXT = 0.55 * GiB  # per process, before the baseline: outside the budget in every version (§5.3)
@@ -61,15 +58,15 @@ class ProfileSettings:
     # allocated in the profile run's _dummy_run: gpu_model_runner.py:5437-5449 @0.19.1).
     runs_sampler: bool = True
     receives_intermediate: bool = False
+    mxfp4_backend: moe.Mxfp4Backend | None = None  # MXFP4 checkpoints: the MoE kernel vLLM picks
 
 
-def forward_peak_bytes(f: ModelFacts, s: ProfileSettings) -> int:
+def forward_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
     """Activation peak of the dummy forward at max_num_batched_tokens tokens (§4.1 step 2).
 
     Per token: the MLP's gate_up output + activation output (3 x intermediate / tp) plus a few
-    hidden-size copies; MoE layers push top_k x (3 x moe_intermediate / tp + hidden) through the
-    fused-MoE workspace (chunked at 32768 tokens); GatedDeltaNet layers add their projections and the
-    chunked state (heads x k x v per 64-token chunk).
+    hidden-size copies; MoE layers instead the fused-MoE kernel's workspace (moe.fused_moe_workspace_bytes);
+    GatedDeltaNet layers add their projections and the chunked state (heads x k x v per 64-token chunk).
     Llama-3.1-8B at 8192 tokens: (3 x 14336 + 4 x 4096) x 2 B x 8192 = 0.95 GiB.
     """
     T, tp, b = s.max_num_batched_tokens, s.tensor_parallel_size, s.act_bytes
@@ -79,8 +76,7 @@ def forward_peak_bytes(f: ModelFacts, s: ProfileSettings) -> int:
     per_tok += (f.num_attention_heads + 2 * f.num_key_value_heads) * f.head_dim // tp * b
     total = T * per_tok
     if f.num_experts:
-        moe_tok = f.num_experts_per_tok * (3 * f.moe_intermediate_size // tp + h) * b
-        total += min(T, MOE_CHUNK) * moe_tok
+        total += moe.fused_moe_workspace_bytes(f, T, tp, b, rules, s.mxfp4_backend)
     else:
         total += T * 3 * (f.intermediate_size // tp) * b
     if f.mamba is not None and f.mamba.kind == "gdn":
@@ -128,7 +124,7 @@ def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:
 
 def activation_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
     """Peak torch increase of the profile run: max(forward, hidden + sampler) + base + encoder."""
-    peak = forward_peak_bytes(f, s)
+    peak = forward_peak_bytes(f, s, rules)
     if s.runs_sampler:
         hidden_rows = min(s.max_num_seqs, s.max_num_batched_tokens) * f.hidden_size * s.act_bytes
         peak = max(peak, hidden_rows + sampler_peak_bytes(f, s, rules))

@@ -8,13 +8,14 @@ kv_cache_memory_bytes §9), the checks (§6), the block math and log lines (§7)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from residency.memory import activation as act
 from residency.memory import kv_specs as kv
 from residency.memory import messages
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
+from residency.memory.moe import mxfp4_backend
 from residency.memory.versions import VersionRules
 from residency.memory.weights import pp_layer_partition, runtime_dtype, weights_bytes_per_rank
 
@@ -119,8 +120,6 @@ def stage_facts(facts: ModelFacts, pp: int, rank: int | None = None) -> ModelFac
     """
     if pp <= 1:
         return facts
-    from dataclasses import replace
-
     n = max(1, facts.num_hidden_layers)
     parts = pp_layer_partition(n, pp)
     r = pp - 1 if rank is None else rank
@@ -172,7 +171,12 @@ def _stage(
     last = rank == pp - 1
     ps = profile_settings(facts, es, rank)
     sf = stage_facts(facts, pp, rank)
-    weights = weights_bytes_per_rank(facts, tp, es.max_model_len, es.quantization, es.dtype, pp, rank)
+    cc = device.compute_capability
+    weights = weights_bytes_per_rank(
+        facts, tp, es.max_model_len, es.quantization, es.dtype, pp, rank, rules, cc
+    )
+    if (facts.quantization or "").lower() == "mxfp4":
+        ps = replace(ps, mxfp4_backend=mxfp4_backend(cc, rules))
     activation = act.activation_bytes(facts, ps, rules)
     non_torch = act.non_torch_bytes(ps, rules)
     graphs = act.cudagraph_bytes(sf, ps, rules, device)

@@ -71,6 +71,21 @@ class VersionRules:
     mamba2_default_mode: Literal["all", "align"]
     gdn_ssm_dtype_separate: bool  # >= 0.17: GDN temporal state honours mamba_ssm_cache_dtype
     loading_says_memory: bool  # >= 0.11.1: "Model loading took X GiB memory and Y seconds"
+    # fused-MoE workspace (memory/moe.py): <= 0.12 fused_experts_impl chunked at 32768 tokens
+    # (fused_moe.py:1538-1589 @0.11.0; 0.12 unread), 0.13-0.17 modular TritonExperts chunked
+    # (modular_kernel.py:742-750 @0.13.0), >= 0.18 modular, whole batch (no chunk env in envs.py @0.18.0)
+    moe_workspace: Literal["impl", "modular_chunked", "modular"]
+    # < 0.13: MXFP4 MoE on Marlin for cc >= 9 too on a stock install: the Triton path needs the
+    # optional `triton_kernels` package (has_triton_kernels, utils/__init__.py:3323 @0.10.1.1, :3431
+    # @0.11.0; 0.10.1 also torch < 2.8, mxfp4.py:124-135), vendored as vllm/third_party/triton_kernels
+    # from 0.13.0 (utils/import_utils.py:431-438 @0.13.0; 0.12 unread)
+    mxfp4_marlin_stock: bool
+    # >= 0.27: the Triton MXFP4 path deletes the unswizzled scales (oracle/mxfp4.py:1161-1166 @0.27.0;
+    # kept in 0.22.0, 0.23-0.26 unread)
+    mxfp4_triton_frees_scales: bool
+    # >= 0.32: cc 12.x prefers Marlin over Triton for MXFP4 MoE (oracle/mxfp4.py:413-420 @0.32.0;
+    # absent in 0.27.0, 0.28-0.31 unread)
+    mxfp4_sm120_marlin: bool
 
 
 def SAMPLER_BYTES(k: V) -> int:  # noqa: N802
@@ -156,4 +171,8 @@ def rules_for(version: str) -> VersionRules:
         mamba2_default_mode="align" if _ge(k, "0.28.0") else "all",
         gdn_ssm_dtype_separate=_ge(k, "0.17.0"),
         loading_says_memory=_ge(k, "0.11.1"),
+        moe_workspace="modular" if _ge(k, "0.18.0") else "modular_chunked" if _ge(k, "0.13.0") else "impl",
+        mxfp4_marlin_stock=not _ge(k, "0.13.0"),
+        mxfp4_triton_frees_scales=_ge(k, "0.27.0"),
+        mxfp4_sm120_marlin=_ge(k, "0.32.0"),
     )

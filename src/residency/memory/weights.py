@@ -10,11 +10,12 @@ Worked example: Llama-3.1-8B checkpoint 16,060,522,496 B = 14.957 GiB + rope cac
 
 from __future__ import annotations
 
+from residency.memory import moe
 from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
+from residency.memory.versions import VersionRules
 
 GiB = 2**30
-MXFP4_PADDING = 1.065  # gpt-oss-120b: 64.38 GiB logged (Triton path) / 60.4 GiB of checkpoint body
 ONLINE_FP8 = {"fp8": 1, "ptpc_fp8": 1, "fbgemm_fp8": 1}  # bytes per linear weight after online quantization
 VOCAB_PADDING = 64  # DEFAULT_VOCAB_PADDING_SIZE (vocab_parallel_embedding.py:23, all versions)
 
@@ -62,6 +63,8 @@ def weights_bytes_per_rank(
     dtype: str | None = "auto",
     pp: int = 1,
     pp_rank: int | None = None,
+    rules: VersionRules | None = None,
+    compute_capability: str | None = None,
 ) -> int:
     """Torch-allocated bytes after loading, per GPU (TP rank of PP stage `pp_rank`, default the last).
 
@@ -76,6 +79,8 @@ def weights_bytes_per_rank(
     layers; the first stage the input embedding, the last the LM head (and, with tied embeddings, its
     own embedding too: llama.py:373-390 / qwen2.py:388-416 @0.19.1); each stage process has its own
     rotary cache.
+    MXFP4 experts (gpt-oss) are counted as the backend vLLM picks for the version and device
+    allocates them (moe.mxfp4_loaded_expert_bytes; needs `rules`, else the checkpoint size is used).
     """
     total = f.checkpoint_bytes if f.checkpoint_bytes is not None else f.estimated_bytes
     if total is None:  # every reader sets one (config_facts estimates from the config)
@@ -86,10 +91,11 @@ def weights_bytes_per_rank(
     # the checkpoint stores the unpadded vocab; the body is everything else
     emb_ckpt = f.vocab_size * f.hidden_size * ckpt_b * (1 if f.tie_word_embeddings else 2)
     body = max(0, total - min(emb_ckpt, total))
-    if (f.quantization or "").lower() == "mxfp4":
-        # MXFP4 MoE weights are padded (intermediate to 64/128/256, hidden to 128/256; mxfp4.py:187-228
-        # @0.11.0): gpt-oss-120b logs 64.38 GiB (Triton) / 65.97 GiB (Marlin) for a 60.8 GiB checkpoint.
-        body = int(body * MXFP4_PADDING)
+    experts = 0  # per rank, added after the TP split of the rest
+    if (f.quantization or "").lower() == "mxfp4" and f.num_experts and rules is not None:
+        backend = moe.mxfp4_backend(compute_capability, rules)
+        body = max(0, body - moe.mxfp4_checkpoint_expert_bytes(f))
+        experts = moe.mxfp4_loaded_expert_bytes(f, tp, backend, rules)
     if quantization in ONLINE_FP8 and not f.quantization:
         body = body * ONLINE_FP8[quantization] // ckpt_b
     elif not f.quantization and run_b != ckpt_b:
@@ -98,6 +104,7 @@ def weights_bytes_per_rank(
     if pp > 1:
         layers = max(1, f.num_hidden_layers)
         body = body * pp_layer_partition(layers, pp)[rank] // layers
+        experts = experts * pp_layer_partition(layers, pp)[rank] // layers
     emb_one = pad_vocab(f.vocab_size) // tp * f.hidden_size * run_b
     first, last = rank == 0, rank == pp - 1
     if f.tie_word_embeddings:
@@ -105,7 +112,7 @@ def weights_bytes_per_rank(
     else:
         emb = emb_one * (int(first) + int(last))
     rope = rope_cache_bytes(f, max_model_len) * run_b // ckpt_b
-    return body // tp + emb + rope
+    return body // tp + experts + emb + rope
 
 
 def weights_gib_per_rank(

@@ -1,0 +1,143 @@
+"""Fused-MoE memory from vLLM's kernels: the experts' workspace in the profile run, and MXFP4 expert
+weights as each backend allocates them (padding, scale copies, bias dtype).
+
+Which kernel runs is vLLM's choice per version and device (`mxfp4_backend`); the byte counts below
+are the shapes the kernels allocate, cited per version. vllm-memory.md §4.1 (profile run) and §10
+(weights).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from residency.memory.dtypes import MXFP4_BITS
+from residency.memory.model_facts import ModelFacts
+from residency.memory.versions import VersionRules
+
+Mxfp4Backend = Literal["marlin", "triton", "flashinfer"]
+
+# VLLM_FUSED_MOE_CHUNK_SIZE default: the fused-MoE kernels process at most this many tokens per
+# call (envs.py:777-778 @0.11.0; the variable is gone from envs.py from 0.18.0 on).
+MOE_CHUNK = 32768
+# OCP MX block: one e8m0 scale per 32 values (ocp_mx_utils.py:21 @0.32.0).
+MX_BLOCK = 32
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def _major(cc: str | None) -> int | None:
+    try:
+        return int(str(cc).split(".")[0]) if cc else None
+    except ValueError:
+        return None
+
+
+def mxfp4_backend(compute_capability: str | None, rules: VersionRules) -> Mxfp4Backend:
+    """The MXFP4 MoE kernel vLLM picks on CUDA without backend env vars.
+
+    * cc < 9.0: Marlin in every version (_should_use_marlin, mxfp4.py:124-135 @0.10.1.1;
+      get_mxfp4_backend, mxfp4.py:95-99 @0.11.0).
+    * cc 10.x (B200) with FlashInfer (shipped with vLLM's CUDA wheels): FlashInfer TRTLLM MXFP4 x BF16
+      (mxfp4.py:36-50 @0.10.1.1, :79-85 @0.11.0).
+    * cc 9.x / 12.x: the OpenAI Triton kernels when `triton_kernels` imports and torch >= 2.8, else
+      Marlin (mxfp4.py:95-102 @0.11.0): Marlin on a stock install before 0.13, which did not ship
+      triton_kernels (rules.mxfp4_marlin_stock); >= 0.32 the 12.x family prefers Marlin
+      (rules.mxfp4_sm120_marlin, oracle/mxfp4.py:413-420 @0.32.0).
+    An unknown device is taken as Hopper-class.
+    """
+    major = _major(compute_capability)
+    if major is not None and major < 9:
+        return "marlin"
+    if major == 10:
+        return "flashinfer"
+    if rules.mxfp4_marlin_stock:
+        return "marlin"
+    if major is not None and major >= 12 and rules.mxfp4_sm120_marlin:
+        return "marlin"
+    return "triton"
+
+
+def _mxfp4_padded(f: ModelFacts, tp: int, backend: Mxfp4Backend) -> tuple[int, int]:
+    """(intermediate per partition, hidden) after the backend's padding (Mxfp4MoEMethod.create_weights:
+    Marlin n % 256 / k % 128, mxfp4.py:158-176 @0.10.1.1; FlashInfer 256/256, mxfp4.py:207-214 @0.11.0;
+    Triton intermediate to 64, hidden as is, mxfp4.py:224-226 @0.11.0)."""
+    inter = f.moe_intermediate_size // tp
+    if backend == "marlin":
+        return _round_up(inter, 128), _round_up(f.hidden_size, 256)
+    if backend == "flashinfer":
+        return _round_up(inter, 256), _round_up(f.hidden_size, 256)
+    return _round_up(inter, 64), f.hidden_size
+
+
+def mxfp4_checkpoint_expert_bytes(f: ModelFacts) -> int:
+    """Expert tensors as the checkpoint stores them: e2m1 weights + e8m0 scales, bf16 biases."""
+    e, i, h = f.num_experts, f.moe_intermediate_size, f.hidden_size
+    per_layer = int(e * 3 * i * h * MXFP4_BITS / 8) + e * (2 * i + h) * 2
+    return per_layer * f.num_hidden_layers
+
+
+def mxfp4_loaded_expert_bytes(f: ModelFacts, tp: int, backend: Mxfp4Backend, rules: VersionRules) -> int:
+    """Expert tensors per rank after process_weights_after_loading.
+
+    w13 (E, 2I, H/2) + w2 (E, H, I/2) uint8, scales (E, 2I, H/32) + (E, H, I/32) uint8, biases (E, 2I)
+    + (E, H) (mxfp4.py:183-258 @0.10.1.1), at the padded sizes. Triton and FlashInfer cast the biases
+    to fp32 (mxfp4.py:264-265 / 372-373 @0.10.1.1). Triton swizzles weights and scales into new
+    tensors and deletes the old weights but, before 0.27, not the old scales (mxfp4.py:405-420
+    @0.10.1.1, :599-616 @0.11.0): the scales are held twice (rules.mxfp4_triton_frees_scales,
+    oracle/mxfp4.py:1161-1166 @0.27.0). Marlin keeps one repacked copy of each (marlin_utils_fp4.py
+    prepare_moe_fp4_layer_for_marlin @0.10.1.1).
+    gpt-oss-120b, one H100: Triton 64.19 GiB in all (logged 64.38, r017), Marlin 65.91 GiB (logged
+    65.97, r015).
+    """
+    i, h = _mxfp4_padded(f, tp, backend)
+    e = f.num_experts
+    weights = e * 3 * i * h // 2
+    scales = e * 3 * i * h // MX_BLOCK
+    if backend == "triton" and not rules.mxfp4_triton_frees_scales:
+        scales *= 2
+    bias = e * (2 * i + h) * (2 if backend == "marlin" else 4)
+    return (weights + scales + bias) * f.num_hidden_layers
+
+
+def fused_moe_workspace_bytes(
+    f: ModelFacts,
+    tokens: int,
+    tp: int,
+    act_bytes: int,
+    rules: VersionRules,
+    mxfp4: Mxfp4Backend | None = None,
+) -> int:
+    """Peak scratch of one fused-MoE call on `tokens` tokens (the profile run's largest), per rank;
+    `mxfp4` is the MXFP4 backend for MXFP4 checkpoints (None: vLLM's default Triton fused experts).
+
+    N = 2 x moe_intermediate / tp (gate_up), K = hidden, top-k rows per token:
+    * <= 0.12 fused_experts_impl: cache13 M x topk x max(N, K) + cache2 M x topk x N/2 + output M x K,
+      M = min(tokens, 32768) (fused_moe.py:1538-1589 @0.11.0);
+    * >= 0.13 modular TritonExperts: workspace13 M x topk x max(N/2, K) (the output reuses it) +
+      workspace2 M x topk x max(N, K) (fused_moe.py:2067-2069 @0.13.0, :1988-1989 @0.19.1;
+      experts/triton_moe.py:238-240 @0.32.0), chunked at 32768 tokens until 0.17
+      (modular_kernel.py:742-750 @0.13.0), whole batch from 0.18;
+    * MXFP4 Marlin: cache13 M x topk x max(2I, K) + cache2 M x topk x I, padded sizes, no chunking
+      (fused_marlin_moe.py:114-123 @0.10.1.1) + output M x K;
+    * MXFP4 Triton (matmul_ogs, swiglu fused): M x topk x I + output M x K
+      (triton_kernel_fused_experts, gpt_oss_triton_kernels_moe.py @0.11.0);
+    * MXFP4 FlashInfer: workspace internal to FlashInfer, not read: the Marlin shape is used.
+    """
+    if not f.num_experts or not f.num_experts_per_tok:
+        return 0
+    k, h = f.num_experts_per_tok, f.hidden_size
+    if mxfp4 in ("marlin", "flashinfer"):
+        i, hp = _mxfp4_padded(f, tp, mxfp4)
+        return tokens * (k * (max(2 * i, hp) + i) + h) * act_bytes
+    if mxfp4 == "triton":
+        i, _ = _mxfp4_padded(f, tp, mxfp4)
+        return tokens * (k * i + h) * act_bytes
+    i = f.moe_intermediate_size // tp
+    n = 2 * i
+    if rules.moe_workspace == "impl":
+        m = min(tokens, MOE_CHUNK)
+        return m * (k * (max(n, h) + n // 2) + h) * act_bytes
+    m = min(tokens, MOE_CHUNK) if rules.moe_workspace == "modular_chunked" else tokens
+    return m * k * (max(n // 2, h) + max(n, h)) * act_bytes

@@ -7,17 +7,49 @@ vLLM's docs. Validation errors become one line naming the field (exit code 2).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from residency.bounds import (
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_LIST,
+    MAX_SEQS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    BlockSize,
+    Bytes,
+    ComputeCapability,
+    Count,
+    Float,
+    GiB,
+    GiBOrZero,
+    Int,
+    KVCacheDType,
+    MambaDType,
+    ModelDType,
+    Name,
+    Port,
+    Quantization,
+    Tokens,
+    name_key,
+)
 from residency.errors import SpecError
 
 SUPPORTED_VLLM_VERSIONS = ("0.10.1", "0.33.0")  # inclusive range the memory model covers
 DEFAULT_VLLM_VERSION = "0.33.0"
 
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Count  # kept for importers; every count is bounded (residency.bounds)
 
 
 class _Strict(BaseModel):
@@ -29,73 +61,66 @@ class DeviceSpec(_Strict):
 
     preset: str | None = None
     name: str | None = None
-    total_gib: float | None = Field(default=None, gt=0)
-    unified: bool | None = None
-    count: PositiveInt = 1
-    used_gib: float = Field(default=0.0, ge=0)
-    budget: float = Field(default=0.95, gt=0, le=1)
+    total_gib: GiB | None = None
+    unified: StrictBool | None = None
+    count: Count = 1
+    used_gib: GiBOrZero = 0.0
+    budget: Float(0.0, 1.0, lo_open=True) = 0.95
     # CUDA compute capability as "major.minor"; decides UMA detection, block alignment, batch tiers.
-    compute_capability: str | None = None
+    compute_capability: ComputeCapability | None = None
     # Does NVML answer memory queries? (GB10 says N/A, which puts vLLM <=0.32 in the small batch tier.)
-    nvml_memory: bool | None = None
+    nvml_memory: StrictBool | None = None
 
 
 class ModelFactsOverride(_Strict):
     """Facts given by hand for an architecture the resolver cannot read (or to correct it)."""
 
     architecture: str | None = None
-    num_hidden_layers: PositiveInt | None = None
-    hidden_size: PositiveInt | None = None
-    num_attention_heads: PositiveInt | None = None
-    num_key_value_heads: PositiveInt | None = None
-    head_dim: PositiveInt | None = None
-    vocab_size: PositiveInt | None = None
-    intermediate_size: PositiveInt | None = None
-    max_position_embeddings: PositiveInt | None = None
-    sliding_window: PositiveInt | None = None
-    weights_gib: float | None = Field(default=None, gt=0)
-    dtype: str | None = None
+    num_hidden_layers: Int(1, MAX_LAYERS) | None = None
+    hidden_size: Int(1, MAX_WIDTH) | None = None
+    num_attention_heads: Int(1, MAX_HEADS) | None = None
+    num_key_value_heads: Int(1, MAX_HEADS) | None = None
+    head_dim: Int(1, MAX_HEADS * 4) | None = None
+    vocab_size: Int(1, MAX_VOCAB) | None = None
+    intermediate_size: Int(1, MAX_WIDTH) | None = None
+    max_position_embeddings: Tokens | None = None
+    sliding_window: Tokens | None = None
+    weights_gib: GiB | None = None
+    dtype: str | None = Field(default=None, max_length=32)
 
 
 class ModelSpec(_Strict):
-    name: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    revision: str | None = None
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    kv_cache_memory_bytes: PositiveInt | None = None
-    max_model_len: PositiveInt | None = None
-    max_num_seqs: PositiveInt | None = None
-    max_num_batched_tokens: PositiveInt | None = None
-    tensor_parallel_size: PositiveInt = 1
-    pipeline_parallel_size: PositiveInt = 1
-    dtype: str = "auto"
-    quantization: str | None = None
-    kv_cache_dtype: str = "auto"
-    mamba_ssm_cache_dtype: str = "auto"
-    block_size: PositiveInt | None = None
-    enable_prefix_caching: bool | None = None
-    enforce_eager: bool = False
-    enable_auto_tool_choice: bool | None = None  # default: on when tool_call_parser is set
+    name: Name
+    model: str = Field(min_length=1, max_length=4096)
+    revision: str | None = Field(default=None, max_length=256)
+    gpu_memory_utilization: Float(0.0, 1.0, lo_open=True) | None = None
+    kv_cache_memory_bytes: Bytes | None = None
+    max_model_len: Tokens | None = None
+    max_num_seqs: Int(1, MAX_SEQS) | None = None
+    max_num_batched_tokens: Tokens | None = None
+    tensor_parallel_size: Count = 1
+    pipeline_parallel_size: Count = 1
+    dtype: ModelDType = "auto"
+    quantization: Quantization | None = None
+    kv_cache_dtype: KVCacheDType = "auto"
+    mamba_ssm_cache_dtype: MambaDType = "auto"
+    block_size: BlockSize | None = None
+    enable_prefix_caching: StrictBool | None = None
+    enforce_eager: StrictBool = False
+    enable_auto_tool_choice: StrictBool | None = None  # default: on when tool_call_parser is set
     tool_call_parser: str | None = None
     reasoning_parser: str | None = None
     chat_template: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    min_concurrency: PositiveInt | None = None
-    priority: float | None = Field(default=None, gt=0)
-    replicas: PositiveInt = 1
-    host: str | None = None  # pin to a host of `hosts:` (multi-host specs)
+    port: Port | None = None
+    min_concurrency: Int(1, MAX_SEQS) | None = None
+    priority: Float(0.0, 1e6, lo_open=True) | None = None
+    replicas: Count = 1
+    host: str | None = Field(default=None, max_length=253)  # pin to a host of `hosts:` (multi-host specs)
     # pin to these GPU indices of the box (placement sets it)
-    gpus: list[Annotated[int, Field(ge=0)]] | None = None
-    extra_args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    gpus: list[Int(0, 1023)] | None = Field(default=None, max_length=MAX_LIST)
+    extra_args: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+    env: dict[str, str] = Field(default_factory=dict, max_length=MAX_LIST)
     facts: ModelFactsOverride | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_routable(cls, v: str) -> str:
-        if any(c.isspace() for c in v):
-            raise ValueError("must not contain spaces (agents send it as the model name)")
-        return v
 
     @property
     def auto_tool_choice(self) -> bool:
@@ -105,11 +130,11 @@ class ModelSpec(_Strict):
 
 
 class ProxySpec(_Strict):
-    port: int = Field(default=4000, ge=1, le=65535)
+    port: Port = 4000
     host: str = "0.0.0.0"
     image: str = "ghcr.io/berriai/litellm:main-stable"
     master_key_env: str = "LITELLM_MASTER_KEY"
-    replicas: PositiveInt = 1
+    replicas: Count = 1
 
 
 class AgentsSpec(_Strict):
@@ -141,7 +166,7 @@ class AgentsSpec(_Strict):
 
 
 class HostSpec(_Strict):
-    name: str = Field(min_length=1)
+    name: Name
     address: str = "127.0.0.1"
     device: DeviceSpec
     labels: dict[str, str] = Field(default_factory=dict)
@@ -150,9 +175,9 @@ class HostSpec(_Strict):
 class StackSpec(_Strict):
     vllm_version: str = DEFAULT_VLLM_VERSION
     device: DeviceSpec | None = None
-    hosts: list[HostSpec] | None = None
+    hosts: list[HostSpec] | None = Field(default=None, max_length=MAX_LIST)
     placement: Literal["pack", "spread"] = "pack"
-    models: list[ModelSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1, max_length=MAX_LIST)
     proxy: ProxySpec = Field(default_factory=ProxySpec)
     agents: AgentsSpec | None = None
     hf_cache: str = "~/.cache/huggingface"
@@ -177,22 +202,61 @@ class StackSpec(_Strict):
     def _device_or_hosts(self) -> StackSpec:
         if self.device is None and not self.hosts:
             self.device = DeviceSpec()  # validated later: a device needs a preset or total_gib
+        _check_unique_names(self.models)
         names = [m.name for m in self.models]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(sorted(dup))}")
         if self.agents is not None:
             for role, model in self.agents.roles.items():
                 if model not in names:
                     raise ValueError(f"agents.roles.{role} names model {model!r}, which is not in models")
         if self.hosts:
             hn = [h.name for h in self.hosts]
-            if len(set(hn)) != len(hn):
-                raise ValueError("host names must be unique")
+            if len({name_key(h) for h in hn}) != len(hn):
+                raise ValueError("host names must be unique (case, '.', '_' and '-' do not count)")
             for m in self.models:
                 if m.host is not None and m.host not in hn:
                     raise ValueError(f"model {m.name!r} names host {m.host!r}, which is not in hosts")
+        else:
+            _check_single_box(self)
         return self
+
+
+def _check_unique_names(models: list[ModelSpec]) -> None:
+    """Names (and the `name-<i>` keys of extra replicas) must differ in more than case or punctuation:
+    they become log files, compose services and Kubernetes objects."""
+    seen: dict[str, str] = {}
+    for m in models:
+        keys = [m.name] + [f"{m.name}-{r}" for r in range(1, min(m.replicas, MAX_LIST))]
+        for k in keys:
+            other = seen.get(name_key(k))
+            if other is not None and other != m.name:
+                raise ValueError(
+                    f"model names must be unique (case, '.', '_' and '-' do not count): "
+                    f"{m.name!r} collides with {other!r}"
+                )
+            if other == m.name and k == m.name:
+                raise ValueError(f"model names must be unique; repeated: {m.name}")
+            seen[name_key(k)] = m.name
+
+
+def _check_single_box(spec: StackSpec) -> None:
+    """One box: explicit ports distinct and not the proxy's; replicas need their own GPUs."""
+    ports: dict[int, str] = {}
+    for m in spec.models:
+        if m.port is not None:
+            if m.port == spec.proxy.port:
+                raise ValueError(f"model {m.name!r} uses port {m.port}, the proxy's port; give it another port")
+            if m.port in ports:
+                raise ValueError(
+                    f"models {ports[m.port]!r} and {m.name!r} both use port {m.port}; give each its own port"
+                )
+            ports[m.port] = m.name
+        count = spec.device.count if spec.device is not None else 1
+        need = m.replicas * m.tensor_parallel_size * m.pipeline_parallel_size
+        if m.replicas > 1 and need > count:
+            raise ValueError(
+                f"model {m.name!r} asks for {m.replicas} replicas x {need // m.replicas} GPU(s) on a box with "
+                f"{count} device(s); lower replicas (each replica needs its own GPUs) or add hosts"
+            )
 
 
 def version_key(v: str) -> tuple[int, ...]:

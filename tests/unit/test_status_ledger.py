@@ -335,7 +335,7 @@ def test_planned_footprint_counts_tp_ranks():
 def test_targets_from_spec_and_state():
     spec = parse_spec(
         {
-            "device": {"total_gib": 24, "unified": True},
+            "device": {"total_gib": 24, "unified": True, "count": 2},
             "models": [{"name": "a", "model": "x"}, {"name": "b", "model": "y", "port": 9000, "replicas": 2}],
         }
     )

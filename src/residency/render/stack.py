@@ -35,14 +35,8 @@ def require_fit(plan: Plan) -> None:
 
 def check_names(mems: list[Member]) -> None:
     seen: dict[str, str] = {}
-    for m in mems:
-        s = service_name(m.key)
-        if s == "litellm":
-            raise SpecError(
-                f"models[{m.spec.name}].name",
-                "renders to the service name 'litellm', used by the proxy",
-                "rename the model",
-            )
+    for m in mems:  # names are validated at spec load ('litellm' is reserved there); this catches the
+        s = service_name(m.key)  # collisions service_name's truncation and digit prefix can still make
         if s in seen:
             raise SpecError(
                 f"models[{m.spec.name}].name",

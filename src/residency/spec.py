@@ -142,7 +142,7 @@ class AgentsSpec(_Strict):
 
     clients: list[str] = Field(default_factory=lambda: ["hermes"], min_length=1, max_length=4)
     roles: dict[str, str] = Field(default_factory=dict, max_length=16)  # role -> models[].name
-    max_tokens: int | None = Field(default=None, gt=0, le=1_048_576)  # Hermes's model.max_tokens
+    max_tokens: Int(1, 1_048_576) | None = None  # Hermes's model.max_tokens
 
     @field_validator("clients")
     @classmethod

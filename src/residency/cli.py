@@ -12,6 +12,10 @@ from typing import Annotated
 
 import typer
 
+# typer 0.29 bundles its own click as typer._click (tested range pinned in pyproject.toml): its usage
+# errors are not click.exceptions.ClickException
+from typer._click import exceptions as _click
+
 from residency.commands import COMMANDS
 from residency.errors import ExitCode, ResidencyError
 
@@ -40,12 +44,21 @@ for _register in COMMANDS:
     _register(app)
 
 
+def _usage_line(e: _click.ClickException) -> str:
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "residency"
+    msg = " ".join(e.format_message().split())
+    if ctx is None:
+        return f"{where}: {msg}"
+    return f"{where}: {msg} (see '{where} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
     global _debug
     _debug = False
     try:
         # standalone_mode=False: click returns a typer.Exit's code instead of raising it
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=argv, prog_name="residency", standalone_mode=False)
     except ResidencyError as e:
         if _debug:
             traceback.print_exc()
@@ -56,15 +69,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("residency: interrupted", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
-    except Exception as e:  # click usage errors and friends
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(ExitCode.FAILED)
-        raise
+    except _click.ClickException as e:
+        # usage errors (unknown command or option, missing argument): bad input, one line, click's own
+        # message with the suggestion it computed ("No such command 'plann'. Did you mean 'plan'?")
+        if _debug:
+            traceback.print_exc()
+        print(_usage_line(e), file=sys.stderr)
+        sys.exit(ExitCode.BAD_INPUT)
+    except _click.Abort:
+        print("residency: aborted", file=sys.stderr)
+        sys.exit(ExitCode.FAILED)
     sys.exit(rc if isinstance(rc, int) else ExitCode.OK)
 
 

@@ -1,0 +1,38 @@
+"""Command-line usage errors are bad input: one line on stderr (click's own message and suggestion), exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from residency.cli import main
+
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "dgx-spark-qwen3.yaml")
+
+CASES = {
+    "unknown-command": (["plann", "x"], "No such command 'plann'. Did you mean 'plan'"),
+    "missing-argument": (["plan"], "Missing argument"),
+    "unknown-option": (["plan", EXAMPLE, "--jsn"], "No such option: --jsn"),
+    "option-without-value": (["verify", "--url"], "Option '--url' requires an argument"),
+    "unknown-global-option": (["--bogus"], "No such option: --bogus"),
+}
+
+
+@pytest.mark.parametrize(("argv", "want"), CASES.values(), ids=CASES.keys())
+def test_usage_error_is_one_line_exit_2(argv, want, capsys):
+    with pytest.raises(SystemExit) as ex:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert ex.value.code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("residency") and want in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_suggestion_for_an_option_is_kept(capsys):
+    with pytest.raises(SystemExit):
+        main(["plan", EXAMPLE, "--jsn"])
+    assert "--json" in capsys.readouterr().err  # "(Possible options: --json, ...)"

@@ -654,3 +654,22 @@ def test_transformers5_rendered_mamba_layers_as_linear_attention():
     f = facts_from_config(cfg, model_id=e.id, source="catalog")
     assert Counter(f.layer_kinds) == {"mamba2": 36, "full": 4}
     assert f.mamba.kind == "mamba2"
+
+
+def test_nemotron_h_layers_block_type_list_reads_like_the_pattern():
+    # newer Nemotron-H configs (and transformers 5.x) carry a per-layer list instead of the pattern string
+    e = catalog.lookup("nvidia/NVIDIA-Nemotron-Nano-9B-v2")
+    ref = facts_from_config(e.config, model_id=e.id, source="catalog")
+    symbol = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+    cfg = {k: v for k, v in e.config.items() if k not in ("hybrid_override_pattern", "num_hidden_layers")}
+    cfg["layers_block_type"] = [symbol[ch] for ch in e.config["hybrid_override_pattern"]]
+    f = facts_from_config(cfg, model_id=e.id, source="local")
+    assert f.layer_kinds == ref.layer_kinds and Counter(f.layer_kinds) == {
+        "mamba2": 27,
+        "none": 25,
+        "full": 4,
+    }
+    assert f.estimated_bytes == ref.estimated_bytes and f.mamba == ref.mamba
+    # inside a multimodal wrapper's text_config too
+    g = facts_from_config({"text_config": cfg, "architectures": ["X"]}, model_id=e.id, source="local")
+    assert g.layer_kinds == ref.layer_kinds

@@ -198,6 +198,27 @@ _SSM_HINT_KEYS = (
 )
 
 
+# Nemotron-H per-layer block names (transformers' NemotronHConfig.layers_block_type, the list form
+# newer configs and transformers 5.x write) -> the hybrid_override_pattern symbol vLLM's
+# nemotron_h.py reads (M Mamba2, * attention, - MLP, E MoE).
+_BLOCK_TYPE_SYMBOL = {"mamba": "M", "mamba2": "M", "attention": "*", "mlp": "-", "moe": "E"}
+
+
+def _with_block_pattern(text: dict[str, Any]) -> dict[str, Any]:
+    """A config carrying `layers_block_type` as a per-layer list of Nemotron-H block names (and no
+    hybrid_override_pattern) gets the equivalent pattern string, and num_hidden_layers from the list
+    when absent. Lists with other names (Zamba2's "hybrid") are left for the layout check to refuse."""
+    lbt = text.get("layers_block_type")
+    if text.get("hybrid_override_pattern") or not isinstance(lbt, list) or not lbt:
+        return text
+    names = [str(t).lower() for t in lbt]
+    if not all(t in _BLOCK_TYPE_SYMBOL for t in names):
+        return text
+    out = {**text, "hybrid_override_pattern": "".join(_BLOCK_TYPE_SYMBOL[t] for t in names)}
+    out.setdefault("num_hidden_layers", len(names))
+    return out
+
+
 def _is_mla(c: _Cfg) -> bool:
     # vLLM ModelConfig.is_deepseek_mla: deepseek_v2/v3/v32, kimi_k2, ... with kv_lora_rank set.
     return c.get("kv_lora_rank") is not None and c.get("qk_rope_head_dim") is not None
@@ -721,7 +742,7 @@ def estimate_params(config: dict[str, Any], facts: ModelFacts, quant: Quant | No
     DeepSeek-V2-Lite: within 1%). Biases other than attention qkv are ignored (< 0.1%).
     """
     top = config
-    text = _text_config(top)
+    text = _with_block_pattern(_text_config(top))
     c = _Cfg(top, text, facts.model_type)
     h, v = facts.hidden_size, facts.vocab_size
     q = u = 0
@@ -813,6 +834,10 @@ def facts_from_config(
     top = config
     text = _text_config(top)
     nested = text is not top
+    if nested:
+        text = _with_block_pattern(text)
+    else:
+        top = text = _with_block_pattern(top)
     mt = str(text.get("model_type") or top.get("model_type") or "")
     archs = top.get("architectures") or text.get("architectures") or []
     arch = archs[0] if isinstance(archs, list) and archs else (mt or "unknown")

@@ -4,8 +4,9 @@ vllm-memory.md §4 (profile-run activation peak and the sampler warm-up), §2.2 
 NCCL inside the budget <= 0.10.2), §5 (CUDA graphs: capture sizes, inside the budget >= 0.20),
 §5.3 (CUDA context) and §2.3 (unified memory: the engine's host-side growth is charged to KV).
 
-These are estimates with constants fitted to the launches in ../shared/reference/vllm-logs.jsonl
-(bench/accuracy.py prints how well). A calibration record of the real box replaces them.
+Shapes come from vLLM's code (cited per function); the constants that no allocation in vLLM's
+source gives are fitted to named dev records (see each one; bench/accuracy.py prints how well).
+A calibration record of the real box replaces them.
 """
 
 from __future__ import annotations
@@ -20,14 +21,42 @@ from residency.memory.weights import pad_vocab
 
 GiB = 2**30
 MiB = 2**20
+# GatedDeltaNet chunked prefill keeps one (heads, k, v) state per 64-token chunk (FLA chunk_size 64:
+# fla/ops/chunk.py:35, chunk_delta_h.py:289 @0.19.1).
+GDN_CHUNK = 64
 
-# --- fitted constants (see bench/accuracy.py) -------------------------------------------------
-ACT_BASE = 0.25 * GiB  # allocator slack + custom-op workspaces in the profile run
-ACT_HIDDEN_COPIES = 4  # residual, normed and attention-out hidden states alive at the MLP peak
-NON_TORCH = 0.12 * GiB  # cuBLAS/cuDNN workspaces created after the baseline snapshot (< 0.33; halved >= 0.33)
-NCCL_IN_BUDGET = 0.6 * GiB  # <= 0.10.2, TP > 1: NCCL + custom all-reduce buffers land inside the budget
-CUDA_CONTEXT = 0.55 * GiB  # per process, before the baseline: outside the budget in every version (§5.3)
-NCCL_CONTEXT = 0.6 * GiB  # >= 0.11, TP > 1: NCCL buffers before the snapshot -> outside the budget
+# --- constants: each says where it comes from -------------------------------------------------
+# "fitted to records rNNN" = chosen so bench/accuracy.py reproduces those dev records
+# (tests/fixtures vendored vllm-logs.jsonl); no single vLLM allocation gives the figure.
+#
+# Allocator slack + custom-op scratch of the profile run beyond the tensors modelled below
+# (caching-allocator block rounding, Triton/cuBLAS scratch, the 0.19.1 top-k/top-p scratch of
+# min(SMs, rows) x vocab x 4 B, topk_topp_triton.py:1010-1016). Fitted to records r021, r053
+# (dense, logged KV at known settings) and the V1 activation peaks logged by r019 (0.94 GiB) and
+# r049 (1.04 GiB).
+ACT_BASE = 0.25 * GiB
+# Hidden-size tensors alive at a decoder layer's MLP peak: the residual and the normed MLP input
+# (LlamaDecoderLayer.forward, llama.py:316-333 @0.19.1), the down_proj output allocated while its
+# input lives, and the previous layer's output held by the caching allocator: the first two from
+# the model code, the other two fitted to records r021, r053.
+ACT_HIDDEN_COPIES = 4
+# Non-torch growth inside the budget (cuBLAS/cuBLASLt/cuDNN handles and workspaces created in the
+# profile run, after the baseline snapshot): fitted to the logged non-torch figures of records
+# r019 (0.26 GiB), r049 (0.06), r056/r057 (0.35, RTX 3090) - 0.12 GiB between them. >= 0.33 the
+# handles exist before the snapshot (rules.cublas_before_snapshot): only the per-stream workspaces
+# remain, taken as half (not fitted: no >= 0.33 record logs non-torch memory).
+NON_TORCH = 0.12 * GiB
+# <= 0.10.2, TP > 1: NCCL communicator + custom all-reduce buffers created after the snapshot
+# (vllm-memory.md §2.2): fitted to record r002 (TP 2 logs 3.58 GiB non-torch against r001's 1.79 at
+# TP 1, a pre-0.10 dev build whose figures include more than NCCL) - a rough figure.
+NCCL_IN_BUDGET = 0.6 * GiB
+# CUDA context + loaded kernels of one process, created before the baseline, so outside the budget
+# in every version (vllm-memory.md §5.3 gives 0.3-0.6 GiB depending on the kernels loaded); the
+# footprint checks (free memory at start) of r059 and the DGX Spark figures of unified-memory.md
+# bound it; not derivable from vLLM's source.
+CUDA_CONTEXT = 0.55 * GiB
+# >= 0.11, TP > 1: the same NCCL buffers as NCCL_IN_BUDGET, now before the snapshot -> outside.
+NCCL_CONTEXT = NCCL_IN_BUDGET
 # NOT MODELLED (open question, >= 0.11, TP > 1): in 0.19.1 the profile run's logits all-gather goes
 # through torch's own NCCL process group (base_device_communicator.all_gather ->
 # dist.all_gather_into_tensor(group=device_group), not pynccl), and init_process_group gets no
@@ -38,9 +67,29 @@ NCCL_CONTEXT = 0.6 * GiB  # >= 0.11, TP > 1: NCCL buffers before the snapshot ->
 UMA_FRONTEND = 1.2 * GiB  # unified memory: API server + engine-core process RSS, outside the budget
 UMA_HOST_BASE = 1.0 * GiB  # unified memory: worker host RSS growth after the snapshot (charged to KV)
 UMA_HOST_PER_WEIGHT = 0.05  # ... plus host staging of checkpoint tensors that the allocator keeps
-GRAPH_PER_SIZE_LAYER = 0.30 * MiB  # CUDA graph pool per capture size per decoder layer (dense)
+# CUDA graph pool: per capture size per decoder layer, plus a base. Fitted to the logged graph
+# memory of records r027 (granite-4.0-micro, 40 layers: 0.72 GiB), r019 (0.27 GiB) and r049
+# (0.48 GiB); graph pools hold the captured kernels' intermediate outputs, which vLLM does not size
+# (>= 0.18 it measures them, "Estimated CUDA graph memory", and the calibration uses that figure).
+GRAPH_PER_SIZE_LAYER = 0.30 * MiB
 GRAPH_BASE = 0.05 * GiB
-MM_ENCODER_PEAK = 1.5 * GiB  # vision encoder forward on the largest dummy item (rough; one VL record)
+# MoE and Mamba/GDN layers capture more kernels per layer (router + fused-MoE; state update +
+# conv): x1.5 each, fitted to record r045 (Nemotron-3-Nano hybrid, 1.0 GiB) and r028 (Qwen3.6-35B-A3B
+# MoE, 0.73 GiB) - both only partly expressible, so rough.
+GRAPH_MOE_FACTOR = 1.5
+GRAPH_MAMBA_FACTOR = 1.5
+# Vision encoder forward on the largest dummy item in the profile run (§4.1 step 1): depends on the
+# encoder and the item size, which ModelFacts does not carry; fitted to the one VL record r050.
+MM_ENCODER_PEAK = 1.5 * GiB
+# The encoder budget is max(max_num_encoder_input_tokens (= max_num_batched_tokens), the largest
+# multimodal item's token count) (compute_mm_encoder_budget, encoder_cache_manager.py:309-311 and
+# config/scheduler.py:234 @0.19.1); the per-item maximum is model-specific and not in ModelFacts:
+# 8192 stands for it (not derived; Qwen-VL items reach 16384, gemma-3's are 256).
+MM_ITEM_TOKENS = 8192
+# Encoder outputs alive at the peak, per budget token: the encoder output, the scattered
+# multimodal embeddings and the merged inputs_embeds (gpu_model_runner._execute_mm_encoder /
+# _gather_mm_embeddings @0.19.1), counted from the code path, not measured.
+MM_EMBED_COPIES = 3
 
 
 @dataclass(frozen=True)
@@ -85,7 +134,12 @@ def forward_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
         vdim = m.linear_num_value_heads * m.linear_value_head_dim
         total += T * (2 * kdim + 2 * vdim) // tp * b
         total += (
-            T * (m.linear_num_value_heads // tp) * m.linear_key_head_dim * m.linear_value_head_dim * b // 64
+            T
+            * (m.linear_num_value_heads // tp)
+            * m.linear_key_head_dim
+            * m.linear_value_head_dim
+            * b
+            // GDN_CHUNK
         )
     elif f.mamba is not None and f.mamba.kind in ("mamba2", "mamba"):
         total += T * 2 * f.mamba.intermediate_size // tp * b
@@ -118,8 +172,8 @@ def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:
     """Multimodal encoder-cache profile (§4.1 step 1): encoder_budget tokens x hidden, live at the peak."""
     if not f.multimodal:
         return 0
-    budget = max(s.max_num_batched_tokens, 8192)
-    return int(MM_ENCODER_PEAK + budget * f.hidden_size * s.act_bytes * 3)
+    budget = max(s.max_num_batched_tokens, MM_ITEM_TOKENS)
+    return int(MM_ENCODER_PEAK + budget * f.hidden_size * s.act_bytes * MM_EMBED_COPIES)
 
 
 def activation_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
@@ -137,7 +191,7 @@ def non_torch_bytes(s: ProfileSettings, rules: VersionRules) -> int:
     """Non-torch growth inside the budget: library workspaces; + NCCL with TP > 1 on <= 0.10.2
     (>= 0.11: outside, in the context; see the NOT MODELLED note on the lazy torch communicator)."""
     nt = NON_TORCH
-    if rules.cublas_before_snapshot:  # >= 0.33: cuBLAS handles are part of the baseline
+    if rules.cublas_before_snapshot:  # >= 0.33: handles in the baseline; half remains (see NON_TORCH)
         nt = NON_TORCH // 2
     if rules.nccl_in_budget and s.tensor_parallel_size * s.pipeline_parallel_size > 1:
         nt += NCCL_IN_BUDGET
@@ -147,7 +201,12 @@ def non_torch_bytes(s: ProfileSettings, rules: VersionRules) -> int:
 def cudagraph_capture_sizes(
     s: ProfileSettings, rules: VersionRules, device: Device | None = None
 ) -> list[int]:
-    """Capture sizes by version (§5.1); [] with enforce_eager."""
+    """Capture sizes by version (§5.1); [] with enforce_eager.
+
+    max size min(2 x max_num_seqs, 512) (config/vllm.py:1349 @0.19.1); 0.33: 1024 on data-center
+    Blackwell (cc 10.x), else 512 (config/vllm.py:2403 @0.33.0); sizes [1, 2, 4] + step 8 below 256 +
+    step 16 from 256 (config/vllm.py:1352-1353 @0.19.1).
+    """
     if s.enforce_eager:
         return []
     if rules.capture_scheme == "v033":
@@ -181,9 +240,9 @@ def cudagraph_bytes(
     layers = max(1, f.num_hidden_layers)
     per = GRAPH_PER_SIZE_LAYER
     if f.num_experts:
-        per *= 1.5
+        per *= GRAPH_MOE_FACTOR
     if f.mamba is not None:
-        per *= 1.5
+        per *= GRAPH_MAMBA_FACTOR
     return int(GRAPH_BASE + len(sizes) * layers * per)
 
 

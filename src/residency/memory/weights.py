@@ -16,7 +16,10 @@ from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules
 
 GiB = 2**30
-ONLINE_FP8 = {"fp8": 1, "ptpc_fp8": 1, "fbgemm_fp8": 1}  # bytes per linear weight after online quantization
+# bytes per linear weight after online quantization (Fp8OnlineLinearMethod: float8_e4m3fn weight,
+# fp8.py:500-564 @0.19.1)
+ONLINE_FP8 = {"fp8": 1, "ptpc_fp8": 1, "fbgemm_fp8": 1}
+DEFAULT_MAX_LEN = 2048  # config/model.py:2089 @0.19.1 (default_max_len)
 VOCAB_PADDING = 64  # DEFAULT_VOCAB_PADDING_SIZE (vocab_parallel_embedding.py:23, all versions)
 
 
@@ -28,7 +31,9 @@ def rope_cache_bytes(f: ModelFacts, max_model_len: int | None = None) -> int:
     """RotaryEmbedding cos_sin_cache: max_position x rotary_dim x model dtype (persistent buffer)."""
     if f.num_attention_layers == 0:
         return 0
-    maxpos = f.max_position_embeddings or max_model_len or 8192
+    # no max_position_embeddings in the config: vLLM derives max_model_len with a default of 2048
+    # (_get_and_verify_max_len, default_max_len, config/model.py:2089 @0.19.1); max_model_len first
+    maxpos = f.max_position_embeddings or max_model_len or DEFAULT_MAX_LEN
     rotary_dim = f.qk_rope_head_dim or f.head_dim
     return maxpos * rotary_dim * dtype_bytes(f.dtype)
 

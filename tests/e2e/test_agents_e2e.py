@@ -10,17 +10,16 @@ request stays on 127.0.0.1: the clients get a dead HTTP(S)_PROXY for anything el
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.e2e.stackkit import VLLM_ENV, free_port, litellm_bin, require_stack, stack_dir, vllm_bin
+from tests.e2e.stackkit import VLLM_ENV, free_port, require_stack, stack_dir
+from tests.e2e.test_up_e2e import _residency  # the CLI in a subprocess, with the stack's vllm/litellm
 
 pytestmark = pytest.mark.e2e
 
@@ -65,22 +64,6 @@ def _agents_bin(name: str) -> Path:
     if not p.exists():
         pytest.fail(f"{p} is missing: run scripts/install-test-stack (step agents)")
     return p
-
-
-def _residency(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "RESIDENCY_VLLM": str(vllm_bin()),
-        "RESIDENCY_LITELLM": str(litellm_bin()),
-        "COLUMNS": "250",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "residency.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def _client_env(home: Path, **extra: str) -> dict[str, str]:

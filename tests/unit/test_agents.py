@@ -296,3 +296,16 @@ def test_a2_sends_each_clients_max_tokens(monkeypatch):
     o = a2_max_tokens(ctx, hop)
     assert o.status == "fail" and "65536" in o.detail and "models[m].max_model_len" in o.fix
     assert seen == [hermes_max_tokens(32768), 65536]
+
+
+def test_memory_fix_never_proposes_a_window_the_clients_refuse():
+    # 0.12 of a Spark holds ~35K tokens of the 4B's KV: vLLM's max_seq_len error; the usual fix
+    # "lower max_model_len to 34816" would load a model Hermes refuses
+    d = stack(65536, clients=["hermes"])
+    d["models"][0]["gpu_memory_utilization"] = 0.12
+    m = plan(d).model("fast")
+    assert m.error.kind == "max_seq_len"
+    assert "lower max_model_len" not in m.error.fix
+    assert m.error.fix.startswith("raise gpu_memory_utilization to") and "64,000" in m.error.fix
+    d.pop("agents")
+    assert "lower max_model_len to" in plan(d).model("fast").error.fix

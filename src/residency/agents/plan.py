@@ -6,6 +6,7 @@ config lists every model, and Hermes can switch its primary to any of them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,24 @@ def plan_notes(spec: StackSpec, max_model_len: int, kv_cache_gib: float, kv_cach
         how = "agents.max_tokens" if spec.agents.max_tokens else "the window Hermes leaves before compressing"
         out.append(f"agents: Hermes max_tokens {mt:,} ({how})")
     return out
+
+
+def respect_clients(spec: StackSpec, fix: str) -> str:
+    """Drop a "lower max_model_len to N" alternative from a memory fix when N is below what the
+    agent clients accept: the model would load and then be refused by every agent."""
+    need = strictest(needs(spec))
+    if need is None:
+        return fix
+    parts = [p for p in fix.split(", or ") if not _too_short(p, need.tokens)]
+    if len(parts) == len(fix.split(", or ")):
+        return fix
+    kept = ", or ".join(parts) or "raise gpu_memory_utilization"
+    return f"{kept} (not a shorter max_model_len: {need.why})"
+
+
+def _too_short(part: str, need: int) -> bool:
+    m = re.match(r"lower max_model_len to (\d+)", part.strip())
+    return bool(m) and int(m.group(1)) < need
 
 
 def max_tokens_for(spec: StackSpec, max_model_len: int) -> int | None:

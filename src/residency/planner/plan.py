@@ -314,7 +314,7 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
             notes.append(f"{lay.padding_layers} padding layers in the KV groups")
         err = None
         if st.error_kind is not None:
-            fix = _fix(sim, i, st, u)
+            fix = agent_plan.respect_clients(spec, _fix(sim, i, st, u))
             meaning = MEANINGS.get(st.error_kind, "")
             if start_together and i > 0 and sim.run(i, u, st.free_at_start_bytes).error_kind is None:
                 fix = (

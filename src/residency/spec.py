@@ -244,7 +244,9 @@ def _check_single_box(spec: StackSpec) -> None:
     for m in spec.models:
         if m.port is not None:
             if m.port == spec.proxy.port:
-                raise ValueError(f"model {m.name!r} uses port {m.port}, the proxy's port; give it another port")
+                raise ValueError(
+                    f"model {m.name!r} uses port {m.port}, the proxy's port; give it another port"
+                )
             if m.port in ports:
                 raise ValueError(
                     f"models {ports[m.port]!r} and {m.name!r} both use port {m.port}; give each its own port"

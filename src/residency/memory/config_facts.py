@@ -205,12 +205,14 @@ _BLOCK_TYPE_SYMBOL = {"mamba": "M", "mamba2": "M", "attention": "*", "mlp": "-",
 
 
 def _with_block_pattern(text: dict[str, Any]) -> dict[str, Any]:
-    """A config carrying `layers_block_type` as a per-layer list of Nemotron-H block names (and no
+    """A Nemotron-H config carrying `layers_block_type` as a per-layer list of block names (and no
     hybrid_override_pattern) gets the equivalent pattern string, and num_hidden_layers from the list
     when absent. Lists with other names (Zamba2's "hybrid") are left for the layout check to refuse."""
     lbt = text.get("layers_block_type")
     if text.get("hybrid_override_pattern") or not isinstance(lbt, list) or not lbt:
         return text
+    if not str(text.get("model_type", "")).startswith("nemotron_h"):
+        return text  # Jamba's "mamba" is Mamba1 (read from attn_layer_period); Zamba2's lists are refused
     names = [str(t).lower() for t in lbt]
     if not all(t in _BLOCK_TYPE_SYMBOL for t in names):
         return text
@@ -468,7 +470,13 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
     if qc is None:
         return None
     method = str(qc.get("quant_method", "")).lower()
-    not_conv = qc.get("modules_to_not_convert") or qc.get("exclude_modules") or qc.get("ignore") or []
+    not_conv = (
+        qc.get("modules_to_not_convert")
+        or qc.get("exclude_modules")
+        or qc.get("ignore")
+        or qc.get("ignored_layers")
+        or []
+    )
     attn_q = not any(re.search(r"(self_attn|attention)\*?$", str(m)) for m in not_conv)
 
     if method == "fp8":
@@ -523,8 +531,13 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
         wtype = str(w.get("type", "int")).lower()
         group = w.get("group_size")
         if "nvfp4" in fmt or (nbits == 4 and wtype == "float"):
+            # fp4 e2m1 + one 8-bit scale per group: NVFP4 (group 16, fp8 scale) or MXFP4 (group 32,
+            # e8m0 scale; compressed_tensors_w4a4_nvfp4.py / _w4a4_mxfp4.py @0.32.0)
+            g = int(group) if isinstance(group, int) and group > 0 else 16
+            kind = "MXFP4" if g == 32 else "NVFP4"
+            bits = NVFP4_BITS if g == 16 else 4 + 8 / g
             return Quant(
-                "compressed-tensors", NVFP4_BITS, attention_quantized=attn_q, note="compressed-tensors NVFP4"
+                "compressed-tensors", bits, attention_quantized=attn_q, note=f"compressed-tensors {kind}"
             )
         if nbits == 8 and wtype == "float":
             return Quant("compressed-tensors", 8.0, attention_quantized=attn_q, note="compressed-tensors FP8")

@@ -7,7 +7,7 @@ vLLM's docs. Validation errors become one line naming the field (exit code 2).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -50,6 +50,8 @@ SUPPORTED_VLLM_VERSIONS = ("0.10.1", "0.33.0")  # inclusive range the memory mod
 DEFAULT_VLLM_VERSION = "0.33.0"
 
 PositiveInt = Count  # kept for importers; every count is bounded (residency.bounds)
+# A container image reference (registry/repo:tag or @digest), as `docker pull` takes it.
+ImageRef = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")]
 
 
 class _Strict(BaseModel):
@@ -121,6 +123,8 @@ class ModelSpec(_Strict):
     extra_args: list[str] = Field(default_factory=list, max_length=MAX_LIST)
     env: dict[str, str] = Field(default_factory=dict, max_length=MAX_LIST)
     facts: ModelFactsOverride | None = None
+    # container image for this model (compose / --runtime docker); default: vllm/vllm-openai:v<vllm_version>
+    image: ImageRef | None = None
 
     @property
     def auto_tool_choice(self) -> bool:
@@ -132,9 +136,12 @@ class ModelSpec(_Strict):
 class ProxySpec(_Strict):
     port: Port = 4000
     host: str = "0.0.0.0"
-    image: str = "ghcr.io/berriai/litellm:main-stable"
+    image: ImageRef = "ghcr.io/berriai/litellm:main-stable"
     master_key_env: str = "LITELLM_MASTER_KEY"
     replicas: Count = 1
+    # compose networking: bridge = a private network, only the proxy published; host = every service
+    # on the host's network (`network_mode: host`, as DGX Spark playbooks run vLLM), each vLLM on its own port
+    network: Literal["bridge", "host"] = "bridge"
 
 
 class AgentsSpec(_Strict):
@@ -215,6 +222,10 @@ class StackSpec(_Strict):
             for m in self.models:
                 if m.host is not None and m.host not in hn:
                     raise ValueError(f"model {m.name!r} names host {m.host!r}, which is not in hosts")
+            if self.proxy.network == "host":
+                raise ValueError(
+                    "proxy.network host is for one box; with hosts: remove it (each engine's port is published)"
+                )
         else:
             _check_single_box(self)
         return self

@@ -457,22 +457,23 @@ def test_orphaned_engine_processes_of_a_down_model():
     assert "31502" in orphan.message and "36.61 GiB" in orphan.message
 
 
-def test_container_pid_through_docker_compose():
+def test_container_pid_through_compose_labels():
     from subprocess import CompletedProcess
 
+    from residency.runtime.docker import find_cmd
     from residency.status.ledger import container_pid
 
     calls = []
 
     def run(cmd, **kw):
         calls.append(cmd)
-        if cmd[:3] == ["docker", "compose", "-p"]:
+        if cmd[:2] == ["docker", "ps"]:
             return CompletedProcess(cmd, 0, stdout="3f2a9c\n", stderr="")
         return CompletedProcess(cmd, 0, stdout="4242\n" if cmd[-1] == "3f2a9c" else "0\n", stderr="")
 
     assert container_pid("qwen", "stack", run=run) == 4242
     assert calls == [
-        ["docker", "compose", "-p", "stack", "ps", "-q", "qwen"],
+        find_cmd("stack", "qwen"),
         ["docker", "inspect", "-f", "{{.State.Pid}}", "3f2a9c"],
     ]
     assert container_pid("stopped-one", None, run=run) is None  # State.Pid 0: not running

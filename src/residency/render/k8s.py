@@ -18,7 +18,7 @@ from residency.render.common import (
     start_period_seconds,
     yaml_dump,
 )
-from residency.render.compose import vllm_image
+from residency.render.compose import model_image
 from residency.render.flags import serve_args
 from residency.spec import StackSpec, local_model_dir
 
@@ -114,7 +114,7 @@ def model_manifests(spec: StackSpec, m: Member, previous: str | None, spec_dir: 
     start_failures = math.ceil(start_period_seconds(m.plan.weights_gib) / 10)
     container = {
         "name": "vllm",
-        "image": vllm_image(spec.vllm_version),
+        "image": model_image(spec, m),
         "command": ["vllm", "serve"],
         "args": serve_args(
             m.spec,
@@ -142,7 +142,7 @@ def model_manifests(spec: StackSpec, m: Member, previous: str | None, spec_dir: 
         pod["initContainers"] = [
             {
                 "name": f"wait-for-{previous}"[:63],
-                "image": vllm_image(spec.vllm_version),
+                "image": model_image(spec, m),
                 "command": [
                     "python3",
                     "-c",

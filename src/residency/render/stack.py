@@ -66,14 +66,16 @@ def render_files(
     if key is None:
         key = None if rotate_key else read_env_value(out_dir / ".env", key_env)
         key = key or new_master_key()
-    lite = litellm_yaml(spec, mems, api_bases(mems))
+    lite = litellm_yaml(spec, mems, api_bases(spec, mems))
+    # Kubernetes reaches each vLLM through its Service, whatever the compose network mode
+    lite_k8s = litellm_yaml(spec, mems, api_bases(spec, mems, network="bridge"))
     files = {
         "compose.yaml": RenderedFile(compose_yaml(spec, mems, spec_dir)),
         "litellm.yaml": RenderedFile(lite),
         ".env": env_file(key_env, key),
     }
     files.update(agent_rendered_files(spec, mems, measured))
-    for rel, text in render_k8s(spec, mems, lite, gpu_count=plan.device.count, spec_dir=spec_dir).items():
+    for rel, text in render_k8s(spec, mems, lite_k8s, gpu_count=plan.device.count, spec_dir=spec_dir).items():
         files[f"k8s/{rel}"] = RenderedFile(text)
     return files
 

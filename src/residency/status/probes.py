@@ -65,13 +65,10 @@ def container_pid(
         run = subprocess.run
     try:
         ref = container
-        if project:
-            r = run(
-                ["docker", "compose", "-p", project, "ps", "-q", container],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            )
+        if project:  # by compose's labels, which both compose implementations set
+            from residency.runtime.docker import find_cmd
+
+            r = run(find_cmd(project, container), capture_output=True, text=True, timeout=5)
             ids = (r.stdout or "").split() if r.returncode == 0 else []
             ref = ids[0] if ids else container
         r = run(["docker", "inspect", "-f", "{{.State.Pid}}", ref], capture_output=True, text=True, timeout=5)

@@ -45,6 +45,7 @@ from residency.bounds import (
     name_key,
 )
 from residency.errors import SpecError
+from residency.ports import DEFAULT_PROXY_PORT
 
 SUPPORTED_VLLM_VERSIONS = ("0.10.1", "0.33.0")  # inclusive range the memory model covers
 DEFAULT_VLLM_VERSION = "0.33.0"
@@ -134,7 +135,7 @@ class ModelSpec(_Strict):
 
 
 class ProxySpec(_Strict):
-    port: Port = 4000
+    port: Port = DEFAULT_PROXY_PORT
     host: str = "0.0.0.0"
     image: ImageRef = "ghcr.io/berriai/litellm:main-stable"
     master_key_env: str = "LITELLM_MASTER_KEY"

@@ -23,7 +23,7 @@ from residency.runtime.bringup import UpFailed, UpOptions, up_stack
 from residency.runtime.down import down_stack
 from residency.runtime.memory import Settle
 from residency.runtime.process import ProcessBackend, free_port
-from residency.runtime.state import LockedError, StateStore, load_state
+from residency.runtime.state import LockedError, StateStore, read_state
 from residency.spec import load_spec
 
 FAKE_VLLM = textwrap.dedent(
@@ -218,10 +218,8 @@ def test_up_then_down_process_runtime(tmp_path, fakes):
     assert "sk-test-key-123" not in console.text
     assert "sk-test-key-123" not in (store.dir / "state.json").read_text()
     # status can read the state
-    d = load_state(spec_path, tmp_path / "state")
-    assert [m["name"] for m in d["models"]] == ["alpha", "beta"] and d["proxy"]["port"] == st.entry(
-        "litellm"
-    ).port
+    d = read_state(spec_path, tmp_path / "state")
+    assert [m.model_name for m in d.models()] == ["alpha", "beta"] and d.proxy().port == st.entry("litellm").port
 
     # a second `up` keeps what runs
     started2, _, console2 = _run_up(tmp_path, spec_path, vllm, litellm)

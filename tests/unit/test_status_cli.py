@@ -98,7 +98,7 @@ def test_view_gb10_totals_na_and_busy_model():
     led = build_ledger(
         spec,
         RecordedReader(FIX / "gb10-two-vllm.json"),
-        state={},
+        state=None,
         alive_fn=lambda p: False,
         discover_pids=False,
     )

@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from residency.errors import StateFileError
 from residency.planner.result import DevicePlan, ModelPlan, Plan
+from residency.runtime.state import ProcEntry, StackState
 from residency.spec import parse_spec
 from residency.status.gpu import GiB, HostMemory, RecordedReader
 from residency.status.ledger import (
@@ -108,12 +110,15 @@ def _fixture_tree(name: str):
     return lambda pid: tree.get(str(pid), [])
 
 
-STATE_H100 = {
-    "models": {
-        "qwen": {"pid": 31415, "port": 8001, "state": "ready"},
-        "llama": {"pid": 31420, "port": 8002, "state": "ready"},
-    }
-}
+def _state(*entries: dict) -> StackState:
+    """`up`'s typed state with these vLLM entries (name, pid, port, ...)."""
+    return StackState(spec_path="stack.yaml", runtime="process", entries=[ProcEntry(**e) for e in entries])
+
+
+STATE_H100 = _state(
+    {"name": "qwen", "pid": 31415, "port": 8001, "state": "ready"},
+    {"name": "llama", "pid": 31420, "port": 8002, "state": "ready"},
+)
 HEALTHY = {
     (8001, "/health"): httpx.Response(200),
     (8002, "/health"): httpx.Response(200),
@@ -157,9 +162,7 @@ def test_h100_ledger_memory_plan_drift_and_kv():
 
 
 def test_gb10_unified_uses_process_memory_and_warns_on_page_cache():
-    state = {
-        "models": [{"name": "qwen", "pid": 4650, "port": 8001}, {"name": "llama", "pid": 4655, "port": 8002}]
-    }
+    state = _state({"name": "qwen", "pid": 4650, "port": 8001}, {"name": "llama", "pid": 4655, "port": 8002})
     led = build_ledger(
         _spec(True, "0.11.0"),
         RecordedReader(FIX / "nvml" / "gb10-two-vllm.json"),
@@ -184,7 +187,7 @@ def test_page_cache_is_info_on_versions_using_memavailable():
     led = build_ledger(
         _spec(True, "0.33.0"),
         RecordedReader(FIX / "nvml" / "gb10-two-vllm.json"),
-        state={},
+        state=None,
         client=_client({}),
         alive_fn=lambda pid: False,
         discover_pids=False,
@@ -225,8 +228,8 @@ def test_down_and_starting_models_and_stray_gpu_process():
     del routes[(8002, "/health")]  # llama: refused, its pid is gone
     data = json.loads((FIX / "nvml" / "h100-two-vllm.json").read_text())
     data["devices"][0]["compute_processes"].append({"pid": 999, "usedGpuMemory": 512 * MiB})
-    state = json.loads(json.dumps(STATE_H100))
-    state["models"]["qwen"]["state"] = "starting"  # (a "ready" one would count as busy, not starting)
+    state = STATE_H100.model_copy(deep=True)
+    state.entry("qwen").state = "starting"  # (a "ready" one would count as busy, not starting)
     led = build_ledger(
         _spec(False),
         RecordedReader(data),
@@ -254,10 +257,10 @@ def test_proxy_alive_but_not_ready_and_down():
     }
     rd = RecordedReader(FIX / "nvml" / "h100-two-vllm.json")
     led = build_ledger(
-        spec, rd, state={}, client=_client(routes), alive_fn=lambda p: False, discover_pids=False
+        spec, rd, state=None, client=_client(routes), alive_fn=lambda p: False, discover_pids=False
     )
     assert led.proxy.state == "alive" and led.proxy.readiness == 503
-    led = build_ledger(spec, rd, state={}, client=_client({}), alive_fn=lambda p: False, discover_pids=False)
+    led = build_ledger(spec, rd, state=None, client=_client({}), alive_fn=lambda p: False, discover_pids=False)
     assert led.proxy.state == "down"
     assert any(w.kind == "proxy" for w in led.warnings)
 
@@ -322,7 +325,7 @@ def test_planned_footprint_counts_tp_ranks():
     led = build_ledger(
         _spec(False),
         RecordedReader(FIX / "nvml" / "h100-two-vllm.json"),
-        state={},
+        state=None,
         plan=_plan(_mp("qwen", 20.0, tp=2), _mp("llama", 30.0)),
         client=_client({}),
         alive_fn=lambda p: False,
@@ -342,12 +345,11 @@ def test_targets_from_spec_and_state():
     t = targets_for(spec, None)
     # a has no port: 8000 + index 0; b's replicas take consecutive ports
     assert [(x.name, x.replica, x.port) for x in t] == [("a", 0, 8000), ("b", 0, 9000), ("b", 1, 9001)]
-    st = {
-        "models": {
-            "b": [{"pid": 11, "port": 9100, "state": "ready"}, {"replica": 1, "pid": 12, "port": 9101}],
-            "a": {"pid": "10", "container": "res-a", "log_path": "/tmp/a.log"},
-        }
-    }
+    st = _state(
+        {"name": "b", "pid": 11, "port": 9100, "state": "ready"},
+        {"name": "b-1", "model": "b", "replica": 1, "pid": 12, "port": 9101},
+        {"name": "a", "pid": 10, "service": "res-a", "log_path": "/tmp/a.log"},
+    )
     t = targets_for(spec, st)
     assert [(x.name, x.replica, x.port, x.pid) for x in t] == [
         ("a", 0, 8000, 10),
@@ -363,10 +365,13 @@ def test_read_state_next_to_spec(tmp_path):
     assert read_state(spec) is None
     p = tmp_path / ".residency" / "stack" / "state.json"
     p.parent.mkdir(parents=True)
-    p.write_text(json.dumps({"models": {"a": {"pid": 5}}}))
-    assert read_state(spec)["models"]["a"]["pid"] == 5
-    p.write_text("{not json")
-    assert read_state(spec) is None
+    p.write_text(_state({"name": "a", "pid": 5}).model_dump_json())
+    assert read_state(spec).entry("a").pid == 5
+    # not guessed around: a state file of another shape is one line with the fix (#13.14)
+    for bad in ("{not json", json.dumps({"models": {"a": {"pid": 5}}})):
+        p.write_text(bad)
+        with pytest.raises(StateFileError, match="not a residency state file .*delete it"):
+            read_state(spec)
 
 
 def test_load_plan_tolerates_a_failing_or_missing_planner(monkeypatch):
@@ -488,8 +493,8 @@ def test_one_off_status_finds_engine_processes_left_in_ups_process_group():
     """No --watch, no previous ledger: the API server (31415) was killed on its own; `up` recorded
     its process group, in which the EngineCore (31502) still holds 37486 MiB = 36.61 GiB."""
     reader = RecordedReader(FIX / "nvml" / "h100-two-vllm.json")
-    state = json.loads(json.dumps(STATE_H100))
-    state["models"]["qwen"].update(pgid=31415, create_time=1700000000.0)
+    state = STATE_H100.model_copy(deep=True)
+    state.entry("qwen").pgid, state.entry("qwen").create_time = 31415, 1700000000.0
     asked = []
 
     def group_fn(pgid, created_after):
@@ -531,7 +536,7 @@ def test_one_off_status_finds_engine_processes_left_in_ups_process_group():
 
 
 def test_up_state_carries_process_group_to_status(tmp_path):
-    from residency.runtime.state import ProcEntry, StackState, StateStore, load_state
+    from residency.runtime.state import StateStore
 
     spec = tmp_path / "stack.yaml"
     spec.write_text("")
@@ -539,8 +544,8 @@ def test_up_state_carries_process_group_to_status(tmp_path):
     st = StackState(spec_path=str(spec), runtime="process")
     st.put(ProcEntry(name="qwen", model="qwen", pid=31415, pgid=31415, create_time=1700000000.5, port=8001))
     store.save(st)
-    d = load_state(spec)
-    assert d["models"][0]["pgid"] == 31415 and d["models"][0]["create_time"] == 1700000000.5
+    d = read_state(spec)
+    assert d.models()[0].pgid == 31415 and d.models()[0].create_time == 1700000000.5
     (t, _) = targets_for(_spec(False), d)
     assert t.pgid == 31415 and t.create_time == 1700000000.5 and t.pid == 31415
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from residency.errors import SpecError
+from residency.runtime.state import ProcEntry, StackState, StateStore, state_dir
 from residency.verify.checks import CHECK_IDS, FAIL, PASS, SKIP, WARN, Check, ModelCtx, Outcome, combine
 from residency.verify.classify import (
     classify_text,
@@ -242,12 +243,14 @@ def test_targets_from_spec_with_state_and_env_file(tmp_path: Path, monkeypatch):
         "  - {name: a, model: Qwen/Qwen3-4B-Instruct-2507, port: 8001, tool_call_parser: hermes, max_num_seqs: 4}\n"
         "  - {name: b, model: Qwen/Qwen3-Coder-30B-A3B-Instruct}\n"
     )
-    state = tmp_path / ".residency" / "stack" / "state.json"
-    state.parent.mkdir(parents=True)
-    state.write_text(
-        json.dumps({"models": [{"name": "b", "port": 8002, "max_model_len": 4096}], "proxy": {"port": 4200}})
-    )
-    (state.parent / ".env").write_text("MY_KEY=from-env-file\n")
+    # what `up` records (#13.12: b runs on a port `up` chose, not a default, and keeps its direct checks)
+    store = StateStore(state_dir(spec))
+    st = StackState(spec_path=str(spec), runtime="process")
+    cmd = ["vllm", "serve", "Qwen/Qwen3-Coder-30B-A3B-Instruct", "--max-model-len", "4096", "--port", "8002"]
+    st.put(ProcEntry(name="b", model="b", port=8002, command=cmd, state="ready"))
+    st.put(ProcEntry(name="litellm", kind="proxy", port=4200, state="ready"))
+    store.save(st)
+    (store.dir / ".env").write_text("MY_KEY=from-env-file\n")
     t = targets_from_spec(spec)
     assert t.proxy_url == "http://127.0.0.1:4200/v1" and t.key == "from-env-file"
     a, b = t.models

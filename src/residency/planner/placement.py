@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from residency.planner.result import Plan
+from residency.ports import DEFAULT_VLLM_PORT
 from residency.spec import DeviceSpec, HostSpec, ModelSpec, StackSpec
 
 GIB = float(1 << 30)
 EPS = 1e-9
-DEFAULT_VLLM_PORT = 8000
 GRID = 0.01  # fraction grid of the planner's solver (planner/solver.py STEP)
 
 

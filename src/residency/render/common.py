@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass
 
 from residency.planner.result import ModelPlan, Plan
+from residency.ports import DEFAULT_PROXY_PORT, DEFAULT_VLLM_PORT
 from residency.spec import ModelSpec, StackSpec
 
-VLLM_CONTAINER_PORT = 8000  # every vLLM container listens here; not published on the host
-LITELLM_CONTAINER_PORT = 4000
+VLLM_CONTAINER_PORT = DEFAULT_VLLM_PORT  # every vLLM container listens here; not published on the host
+LITELLM_CONTAINER_PORT = DEFAULT_PROXY_PORT
 HEALTH_PATH = "/health"  # vLLM: 200 once the engine is initialised, 503 when dead (all versions)
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 

@@ -218,6 +218,11 @@ def up_stack(
     mems = members(spec, plan)
     with store.lock("up"):
         st = store.load()
+        if st is None and (lost := store.recover(spec_path)) is not None:
+            raise UpFailed(
+                f"no state file at {store.path}, but {', '.join(e.name for e in lost.entries)} that `up` started "
+                f"for this spec still run (found by their process tags); run `residency down {spec_path}` first"
+            )
         if st is not None and st.runtime != backend.runtime and any(backend.alive(e) for e in st.entries):
             raise UpFailed(
                 f"the stack is already up on the {st.runtime} runtime; run `residency down {spec_path}` first"

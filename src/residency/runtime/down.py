@@ -13,6 +13,11 @@ def down_stack(
     """Stop the stack; returns how many processes/services were stopped."""
     with store.lock("down"):
         st = store.load()
+        if st is None and (st := store.recover(spec_path)) is not None:
+            console.print(
+                f"no state file at {store.path}: found {', '.join(e.name for e in st.entries)} by the process "
+                "tags `up` gave them; stopping them"
+            )
         if st is None or not st.entries and not st.compose_project:
             console.print(f"nothing to stop: no running stack recorded for {spec_path} ({store.path})")
             store.clear()

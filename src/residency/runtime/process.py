@@ -18,6 +18,7 @@ from residency.errors import SpecError
 from residency.render.common import HEALTH_PATH, Member
 from residency.render.flags import serve_args, serve_command
 from residency.runtime.memory import tree_memory_bytes
+from residency.runtime.procs import process_alive, tags
 from residency.runtime.state import ProcEntry, StackState, StateStore
 from residency.spec import StackSpec
 
@@ -52,21 +53,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _same_process(e: ProcEntry) -> bool:
-    """Is e.pid still the process we started (not a reused PID)?"""
-    import psutil
-
-    if e.pid is None:
-        return False
-    try:
-        p = psutil.Process(e.pid)
-        if e.create_time is not None and abs(p.create_time() - e.create_time) > 1.0:
-            return False
-        return p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def group_members(e: ProcEntry) -> list:
     """Live processes of the entry's process group that we started (created no earlier than it)."""
     from residency.status.gpu import group_processes
@@ -79,7 +65,7 @@ def stop_process_entry(e: ProcEntry, grace_s: float) -> None:
     import psutil
 
     procs = group_members(e)
-    leader_ours = _same_process(e)
+    leader_ours = process_alive(e.pid, e.create_time)
     if not procs and not leader_ours:
         return
     if leader_ours:
@@ -165,13 +151,23 @@ class ProcessBackend:
         )
         return serve_command(self.vllm, args)
 
-    def _spawn(self, name: str, cmd: list[str], env_extra: dict[str, str], port: int, kind: str) -> ProcEntry:
+    def _spawn(
+        self,
+        name: str,
+        cmd: list[str],
+        env_extra: dict[str, str],
+        port: int,
+        kind: str,
+        model: str | None = None,
+        replica: int = 0,
+    ) -> ProcEntry:
         import psutil
 
         from residency.fsutil import child, open_append
 
         log_path = child(self.store.logs, name, ".log")  # name validated at spec load; child() re-checks
-        env = {**os.environ, **env_extra}
+        # tagged, so `down`/`status` find it even when the state file is gone (#13.11)
+        env = {**os.environ, **env_extra, **tags(self.store.tag, name, kind, port, model, replica)}
         with open_append(log_path) as log:
             log.write(f"\n==== residency: {' '.join(cmd)}\n".encode())
             log.flush()
@@ -207,13 +203,13 @@ class ProcessBackend:
         gpus = m.plan.gpus or m.spec.gpus
         if gpus and "CUDA_VISIBLE_DEVICES" not in m.spec.env:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)  # the plan's placement
-        return self._spawn(m.key, cmd, env, port, "vllm")
+        return self._spawn(m.key, cmd, env, port, "vllm", m.spec.name, m.plan.replica)
 
     def alive(self, e: ProcEntry) -> bool:
         p = self._procs.get(e.pid or -1)
         if p is not None and p.poll() is not None:
             return False
-        return _same_process(e)
+        return process_alive(e.pid, e.create_time)
 
     def healthy(self, e: ProcEntry) -> bool:
         return http_ok(f"http://{self.host}:{e.port}{HEALTH_PATH}")

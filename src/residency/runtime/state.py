@@ -1,6 +1,13 @@
-"""What `up` started, so `down` stops exactly that: `.residency/<spec stem>/state.json` next to the spec.
+"""The `up` state file: its schema (versioned), its only reader and its only writer.
 
-A lock file (fcntl) next to the state keeps two `up`/`down` from running at once for one spec.
+`up` records what it started in `.residency/<spec stem>/state.json` next to the spec (or
+`--state-dir`); `down`, `status` and `verify` read it through `read_state` / `StateStore.load` and
+nothing else. A lock file (fcntl) next to the state keeps two `up`/`down` from running at once.
+
+A state file that is not this schema (truncated, garbage, wrong types, another version) is one
+line with the fix (StateFileError, exit 2), never a guess. A state file that is gone is not the
+end either: every process `up` starts carries tags (runtime.procs), and `recover_state` rebuilds
+the entries from the live tagged processes.
 """
 
 from __future__ import annotations
@@ -13,13 +20,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from residency.errors import LockedError, ResidencyError
+from residency.errors import LockedError, StateFileError
+
+STATE_SCHEMA_VERSION = 1
 
 
 class ProcEntry(BaseModel):
     """One started process (process runtime) or service (docker runtime)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str  # member key (model name, or name-<replica>), or "litellm"
     kind: Literal["vllm", "proxy"] = "vllm"
@@ -35,14 +46,30 @@ class ProcEntry(BaseModel):
     service: str | None = None  # compose service name (docker runtime)
     started_at: float = Field(default_factory=time.time)
 
+    @property
+    def model_name(self) -> str:
+        """The spec model this entry serves."""
+        return self.model or self.name
+
+    def flag_int(self, flag: str) -> int | None:
+        """An integer flag of the command `up` ran (e.g. "--max-model-len"), None when absent."""
+        for i, arg in enumerate(self.command[:-1]):
+            if arg == flag and self.command[i + 1].isdigit():
+                return int(self.command[i + 1])
+        return None
+
 
 class StackState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = STATE_SCHEMA_VERSION
     spec_path: str
     runtime: Literal["process", "docker"]
     entries: list[ProcEntry] = Field(default_factory=list)
     compose_project: str | None = None
     compose_file: str | None = None
     updated_at: float = Field(default_factory=time.time)
+    recovered: bool = Field(default=False, exclude=True)  # rebuilt from process tags, not read from disk
 
     def entry(self, name: str) -> ProcEntry | None:
         for e in self.entries:
@@ -56,12 +83,34 @@ class StackState(BaseModel):
     def drop(self, name: str) -> None:
         self.entries = [x for x in self.entries if x.name != name]
 
+    def models(self) -> list[ProcEntry]:
+        """The vLLM entries, in start order."""
+        return [e for e in self.entries if e.kind == "vllm"]
+
+    def proxy(self) -> ProcEntry | None:
+        return next((e for e in self.entries if e.kind == "proxy"), None)
+
 
 def state_dir(spec_path: Path, override: Path | None = None) -> Path:
     if override is not None:
         return Path(override)
     spec_path = Path(spec_path).resolve()
     return spec_path.parent / ".residency" / spec_path.stem
+
+
+def parse_state(text: str | bytes, path: Path) -> StackState:
+    """The state in `text`, or StateFileError: one line naming the problem and the fix."""
+    try:
+        return StackState.model_validate_json(text)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        why = f"{where}: {err['msg']}" if where else err["msg"]
+        raise StateFileError(
+            str(path),
+            f"not a residency state file ({why[:160]})",
+            "delete it and run `residency down SPEC` again: it finds what `up` started by its process tags",
+        ) from None
 
 
 class StateStore:
@@ -71,15 +120,45 @@ class StateStore:
         self.lock_path = self.dir / "lock"
         self.logs = self.dir / "logs"
 
+    @property
+    def tag(self) -> str:
+        """This stack's process tag (runtime.procs.TAG_STACK): its state folder, absolute."""
+        return str(self.dir.resolve())
+
     def load(self) -> StackState | None:
+        """The recorded state; None when there is none; StateFileError when it is not a state file."""
         try:
-            return StackState.model_validate_json(self.path.read_text())
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except ValueError as e:
-            raise ResidencyError(
-                f"{self.path}: unreadable state file ({e}); stop the processes by hand"
+        except OSError as e:
+            raise StateFileError(
+                str(self.path), f"cannot read the state file ({e.strerror})", "check its permissions"
             ) from None
+        return parse_state(text, self.path)
+
+    def recover(self, spec_path: Path | str, process_iter: object = None) -> StackState | None:
+        """The stack rebuilt from the live processes tagged with this store's tag (state file gone)."""
+        from residency.runtime.procs import tagged_leaders
+
+        found = tagged_leaders(self.tag, process_iter)
+        if not found:
+            return None
+        st = StackState(spec_path=str(spec_path), runtime="process", recovered=True)
+        for t in found:
+            st.put(
+                ProcEntry(
+                    name=t.member,
+                    kind=t.kind,  # type: ignore[arg-type]
+                    model=t.model,
+                    replica=t.replica,
+                    pid=t.pid,
+                    pgid=t.pgid,
+                    create_time=t.create_time,
+                    port=t.port,
+                )
+            )
+        return st
 
     def save(self, st: StackState) -> None:
         from residency.fsutil import write_file
@@ -116,29 +195,9 @@ class StateStore:
             os.close(fd)  # closing releases the flock
 
 
-def load_state(spec_path: str | Path, override: Path | None = None) -> dict | None:
-    """The state as a plain dict for readers outside the runtime (`status`):
-    {"runtime", "models": [{name, replica, pid, pgid, create_time, port, log_path, state, container}],
-    "proxy": {...}}."""
-    st = StateStore(state_dir(Path(spec_path), override)).load()
-    if st is None:
-        return None
-    models = []
-    proxy = None
-    for e in st.entries:
-        d = {
-            "name": e.model or e.name,
-            "replica": e.replica,
-            "pid": e.pid,
-            "pgid": e.pgid,
-            "create_time": e.create_time,
-            "port": e.port,
-            "log_path": e.log_path,
-            "state": e.state,
-            "container": e.service,
-        }
-        if e.kind == "proxy":
-            proxy = d
-        else:
-            models.append(d)
-    return {"runtime": st.runtime, "compose_project": st.compose_project, "models": models, "proxy": proxy}
+def read_state(spec_path: str | Path, override: Path | None = None) -> StackState | None:
+    """What `up` started for this spec: the state file, else the live processes carrying its tag
+    (`recovered` is then True), else None. The one reader for `down`, `status` and `verify`."""
+    store = StateStore(state_dir(Path(spec_path), override))
+    st = store.load()
+    return st if st is not None else store.recover(spec_path)

@@ -134,6 +134,14 @@ def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
                     "start and running ones risk the OOM killer",
                 )
             )
+    if ledger.state_lost:
+        w.append(
+            Warning(
+                "state_lost",
+                "the state file `up` writes is gone; these models were found by the process tags `up` gave them: "
+                + (f"`residency down {ledger.spec}` stops them" if ledger.spec else "`residency down` stops them"),
+            )
+        )
     if ledger.plan_note.startswith("no plan"):
         w.append(Warning("plan", ledger.plan_note, level="info"))
     return w

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from residency.runtime.procs import process_alive
 from residency.status.assess import Thresholds, Warning, assess
 from residency.status.gpu import (
     DeviceReading,
@@ -36,16 +37,16 @@ from residency.status.probes import (
     ProxyStatus,
     container_pid,
     listening_pids,
-    pid_alive,
     probe_health,
     probe_proxy,
 )
-from residency.status.targets import LOCAL, Target, _opt_int, read_state, targets_for
+from residency.status.targets import LOCAL, Target, read_state, targets_for
 
 if TYPE_CHECKING:
     import httpx
 
     from residency.planner.result import Plan
+    from residency.runtime.state import StackState
     from residency.spec import StackSpec
 
 # The split modules' names, re-exported: callers import the ledger's vocabulary from here.
@@ -64,7 +65,6 @@ __all__ = [
     "container_pid",
     "listening_pids",
     "load_plan",
-    "pid_alive",
     "planned_gib",
     "probe_health",
     "probe_proxy",
@@ -136,6 +136,7 @@ class Ledger:
     plan_note: str  # "plan ok", "plan: does not fit", or "no plan: <why>"
     stray: dict[int, int | None] = field(default_factory=dict)  # GPU pids not in any model tree
     warnings: list[Warning] = field(default_factory=list)
+    state_lost: bool = False  # no state file: `up`'s processes were found by their tags
 
     @property
     def all_ready(self) -> bool:
@@ -155,7 +156,7 @@ class Ledger:
 
 
 # ---------------------------------------------------------------------------------------------
-# The up state file (src/residency/runtime/state.py owns its format; read tolerantly here)
+# Collection
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,13 +190,14 @@ def collect_model(
     per_pid: dict[int, int | None],
     memory_source: str,
     tree_fn: Callable[[int], list[int]] = process_tree,
-    alive_fn: Callable[[int | None], bool] = pid_alive,
+    alive_fn: Callable[[int | None], bool] | None = None,
     timeout: float = 3.0,
     previous: str | None = None,
 ) -> ModelStatus:
     url = f"http://{t.address}:{t.port}" if t.port else None
     health, detail = probe_health(client, url + "/health", timeout) if url else (None, "no port")
-    alive = alive_fn(t.pid)
+    # one liveness test for a recorded process: PID plus the create time `up` recorded
+    alive = alive_fn(t.pid) if alive_fn is not None else process_alive(t.pid, t.create_time)
     state, detail = classify(health, detail, alive, t.recorded_state, previous)
     ms = ModelStatus(
         name=t.name,
@@ -273,11 +275,11 @@ def build_ledger(
     spec_path: str | Path | None = None,
     plan: Plan | None = None,
     plan_note: str | None = None,
-    state: dict[str, Any] | None = None,
+    state: StackState | None = None,
     client: httpx.Client | None = None,
     thresholds: Thresholds | None = None,
     tree_fn: Callable[[int], list[int]] = process_tree,
-    alive_fn: Callable[[int | None], bool] = pid_alive,
+    alive_fn: Callable[[int | None], bool] | None = None,
     group_fn: Callable[[int, float | None], list[int]] = group_pids,
     discover_pids: bool = True,
     timeout: float = 3.0,
@@ -293,7 +295,7 @@ def build_ledger(
         if state is None:
             state = read_state(spec_path)
         targets = targets_for(spec, state)
-        project = (state or {}).get("compose_project")
+        project = state.compose_project if state is not None else None
         for t in targets:  # docker runtime: the container's main process
             if t.pid is None and t.container:
                 t.pid = container_pid(t.container, project)
@@ -309,7 +311,8 @@ def build_ledger(
         per_pid = _safe(reader.processes, {})
         memory_source = "rss" if reader.kind == "host" else "gpu"
         with ThreadPoolExecutor(max_workers=min(8, len(targets) + 1)) as ex:
-            proxy_port = _opt_int(((state or {}).get("proxy") or {}).get("port"))
+            proxy_entry = state.proxy() if state is not None else None
+            proxy_port = proxy_entry.port if proxy_entry is not None else None
             proxy_f = ex.submit(probe_proxy, client, spec, timeout, proxy_port)
             before = {(m.name, m.replica): m.state for m in previous.models} if previous else {}
             futs = [
@@ -331,7 +334,7 @@ def build_ledger(
         for ms in models:
             ms.planned_gib = planned_gib(plan, ms.name, ms.replica)
         if previous is not None:
-            _find_orphans(models, previous, per_pid, memory_source, alive_fn)
+            _find_orphans(models, previous, per_pid, memory_source, alive_fn or process_alive)
         _find_group_orphans(models, targets, per_pid, memory_source, group_fn)
 
         unified = _unified(spec, plan, reader, devices)
@@ -359,6 +362,7 @@ def build_ledger(
             device=device,
             plan_note=plan_note or ("plan ok" if plan is not None else "no plan"),
             stray=stray,
+            state_lost=state is not None and state.recovered,
         )
         ledger.warnings = assess(ledger, thresholds or Thresholds())
         return ledger

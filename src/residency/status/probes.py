@@ -23,17 +23,6 @@ class ProxyStatus:
     detail: str = ""
 
 
-def pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
 def listening_pids(ports: set[int]) -> dict[int, int]:
     """port -> pid of the local process listening on it (spec-only operation: no state file)."""
     import psutil

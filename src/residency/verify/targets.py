@@ -6,7 +6,6 @@ out of every repr; report code passes all text through a Redactor built from `Ta
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,37 +131,6 @@ def _local(host: str | None) -> str:
     return "127.0.0.1" if host in (None, "", "0.0.0.0", "::") else host
 
 
-def _state_path(spec_path: Path) -> Path:
-    return spec_path.parent / ".residency" / spec_path.stem / "state.json"
-
-
-def _load_state(spec_path: Path) -> dict:
-    """`up`'s state: JSON; tolerated shapes documented in the report. Missing/broken → {}."""
-    p = _state_path(spec_path)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _state_models(state: dict) -> dict[str, dict]:
-    ms = state.get("models") or state.get("services") or {}
-    if isinstance(ms, list):
-        return {m.get("name"): m for m in ms if isinstance(m, dict) and m.get("name")}
-    return {k: v for k, v in ms.items() if isinstance(v, dict)} if isinstance(ms, dict) else {}
-
-
-def _url_from(entry: dict, host: str = "127.0.0.1") -> str | None:
-    for k in ("base_url", "url", "api_base"):
-        if isinstance(entry.get(k), str) and entry[k].startswith("http"):
-            return normalize_url(entry[k])
-    port = entry.get("port")
-    if isinstance(port, int):
-        return f"http://{_local(entry.get('host', host))}:{port}/v1"
-    return None
-
-
 def targets_from_spec(
     spec_path: str | Path,
     key: str | None = None,
@@ -173,8 +141,10 @@ def targets_from_spec(
 
     path = Path(spec_path)
     spec = load_spec(path)
-    state = _load_state(path)
-    smodels = _state_models(state)
+    from residency.runtime.state import read_state
+
+    state = read_state(path)  # where `up` started each model (the ports it chose), when it did
+    started = {e.model_name: e for e in (state.models() if state is not None else []) if e.replica == 0}
     d = parse_direct(direct or [])
     wanted = set(models or [])
     unknown = wanted - {m.name for m in spec.models}
@@ -185,31 +155,30 @@ def targets_from_spec(
     for m in spec.models:
         if wanted and m.name not in wanted:
             continue
-        st = smodels.get(m.name, {})
+        e = started.get(m.name)
         host = hosts.get(m.host or "", "127.0.0.1")
-        url = d.get(m.name) or _url_from(st, host)
-        if url is None and m.port:
-            url = f"http://{_local(host)}:{m.port}/v1"
+        port = e.port if e is not None and e.port else m.port
+        url = d.get(m.name) or (f"http://{_local(host)}:{port}/v1" if port else None)
         be = None
         reason = None
         if url:
             be = Backend(
                 url,
-                served_name=st.get("served_name") or st.get("served_model_name") or m.name,
+                served_name=m.name,
                 tool_call_parser=m.tool_call_parser,
                 reasoning_parser=m.reasoning_parser,
                 auto_tool_choice=m.auto_tool_choice,
-                max_model_len=st.get("max_model_len") or m.max_model_len,
-                max_num_seqs=st.get("max_num_seqs") or m.max_num_seqs,
+                # what `up` really started with, else the spec
+                max_model_len=(e.flag_int("--max-model-len") if e else None) or m.max_model_len,
+                max_num_seqs=(e.flag_int("--max-num-seqs") if e else None) or m.max_num_seqs,
                 model_id=m.model,
                 known_config=True,
             )
         else:
             reason = f"backend port unknown: set models[{m.name}].port, run `residency up`, or pass --direct"
         mts.append(ModelTarget(m.name, be, reason))
-    pstate = state.get("proxy") if isinstance(state.get("proxy"), dict) else {}
-    proxy_url = _url_from(pstate) if pstate else None
-    proxy_url = proxy_url or f"http://{_local(spec.proxy.host)}:{spec.proxy.port}/v1"
+    pe = state.proxy() if state is not None else None
+    proxy_url = f"http://{_local(spec.proxy.host)}:{pe.port if pe is not None and pe.port else spec.proxy.port}/v1"
     from residency.runtime.keys import key_file_hint
 
     sdir = path.resolve().parent / ".residency" / path.stem

@@ -49,3 +49,40 @@ def test_plan_reproduces_calibrated_kv(tmp_path):
     assert after.calibrated
     assert after.kv_cache_gib == pytest.approx(85.79, abs=0.005)
     assert plan_stack(spec, use_calibration=False).model("llama").calibrated is False
+
+
+def test_calibrated_plan_predicts_the_logged_token_count(tmp_path):
+    """The expected figures come from the log's own lines, not from the stored calibration value.
+
+    r053's log states "Available KV cache memory: 85.79 GiB" (what calibration stores), and separately
+    "GPU KV cache size: 702,800 tokens" and "num_gpu_blocks is: 43925", which vLLM derived from the
+    unrounded bytes: the calibrated plan must turn its KV bytes into the same blocks and tokens.
+    """
+    from residency.planner.plan import plan_stack
+
+    spec = parse_spec(
+        {
+            "vllm_version": "0.10.2",
+            "device": {"preset": "jetson-thor"},
+            "calibration_file": str(tmp_path / "cal.json"),
+            "models": [
+                {
+                    "name": "llama",
+                    "model": "meta-llama/Llama-3.1-8B-Instruct",
+                    "gpu_memory_utilization": 0.85,
+                    "enforce_eager": True,
+                }
+            ],
+        }
+    )
+    (launch,) = parse_log((FIXTURES / "v1-0.10.2-llama-thor-ok.log").read_text())
+    store.record_launch(launch, spec=spec, path=spec.calibration_file, source="thor.log")
+    m = plan_stack(spec).model("llama")
+    assert m.calibrated
+    # Llama-3.1-8B: 32 layers x 2 (K, V) x 8 KV heads x 128 x 2 B = 131,072 B per token, 2 MiB per
+    # 16-token block. 85.79 GiB is rounded to 2 decimals (+-0.005 GiB = +-2.56 blocks), so the plan
+    # may miss the logged 43,925 blocks by at most 2 blocks (32 tokens) and no more.
+    assert abs(m.kv_cache_tokens - 702_800) <= 32, m.kv_cache_tokens
+    assert m.kv_cache_tokens % 16 == 0
+    # "Maximum concurrency for 131,072 tokens per request: 5.36x" (702,800 / 131,072 = 5.362)
+    assert round(m.max_concurrency, 2) == 5.36

@@ -54,17 +54,27 @@ def test_h100_large_tier_on_019():
 
 def test_graph_estimate_not_subtracted_on_019_but_in_020():
     free = H100.total_bytes
+    # the same launch with --enforce-eager is the twin without graphs
     st = simulate_startup(LLAMA, es(), H100, R019, free)
-    assert st.cudagraph_bytes > 0 and st.cudagraph_in_budget is False
-    # available = requested - (weights + activation + non-torch): the estimate is not subtracted
-    assert st.available_kv_bytes == st.requested_bytes - (
-        st.weights_bytes + st.activation_bytes + st.non_torch_bytes
-    )
-    # ... it is held outside the budget instead
-    assert st.footprint_bytes == st.context_bytes + st.requested_bytes + st.cudagraph_bytes
-    st20 = simulate_startup(LLAMA, es(), H100, rules_for("0.20.2"), free)
+    eager = simulate_startup(LLAMA, es(enforce_eager=True), H100, R019, free)
+    # requested = ceil(0.9 x 79.19 GiB) = ceil(0.9 x 85,029,615,043) = 76,526,653,539 B;
+    # weights = 16,060,522,496 + rope cache 33,554,432 = 16,094,076,928 B
+    assert (st.requested_bytes, st.weights_bytes) == (76_526_653_539, 16_094_076_928)
+    # graph estimate: capture sizes for max_num_seqs 1024 -> cap 512: 1, 2, 4, 8..248 step 8, 256..512
+    # step 16 = 51 sizes; 0.05 GiB + 51 x 32 layers x 0.30 MiB = 53,687,091.2 + 513,382,809.6 B
+    assert st.cudagraph_bytes == 567_069_900 and eager.cudagraph_bytes == 0
+    assert st.cudagraph_in_budget is False
+    # 0.19.1 computes the estimate but does not subtract it: the KV pool is the eager one's ...
+    assert st.available_kv_bytes == eager.available_kv_bytes
+    # ... and the graphs are held outside the budget, on top of the footprint
+    assert st.footprint_bytes - eager.footprint_bytes == 567_069_900
+    r020 = rules_for("0.20.2")
+    st20 = simulate_startup(LLAMA, es(), H100, r020, free)
+    eager20 = simulate_startup(LLAMA, es(enforce_eager=True), H100, r020, free)
+    # 0.20: inside the budget: the KV pool shrinks by the estimate, the footprint does not grow
     assert st20.cudagraph_in_budget is True
-    assert st20.footprint_bytes == st20.context_bytes + st20.requested_bytes
+    assert eager20.available_kv_bytes - st20.available_kv_bytes == 567_069_900
+    assert st20.footprint_bytes == eager20.footprint_bytes
 
 
 def test_float32_doubles_weights_kv_and_activations():

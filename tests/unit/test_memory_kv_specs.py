@@ -271,10 +271,19 @@ def test_attention_free_model():
 
 
 def test_uniform_type_specs_from_011():
-    # same type, different sizes (e.g. per-layer KV heads): one group, bytes per block = sum of pages
-    f = dense(n_layers=2)
-    lay_a = kv.build_kv_layout(f, S(), rules_for("0.11.0"))
-    assert lay_a.uniform
-    mixed = replace(f, layer_kinds=("full", "mla"), kv_lora_rank=0, qk_rope_head_dim=0)
-    lay = kv.build_kv_layout(mixed, S(), rules_for("0.11.0"))
-    assert lay.hybrid or lay.uniform_type  # different types -> not uniform
+    # Full-attention and MLA layers: different pages, one spec type (MLAAttentionSpec subclasses
+    # FullAttentionSpec, kv_cache_interface.py:142 @0.11.0), so UniformTypeKVCacheSpecs puts every layer in
+    # one group (kv_cache_utils.py:1175-1179 @0.11.0) and a block costs the sum of the layers' pages.
+    f = replace(dense(n_layers=2), layer_kinds=("full", "mla"), kv_lora_rank=512, qk_rope_head_dim=64)
+    lay = kv.build_kv_layout(f, S(), rules_for("0.11.0"))
+    # full: 16 tokens x 2 (K, V) x 8 heads x 128 x 2 B = 65,536 B; MLA: 16 x (512 + 64) x 2 B = 18,432 B
+    assert [sp.page_bytes for sp in lay.layers] == [65_536, 18_432]
+    assert lay.uniform_type and not lay.uniform and not lay.hybrid
+    assert lay.groups == ((0, 1),)
+    assert lay.bytes_per_block == 83_968
+    assert kv.num_blocks(lay, GiB) == 12_787  # 1,073,741,824 // 83,968
+    # all specs equal: the plain uniform rule, not the uniform-type one
+    same = kv.build_kv_layout(dense(n_layers=2), S(), rules_for("0.11.0"))
+    assert same.uniform and not same.uniform_type and same.bytes_per_block == 2 * 65_536
+
+

@@ -1,5 +1,11 @@
-"""The NVML path against recorded devices (tests/fixtures/nvml): H100 answers everything, GB10
-answers per-process memory but says NotSupported for device totals."""
+"""The NVML reader (residency.status.gpu.NvmlReader) on devices this machine lacks.
+
+The machine has no GPU, so NVML is replaced by a fake: tests/fixtures/nvml/*.json are SYNTHESISED
+readings (not recordings; each file's `_note` says from what) in the shapes nvidia-ml-py returns,
+replayed by RecordedNvml with pynvml's own error classes. What is under test is the product code on
+top: NvmlReader's device and process aggregation, NotSupported -> unknown (GB10 answers per-process
+memory but NotSupported for device totals), other NVML errors surfacing, and get_reader's choice.
+"""
 
 from __future__ import annotations
 
@@ -66,11 +72,24 @@ def test_not_supported_processes_and_unknown_usage():
     assert tree_bytes(1, r.processes(), tree=[1, 7]) is None
 
 
-def test_recorded_errors_are_pynvml_classes():
+def test_only_not_supported_means_unknown_other_nvml_errors_surface():
     pynvml = pytest.importorskip("pynvml")  # nvidia-ml-py is a runtime dependency: always present
-    r = RecordedReader(FIX / "gb10-two-vllm.json")
-    with pytest.raises(pynvml.NVMLError_NotSupported):
-        r._nvml.nvmlDeviceGetMemoryInfo(0)
+    from residency.status.gpu import NvmlReader, RecordedNvml
+
+    class LostGpu(RecordedNvml):
+        # a GPU that fell off the bus: NVML raises GpuIsLost, which must not read as "not supported"
+        def nvmlDeviceGetMemoryInfo(self, h):  # noqa: N802 - pynvml's name
+            raise pynvml.NVMLError_GpuIsLost()
+
+    data = json.loads((FIX / "h100-two-vllm.json").read_text())
+    with pytest.raises(pynvml.NVMLError_GpuIsLost):
+        NvmlReader(LostGpu(data)).devices()
+    # the same device with NotSupported memory info: the reading says unknown, the processes still count
+    data["devices"][0]["memory_info"] = "NotSupported"
+    r = NvmlReader(RecordedNvml(data))
+    (d,) = r.devices()
+    assert (d.name, d.total_bytes, d.used_bytes, d.free_bytes) == ("NVIDIA H100 80GB HBM3", None, None, None)
+    assert r.processes(pids=[31502]) == {31502: 37486 * MiB}
 
 
 def test_get_reader_falls_back_to_host_without_a_driver(monkeypatch):

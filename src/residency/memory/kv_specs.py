@@ -301,8 +301,10 @@ def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KV
         return one_group(uniform=True)
     types = {sp.kind for sp in layers}
     pages = {sp.page_bytes for sp in layers}
-    if len(types) == 1 and len(pages) > 1 and rules.uniform_type_specs and types <= {"full", "mla"}:
-        # §7.2 rule 4 (>= 0.11.0): UniformTypeKVCacheSpecs -> one group, bytes per block = sum of pages
+    if len(pages) > 1 and rules.uniform_type_specs and types <= {"full", "mla"}:
+        # §7.2 rule 4 (>= 0.11.0): UniformTypeKVCacheSpecs -> one group, bytes per block = sum of pages.
+        # Full and MLA layers together count: MLAAttentionSpec subclasses FullAttentionSpec and
+        # is_uniform_type checks isinstance (kv_cache_interface.py:142, :296-299 @0.11.0)
         return one_group(uniform=False)
     # §7.2 rule 5: hybrid, equal pages. Bucket by spec, group_size = min (or max under the threshold).
     if len(pages) > 1:

@@ -53,10 +53,30 @@ def explain_launch(launch: Launch) -> Explanation:
             fix="Look at the end of the log; run with VLLM_LOGGING_LEVEL=DEBUG for the memory profile lines.",
         )
     handler = _HANDLERS.get(err.kind, _other)
-    nums = dict(err.numbers)
-    meaning, fix, extra = handler(launch, nums)
+    launch, nums = _sane(launch, err.numbers)
+    try:
+        meaning, fix, extra = handler(launch, nums)
+    except (ArithmeticError, ValueError):  # figures no real start logs (a zero divisor): vLLM's words only
+        meaning, fix, extra = _other(launch, nums)
     nums.update(extra)
     return Explanation(kind=err.kind, message=err.message, meaning=meaning, fix=fix, numbers=nums)
+
+
+def _sane(launch: Launch, numbers: dict[str, float]) -> tuple[Launch, dict[str, float]]:
+    """Drop figures no real start logs (non-finite, absurd, a zero or negative device total)."""
+    from residency.calibrate.logparse import plausible_figure
+
+    nums = {k: v for k, v in numbers.items() if plausible_figure(k if k.endswith("_gib") else "", v)}
+    if nums.get("total_gib", 1) <= 0:
+        nums.pop("total_gib")
+    bad = {
+        k: None
+        for k, v in launch.model_dump(exclude={"error", "explicit"}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and not plausible_figure(k, v)
+    }
+    if launch.total_gib is not None and launch.total_gib <= 0:
+        bad["total_gib"] = None
+    return (launch.model_copy(update=bad) if bad else launch), nums
 
 
 # Each handler returns (meaning, fix, extra numbers).

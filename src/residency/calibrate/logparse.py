@@ -27,14 +27,21 @@ the current launch logged figures.
 from __future__ import annotations
 
 import ast
+import math
 import re
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+from residency.bounds import MAX_GIB
 from residency.calibrate.record import Launch, LaunchError
 
-NUM = r"-?\d+(?:\.\d+)?"
+# Numbers are bounded (at most 15 integer and 12 fraction digits) and may not start or end inside a longer
+# digit run: a pattern then costs linear time on a line of 50,000 digits (an unbounded \d+ after "GiB"
+# made the search quadratic), and a 400-digit figure is not read at all rather than read as Infinity.
+NUM = r"(?<![\d.])-?\d{1,15}(?:\.\d{1,12})?(?![\d])"
+INT = r"(?<![\d.])\d{1,15}(?![\d])"
+INT_COMMAS = r"(?<![\d,])(?:\d{1,3}(?:,\d{3}){1,5}|\d{1,15})(?![\d,])"  # 1,234,567 or 1234567
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 # Error kinds, most specific first: when a launch shows several, the first in this list wins.
@@ -85,20 +92,25 @@ _FLAG_ONLY = {
 _ALIASES = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "q": "quantization"}
 
 
+_SETTING_MAX = 1 << 50  # a setting above this (tokens, bytes, counts) is not a real one: dropped
+
+
 def _human_int(v: Any) -> int | None:
-    """vLLM's human-readable ints: 32k = 32000, 32K = 32768 (>= 0.10: lower case decimal, upper binary)."""
+    """vLLM's human-readable ints: 32k = 32000, 32K = 32768 (>= 0.10: lower case decimal, upper binary).
+
+    Absurd values (inf, 5,000 nines, 1e309) give None, never an OverflowError."""
     if isinstance(v, bool):
         return None
-    if isinstance(v, int):
-        return v
     if isinstance(v, float):
-        return int(v)
-    m = re.fullmatch(r"\s*(-?[\d_]+(?:\.\d+)?)\s*([kKmMgG]?)\s*", str(v))
+        v = int(v) if math.isfinite(v) and abs(v) <= _SETTING_MAX else None
+    if isinstance(v, int):
+        return v if abs(v) <= _SETTING_MAX else None
+    m = re.fullmatch(r"\s*(-?[\d_]{1,20}(?:\.\d{1,12})?)\s*([kKmMgG]?)\s*", str(v)[:64])
     if not m:
         return None
     n = float(m.group(1).replace("_", ""))
     mult = {"": 1, "k": 1000, "K": 1024, "m": 10**6, "M": 2**20, "g": 10**9, "G": 2**30}[m.group(2)]
-    return int(n * mult)
+    return _human_int(n * mult)
 
 
 def _to_bool(v: Any) -> bool | None:
@@ -123,9 +135,10 @@ def _to_str(v: Any) -> str | None:
 
 def _to_float(v: Any) -> float | None:
     try:
-        return float(str(v).strip().strip("'\""))
+        f = float(str(v)[:64].strip().strip("'\""))
     except ValueError:
         return None
+    return f if math.isfinite(f) and abs(f) <= _SETTING_MAX else None
 
 
 def _convert(key: str, v: Any) -> Any:
@@ -172,7 +185,9 @@ class _Builder:
 
     # settings: highest priority wins; equal priority -> the later line wins
     def setting(self, key: str, value: Any, prio: int) -> None:
-        if value is None:
+        if value is None or (
+            isinstance(value, int | float) and not isinstance(value, bool) and not plausible_figure(key, value)
+        ):
             return
         self.touched = True
         cur = self.settings.get(key)
@@ -187,7 +202,7 @@ class _Builder:
         self.setting(key, v, prio)
 
     def figure(self, key: str, value: float | int | None, prio: int) -> None:
-        if value is None:
+        if value is None or not plausible_figure(key, value):
             return
         self.touched = True
         self.figures.setdefault(key, []).append((prio, value))
@@ -276,6 +291,21 @@ class _Builder:
         return None
 
 
+def plausible_figure(key: str, value: float) -> bool:
+    """A figure a real vLLM start can log: finite and within physical bounds (used at parse and at store).
+
+    GiB figures may be negative (vLLM logs a negative "Available KV cache memory" before refusing)."""
+    if isinstance(value, bool) or not math.isfinite(value):
+        return False
+    if key.endswith("_gib"):
+        return abs(value) <= MAX_GIB
+    if key == "init_seconds":
+        return 0 <= value <= 1e7
+    if key.endswith("_bytes"):
+        return 0 <= value <= MAX_GIB * 2**30
+    return 0 <= value <= _SETTING_MAX
+
+
 def _clean_message(msg: str) -> str:
     msg = msg.strip()
     for pre in ("raise ValueError(", "ValueError: ", "RuntimeError: "):
@@ -312,14 +342,14 @@ _RX: dict[str, re.Pattern[str]] = {
         # settings
         "cfg_model": r"(?<![\w.])model='([^']*)'",
         "cfg_dtype": r"(?<![\w.])dtype=(?:torch\.)?(\w+)",
-        "cfg_maxlen": r"max_seq_len=(\d+)",
-        "cfg_tp": r"tensor_parallel_size=(\d+)",
+        "cfg_maxlen": rf"max_seq_len=({INT})",
+        "cfg_tp": rf"tensor_parallel_size=({INT})",
         "cfg_quant": r"(?<![\w.])quantization=(\w+)",
         "cfg_eager": r"enforce_eager=(True|False)",
         "cfg_kvdtype": r"kv_cache_dtype=(\w+)",
         # INFO settings lines, all versions that have them (0.6-0.33)
-        "chunked": r"Chunked prefill is enabled with max_num_batched_tokens=(\d+)",
-        "using_maxlen": r"Using max model len (\d+)",
+        "chunked": rf"Chunked prefill is enabled with max_num_batched_tokens=({INT})",
+        "using_maxlen": rf"Using max model len ({INT})",
         "kv_dtype_info": r"Using (\w+) data type to store kv cache",
         # weights
         # "Model loading took X GiB and Y s" (0.8-0.11.0, V2 runner until 0.33), "X GiB memory and" (>= 0.11.1 V1);
@@ -351,7 +381,7 @@ _RX: dict[str, re.Pattern[str]] = {
         "usage_act": rf"({NUM}) GiB for peak activation",
         "usage_nt": rf"({NUM}) GiB for non-torch memory",
         "usage_cg": rf"({NUM}) GiB for CUDAGraph memory",
-        "suggest": r"Replace gpu_memory_utilization config with `?--kv-cache-memory=(\d+)",
+        "suggest": rf"Replace gpu_memory_utilization config with `?--kv-cache-memory=({INT})",
         "kv_in_use": rf"Current kv cache memory in use is ({NUM}) ?GiB",
         # graphs
         # graphs: estimate >= 0.18 (applied from 0.20); pool actual-vs-estimate >= 0.20; capture line all versions
@@ -366,20 +396,20 @@ _RX: dict[str, re.Pattern[str]] = {
         "kv_v0_tbl": rf"available_kv_cache_memory\s*({NUM}) ?GiB",
         "kv_v0_results": rf"kv_cache_size=({NUM}) ?GiB",
         "kv_fixed": rf"(?:Initial free memory ({NUM}) ?GiB, )?reserved ({NUM}) ?GiB memory for KV Cache",
-        "kv_tokens": r"(?:GPU|CPU|XPU) KV cache size: ([\d,]+) tokens",
+        "kv_tokens": rf"(?:GPU|CPU|XPU) KV cache size: ({INT_COMMAS}) tokens",
         # CPU backend (0.32, cpu_worker.py): "Explicitly set (K/T) GiB for KV cache on node 0." when
         # VLLM_CPU_KVCACHE_SPACE / kv_cache_memory_bytes is set, else "Auto set (K/T) GiB for KV cache on node 0,
         # with R GiB requested memory for the worker. C GiB memory was consumed by non-kv usages." (T = node memory)
         "kv_cpu": rf"(?:Explicitly|Auto) set \(({NUM})/({NUM})\) GiB for KV cache",
         "cpu_consumed": rf"({NUM}) GiB memory was consumed by non-kv usages",
         "e_cpu_kv": rf"Available memory on node \S+ \(({NUM})/({NUM}) GiB\) on kv cache allocation is less than requested memory for kv \(({NUM})/({NUM}) GiB\)",
-        "concurrency": rf"Maximum concurrency for ([\d,]+) tokens per request: ({NUM})x",
+        "concurrency": rf"Maximum concurrency for ({INT_COMMAS}) tokens per request: ({NUM})x",
         # V0 "# GPU blocks: N" / "# cuda blocks: N" (<= 0.8); V1 "num_gpu_blocks is: N" (loggers, 0.10+)
-        "blocks": r"(?:^|[#\s\]])(?:GPU|CUDA|cuda|gpu) blocks: (\d+)",
-        "blocks_v1": r"num_gpu_blocks is: (\d+)",
-        "blocks_override": r"Overriding num_gpu_blocks=\d+ with num_gpu_blocks_override=(\d+)",
+        "blocks": rf"(?:^|[#\s\]])(?:GPU|CUDA|cuda|gpu) blocks: ({INT})",
+        "blocks_v1": rf"num_gpu_blocks is: ({INT})",
+        "blocks_override": rf"Overriding num_gpu_blocks=\d+ with num_gpu_blocks_override=({INT})",
         # hybrid attention+mamba page alignment (0.10.2-0.33, §7.3)
-        "block_bump": r"Setting attention block size to (\d+) tokens",
+        "block_bump": rf"Setting attention block size to ({INT}) tokens",
         "init_done": rf"init engine \(profile, create kv cache, warmup model\) took ({NUM}) s",
         # errors
         # <= 0.13 "on device (F/T GiB)", >= 0.14 "on device cuda:N (F/T GiB)"; 0.33 external-weights variant;
@@ -387,13 +417,13 @@ _RX: dict[str, re.Pattern[str]] = {
         "e_free": rf"(?:Free memory on device|Available memory on node)(?: \S+)? \(({NUM})/({NUM}) GiB\) on startup is less than (?:desired [GC]PU memory utilization|the engine's budget after excluding external process's weights) \(({NUM}), ({NUM}) GiB\)",
         "e_nocache": r"No available memory for the cache blocks",
         # §6.2: "models's" typo <= 0.21, "model's" >= 0.22; V0 (<= 0.8) counts tokens instead of GiB
-        "e_maxlen": rf"To serve at least one request with the models?'s max seq len \((\d+)\),? \(({NUM}) GiB KV cache is needed, which is larger than the available KV cache memory \(({NUM}) GiB\)\.?(?: Based on the available memory, the estimated maximum model length is (\d+))?",
-        "e_maxlen_v0": r"The model's max seq len \((\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((\d+)\)",
+        "e_maxlen": rf"To serve at least one request with the models?'s max seq len \(({INT})\),? \(({NUM}) GiB KV cache is needed, which is larger than the available KV cache memory \(({NUM}) GiB\)\.?(?: Based on the available memory, the estimated maximum model length is ({INT}))?",
+        "e_maxlen_v0": rf"The model's max seq len \(({INT})\) is larger than the maximum number of tokens that can be stored in KV cache \(({INT})\)",
         "e_maxlen_loose": rf"({NUM}) GiB KV cache is needed",
         # hybrid models, >= ~0.25 (config/compilation.py); §3.4 profiling assert (strict <= 0.15, >= from 0.16)
-        "e_mamba": r"(?:max_num_seqs \((\d+)\) )?exceeds available Mamba cache blocks \((\d+)\)",
+        "e_mamba": rf"(?:max_num_seqs \(({INT})\) )?exceeds available Mamba cache blocks \(({INT})\)",
         "e_profiling": rf"Error in memory profiling\. Initial free memory ({NUM}) ?GiB, current free memory ({NUM}) ?GiB",
-        "e_sampler": r"CUDA out of memory occurred when warming up sampler with (\d+) dummy requests",
+        "e_sampler": rf"CUDA out of memory occurred when warming up sampler with ({INT}) dummy requests",
         "e_oom": r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory",
         "e_oom_alloc": rf"Tried to allocate ({NUM}) (MiB|GiB)",
         "e_oom_cap": rf"total capacity of ({NUM}) GiB of which ({NUM}) (MiB|GiB) is free",
@@ -543,238 +573,274 @@ def _meaningful(ln: Launch) -> bool:
     return bool(d)
 
 
-def _parse_line(b: _Builder, line: str, marker: tuple[str, re.Match[str]] | None) -> None:
-    rx = _RX
-    if marker is not None:
-        kind, m = marker
-        if kind == "version":
-            b.setting("vllm_version", m.group(1).lstrip("v").rstrip(".,;"), 3)
-        elif kind == "engine":
-            if m.group(1):
-                b.setting("vllm_version", m.group(1).strip(), 2)
-            cfg = m.group(2) or ""
-            for key, rkey, conv in (
-                ("model", "cfg_model", _to_str),
-                ("dtype", "cfg_dtype", _to_str),
-                ("max_model_len", "cfg_maxlen", int),
-                ("tensor_parallel_size", "cfg_tp", int),
-                ("quantization", "cfg_quant", _to_str),
-                ("enforce_eager", "cfg_eager", _to_bool),
-                ("kv_cache_dtype", "cfg_kvdtype", _to_str),
-            ):
-                mm = rx[rkey].search(cfg)
-                if mm:
-                    b.setting(key, conv(mm.group(1)), 2)
-        elif kind == "args":
-            pairs = _parse_dict_pairs(m.group(1))
-            if "model" not in pairs and "model_tag" in pairs:
-                pairs["model"] = pairs["model_tag"]
-            for k, v in pairs.items():
-                canon = _canon_key(k) if k != "model_tag" else None
-                if canon and canon == k:
-                    b.explicit_setting(canon, v, 3)
-        elif kind == "cmd":
-            body = m.group(1) if m.re is rx["cmd"] else None
-            if body is not None:
-                pairs = _parse_cmdline(body)
-            else:
-                pairs = {
-                    mm.group(1): mm.group(2)
-                    for mm in re.finditer(r"(\w+)\s*=\s*('[^']*'|\"[^\"]*\"|[\w.+\-]+)", m.group(1))
-                }
-            for k, v in pairs.items():
-                canon = _canon_key(k)
-                if canon:
-                    b.explicit_setting(canon, v, 3)
-
-    # --- settings stated by INFO lines
-    if m := rx["chunked"].search(line):
-        b.setting("max_num_batched_tokens", int(m.group(1)), 1)
-    if m := rx["using_maxlen"].search(line):
-        b.setting("max_model_len", int(m.group(1)), 1)
-    if m := rx["kv_dtype_info"].search(line):
-        b.setting("kv_cache_dtype", m.group(1), 1)
-
-    # --- weights
-    if m := rx["weights_v1"].search(line):
-        b.figure("weights_gib", _gib(m.group(1)), 3)
-    if m := rx["weights_v0"].search(line):
-        b.figure("weights_gib", _gib(m.group(1)), 3)  # "GB" here is bytes / 2^30 (vllm-logs.md caveat 3)
-    if m := rx["weights_tbl"].search(line):
-        b.figure("weights_gib", _gib(m.group(1)), 2)
-    if m := rx["weights_dbg"].search(line):
-        b.figure("weights_gib", _gib(m.group(1)), 2)
-    if rx["load_start"].search(line):
-        b.load_started = True
-
-    # --- V0 tables and DEBUG profiling components
-    if m := rx["act_tbl"].search(line):
-        b.figure("activation_gib", _gib(m.group(1)), 2)
-    if m := rx["act_dbg"].search(line):
-        b.figure("activation_gib", _gib(m.group(1)), 2)
-    if m := rx["nt_tbl"].search(line):
-        b.figure("non_torch_gib", _gib(m.group(1)), 2)
-    if m := rx["nt_dbg"].search(line):
-        b.figure("non_torch_gib", _gib(m.group(1)), 2)
-    if m := rx["nonkv_dbg"].search(line):
-        b.figure("non_kv_cache_gib", _gib(m.group(1)), 2)
-    if m := rx["consumed_dbg"].search(line):
-        b.figure("consumed_gib", _gib(m.group(1)), 2)
-    if m := rx["total_tbl"].search(line):
-        b.figure("total_gib", _gib(m.group(1)), 2)
-    if m := rx["util_x"].search(line):
-        b.figure("total_gib", _gib(m.group(1)), 2)
-        b.setting("gpu_memory_utilization", float(m.group(2)), 2)
-    elif m := rx["util_tbl"].search(line):
-        b.setting("gpu_memory_utilization", float(m.group(1)), 2)
-    if m := rx["util_equiv"].search(line):
-        b.setting("gpu_memory_utilization", float(m.group(1)), 2)
-
-    # --- usage / suggestion line (>= 0.10.2)
-    if m := rx["usage_free"].search(line):
-        b.figure("free_at_start_gib", _gib(m.group(1)), 3)
-        b.figure("total_gib", _gib(m.group(2)), 3)
-    if m := rx["usage_desired"].search(line):
-        b.setting("gpu_memory_utilization", float(m.group(1)), 4)
-    if "Actual usage is" in line:
-        for key, rkey in (
-            ("weights_gib", "usage_weight"),
-            ("consumed_gib", "usage_consumed"),
-            ("activation_gib", "usage_act"),
-            ("non_torch_gib", "usage_nt"),
+def _apply_marker(b: _Builder, marker: tuple[str, re.Match[str]]) -> None:
+    """Settings carried by a start marker: version, engine config, non-default args, a command line."""
+    kind, m = marker
+    if kind == "version":
+        b.setting("vllm_version", m.group(1).lstrip("v").rstrip(".,;"), 3)
+    elif kind == "engine":
+        if m.group(1):
+            b.setting("vllm_version", m.group(1).strip(), 2)
+        cfg = m.group(2) or ""
+        for key, rkey, conv in (
+            ("model", "cfg_model", _to_str),
+            ("dtype", "cfg_dtype", _to_str),
+            ("max_model_len", "cfg_maxlen", _int),
+            ("tensor_parallel_size", "cfg_tp", _int),
+            ("quantization", "cfg_quant", _to_str),
+            ("enforce_eager", "cfg_eager", _to_bool),
+            ("kv_cache_dtype", "cfg_kvdtype", _to_str),
         ):
-            if mm := rx[rkey].search(line):
-                b.figure(key, _gib(mm.group(1)), 2)
-        if mm := rx["usage_cg"].search(line):
-            b.figure("cudagraph_gib", _gib(mm.group(1)), 2)
-            b.setting("cudagraph_actual", True, 1)
-    if m := rx["suggest"].search(line):
-        b.figure("suggested_kv_cache_memory_bytes", int(m.group(1)), 2)
-    if m := rx["kv_in_use"].search(line):
-        b.figure("kv_cache_gib", _gib(m.group(1)), 1)
+            if mm := _RX[rkey].search(cfg):
+                b.setting(key, conv(mm.group(1)), 2)
+    elif kind == "args":
+        pairs = _parse_dict_pairs(m.group(1))
+        if "model" not in pairs and "model_tag" in pairs:
+            pairs["model"] = pairs["model_tag"]
+        for k, v in pairs.items():
+            canon = _canon_key(k) if k != "model_tag" else None
+            if canon and canon == k:
+                b.explicit_setting(canon, v, 3)
+    elif kind == "cmd":
+        if m.re is _RX["cmd"]:
+            pairs = _parse_cmdline(m.group(1))
+        else:
+            pairs = {
+                mm.group(1): mm.group(2)
+                for mm in re.finditer(r"(\w+)\s*=\s*('[^']*'|\"[^\"]*\"|[\w.+\-]+)", m.group(1))
+            }
+        for k, v in pairs.items():
+            canon = _canon_key(k)
+            if canon:
+                b.explicit_setting(canon, v, 3)
 
-    # --- graphs
-    if m := rx["cg_est"].search(line):
-        b.figure("cudagraph_estimate_gib", _gib(m.group(1)), 2)
-    if m := rx["cg_pool"].search(line):
-        b.figure("cudagraph_gib", _gib(m.group(1)), 3)
-        b.setting("cudagraph_actual", True, 1)
-        if m.group(2):
-            b.figure("cudagraph_estimate_gib", _gib(m.group(2)), 3)
-    if m := rx["cg_took"].search(line):
-        b.figure("cudagraph_gib", _gib(m.group(1)), 3)
-        b.setting("cudagraph_actual", True, 1)
 
-    # --- KV
-    if m := rx["kv_cpu"].search(line):
-        b.figure("kv_cache_gib", _gib(m.group(1)), 3)
-        b.figure("total_gib", _gib(m.group(2)), 1)
-    if m := rx["cpu_consumed"].search(line):
-        b.figure("consumed_gib", _gib(m.group(1)), 2)
-    if m := rx["e_cpu_kv"].search(line):
-        b.error(
-            "free_memory",
-            _from(line, m),
-            {
-                "free_gib": float(m.group(1)),
-                "total_gib": float(m.group(2)),
-                "requested_gib": float(m.group(4)),
-            },
-        )
-    if m := rx["kv_avail"].search(line):
-        b.figure("kv_cache_gib", _gib(m.group(1)), 3)
-    for key in ("kv_v0_line", "kv_v0_tbl", "kv_v0_results"):
-        if m := rx[key].search(line):
-            b.figure("kv_cache_gib", _gib(m.group(1)), 3)
-    if m := rx["kv_fixed"].search(line):
-        if m.group(1):
-            b.figure("free_at_start_gib", _gib(m.group(1)), 2)
-        b.figure("kv_cache_gib", _gib(m.group(2)), 3)
-    if m := rx["kv_tokens"].search(line):
-        b.figure("kv_cache_tokens", int(m.group(1).replace(",", "")), 3)
-    if m := rx["concurrency"].search(line):
-        b.figure("max_concurrency", float(m.group(2)), 3)
-        b.setting("max_model_len", int(m.group(1).replace(",", "")), 1)
-    if m := rx["blocks"].search(line):
-        b.figure("num_gpu_blocks", int(m.group(1)), 2)
-    if m := rx["blocks_v1"].search(line):
-        b.figure("num_gpu_blocks", int(m.group(1)), 2)
-    if m := rx["blocks_override"].search(line):
-        b.figure("num_gpu_blocks", int(m.group(1)), 3)
-    if m := rx["block_bump"].search(line):
-        b.figure("block_size", int(m.group(1)), 3)
-    if m := rx["init_done"].search(line):
-        b.figure("init_seconds", float(m.group(1)), 3)
-        b.ended = True
+def _int(v: str | None) -> int | None:
+    return None if v is None else int(v.replace(",", ""))
 
-    # --- errors (vllm-memory.md §2.1, §3.4, §6; V0 wording for max seq len)
-    if m := rx["e_free"].search(line):
-        f, t, u, r = (float(x) for x in m.groups())
-        b.figure("free_at_start_gib", f, 4)
-        b.figure("total_gib", t, 4)
-        b.setting("gpu_memory_utilization", u, 4)
-        b.error(
-            "free_memory",
-            _from(line, m),
-            {"free_gib": f, "total_gib": t, "utilization": u, "requested_gib": r},
-        )
-    if m := rx["e_nocache"].search(line):
-        last = [*rx["e_nocache"].finditer(line)][
-            -1
-        ]  # 'raise ValueError("No avail... " ValueError: No avail...'
-        b.error("no_cache_blocks", _from(line, last))
-    if m := rx["e_maxlen"].search(line):
-        nums = {
-            "max_model_len": float(m.group(1)),
-            "needed_gib": float(m.group(2)),
-            "available_gib": float(m.group(3)),
-        }
-        if m.group(4):
-            nums["estimated_max_len"] = float(m.group(4))
-        b.setting("max_model_len", int(m.group(1)), 2)
-        b.figure("kv_cache_gib", float(m.group(3)), 2)
-        b.error("max_seq_len", _from(line, m), nums)
-    elif m := rx["e_maxlen_v0"].search(line):
-        b.setting("max_model_len", int(m.group(1)), 2)
-        b.figure("kv_cache_tokens", int(m.group(2)), 1)
-        b.error(
-            "max_seq_len",
-            _from(line, m),
-            {"max_model_len": float(m.group(1)), "kv_tokens": float(m.group(2))},
-        )
-    elif m := rx["e_maxlen_loose"].search(line):
-        b.error("max_seq_len", _from(line, m), {"needed_gib": float(m.group(1))})
-    if m := rx["e_mamba"].search(line):
-        nums = {"mamba_blocks": float(m.group(2))}
-        if m.group(1):
-            nums["max_num_seqs"] = float(m.group(1))
-            b.setting("max_num_seqs", int(m.group(1)), 2)
-        b.error("mamba_cache_blocks", _from(line, m), nums)
-    if m := rx["e_profiling"].search(line):
-        b.figure("free_at_start_gib", float(m.group(1)), 2)
-        b.error(
-            "profiling",
-            _from(line, m),
-            {"initial_free_gib": float(m.group(1)), "current_free_gib": float(m.group(2))},
-        )
-    if m := rx["e_sampler"].search(line):
-        b.error("sampler_oom", _from(line, m), {"dummy_requests": float(m.group(1))})
-    if rx["e_capture"].search(line) and ("ERROR" in line or "exception" in line.lower() or "Error" in line):
+
+def _true(_: str | None) -> bool:
+    return True
+
+
+class _Rule(NamedTuple):
+    """A pattern and the fields its groups fill: (fig|set, field, group, converter, priority) each.
+
+    `when`: a substring the line must also hold; `unless`: a rule key that, having matched this line,
+    wins over this one; `ends`: the line closes the launch (its "init engine ... took" line)."""
+
+    key: str
+    fields: tuple[tuple[str, str, int, Callable[[str | None], Any], int], ...]
+    when: str | None = None
+    unless: str | None = None
+    ends: bool = False
+
+
+def _r(key: str, *fields: tuple[str, str, int, Callable[[str | None], Any], int], **kw: Any) -> _Rule:
+    return _Rule(key, fields, **kw)
+
+
+# Settings and figures, in the order the original if-chain applied them (equal priorities: later wins).
+_RULES: tuple[_Rule, ...] = (
+    # settings stated by INFO lines
+    _r("chunked", ("set", "max_num_batched_tokens", 1, _int, 1)),
+    _r("using_maxlen", ("set", "max_model_len", 1, _int, 1)),
+    _r("kv_dtype_info", ("set", "kv_cache_dtype", 1, str, 1)),
+    # weights ("GB" of weights_v0 is bytes / 2^30, vllm-logs.md caveat 3)
+    _r("weights_v1", ("fig", "weights_gib", 1, _gib, 3)),
+    _r("weights_v0", ("fig", "weights_gib", 1, _gib, 3)),
+    _r("weights_tbl", ("fig", "weights_gib", 1, _gib, 2)),
+    _r("weights_dbg", ("fig", "weights_gib", 1, _gib, 2)),
+    # V0 tables and DEBUG profiling components
+    _r("act_tbl", ("fig", "activation_gib", 1, _gib, 2)),
+    _r("act_dbg", ("fig", "activation_gib", 1, _gib, 2)),
+    _r("nt_tbl", ("fig", "non_torch_gib", 1, _gib, 2)),
+    _r("nt_dbg", ("fig", "non_torch_gib", 1, _gib, 2)),
+    _r("nonkv_dbg", ("fig", "non_kv_cache_gib", 1, _gib, 2)),
+    _r("consumed_dbg", ("fig", "consumed_gib", 1, _gib, 2)),
+    _r("total_tbl", ("fig", "total_gib", 1, _gib, 2)),
+    _r("util_x", ("fig", "total_gib", 1, _gib, 2), ("set", "gpu_memory_utilization", 2, _gib, 2)),
+    _r("util_tbl", ("set", "gpu_memory_utilization", 1, _gib, 2), unless="util_x"),
+    _r("util_equiv", ("set", "gpu_memory_utilization", 1, _gib, 2)),
+    # usage / suggestion line (>= 0.10.2)
+    _r("usage_free", ("fig", "free_at_start_gib", 1, _gib, 3), ("fig", "total_gib", 2, _gib, 3)),
+    _r("usage_desired", ("set", "gpu_memory_utilization", 1, _gib, 4)),
+    _r("usage_weight", ("fig", "weights_gib", 1, _gib, 2), when="Actual usage is"),
+    _r("usage_consumed", ("fig", "consumed_gib", 1, _gib, 2), when="Actual usage is"),
+    _r("usage_act", ("fig", "activation_gib", 1, _gib, 2), when="Actual usage is"),
+    _r("usage_nt", ("fig", "non_torch_gib", 1, _gib, 2), when="Actual usage is"),
+    _r(
+        "usage_cg",
+        ("fig", "cudagraph_gib", 1, _gib, 2),
+        ("set", "cudagraph_actual", 0, _true, 1),
+        when="Actual usage is",
+    ),
+    _r("suggest", ("fig", "suggested_kv_cache_memory_bytes", 1, _int, 2)),
+    _r("kv_in_use", ("fig", "kv_cache_gib", 1, _gib, 1)),
+    # graphs
+    _r("cg_est", ("fig", "cudagraph_estimate_gib", 1, _gib, 2)),
+    _r(
+        "cg_pool",
+        ("fig", "cudagraph_gib", 1, _gib, 3),
+        ("set", "cudagraph_actual", 0, _true, 1),
+        ("fig", "cudagraph_estimate_gib", 2, _gib, 3),
+    ),
+    _r("cg_took", ("fig", "cudagraph_gib", 1, _gib, 3), ("set", "cudagraph_actual", 0, _true, 1)),
+    # KV
+    _r("kv_cpu", ("fig", "kv_cache_gib", 1, _gib, 3), ("fig", "total_gib", 2, _gib, 1)),
+    _r("cpu_consumed", ("fig", "consumed_gib", 1, _gib, 2)),
+    _r("kv_avail", ("fig", "kv_cache_gib", 1, _gib, 3)),
+    _r("kv_v0_line", ("fig", "kv_cache_gib", 1, _gib, 3)),
+    _r("kv_v0_tbl", ("fig", "kv_cache_gib", 1, _gib, 3)),
+    _r("kv_v0_results", ("fig", "kv_cache_gib", 1, _gib, 3)),
+    _r("kv_fixed", ("fig", "free_at_start_gib", 1, _gib, 2), ("fig", "kv_cache_gib", 2, _gib, 3)),
+    _r("kv_tokens", ("fig", "kv_cache_tokens", 1, _int, 3)),
+    _r("concurrency", ("fig", "max_concurrency", 2, _gib, 3), ("set", "max_model_len", 1, _int, 1)),
+    _r("blocks", ("fig", "num_gpu_blocks", 1, _int, 2)),
+    _r("blocks_v1", ("fig", "num_gpu_blocks", 1, _int, 2)),
+    _r("blocks_override", ("fig", "num_gpu_blocks", 1, _int, 3)),
+    _r("block_bump", ("fig", "block_size", 1, _int, 3)),
+    _r("init_done", ("fig", "init_seconds", 1, _gib, 3), ends=True),
+)
+
+
+def _apply_rules(b: _Builder, line: str) -> None:
+    matched: set[str] = set()
+    for rule in _RULES:
+        if rule.when is not None and rule.when not in line:
+            continue
+        if rule.unless is not None and rule.unless in matched:
+            continue
+        m = _RX[rule.key].search(line)
+        if m is None:
+            continue
+        matched.add(rule.key)
+        for what, field, group, conv, prio in rule.fields:
+            value = conv(m.group(group) if group else None)
+            if what == "fig":
+                b.figure(field, value, prio)
+            else:
+                b.setting(field, value, prio)
+        if rule.ends:
+            b.ended = True
+
+
+# ---- startup errors (vllm-memory.md §2.1, §3.4, §6; V0 wording for max seq len): one handler each,
+# since an error also sets figures/settings and picks its kind from context.
+
+
+def _e_cpu_kv(b: _Builder, line: str, m: re.Match[str]) -> None:
+    nums = {"free_gib": _gib(m.group(1)), "total_gib": _gib(m.group(2)), "requested_gib": _gib(m.group(4))}
+    b.error("free_memory", _from(line, m), nums)
+
+
+def _e_free(b: _Builder, line: str, m: re.Match[str]) -> None:
+    f, t, u, r = (_gib(x) for x in m.groups())
+    b.figure("free_at_start_gib", f, 4)
+    b.figure("total_gib", t, 4)
+    b.setting("gpu_memory_utilization", u, 4)
+    b.error(
+        "free_memory", _from(line, m), {"free_gib": f, "total_gib": t, "utilization": u, "requested_gib": r}
+    )
+
+
+def _e_nocache(b: _Builder, line: str, m: re.Match[str]) -> None:
+    last = [*_RX["e_nocache"].finditer(line)][-1]  # 'raise ValueError("No avail... " ValueError: No avail...'
+    b.error("no_cache_blocks", _from(line, last))
+
+
+def _e_maxlen(b: _Builder, line: str, m: re.Match[str]) -> None:
+    nums = {
+        "max_model_len": _gib(m.group(1)),
+        "needed_gib": _gib(m.group(2)),
+        "available_gib": _gib(m.group(3)),
+    }
+    if m.group(4):
+        nums["estimated_max_len"] = _gib(m.group(4))
+    b.setting("max_model_len", _int(m.group(1)), 2)
+    b.figure("kv_cache_gib", _gib(m.group(3)), 2)
+    b.error("max_seq_len", _from(line, m), nums)
+
+
+def _e_maxlen_v0(b: _Builder, line: str, m: re.Match[str]) -> None:
+    b.setting("max_model_len", _int(m.group(1)), 2)
+    b.figure("kv_cache_tokens", _int(m.group(2)), 1)
+    b.error("max_seq_len", _from(line, m), {"max_model_len": _gib(m.group(1)), "kv_tokens": _gib(m.group(2))})
+
+
+def _e_maxlen_loose(b: _Builder, line: str, m: re.Match[str]) -> None:
+    b.error("max_seq_len", _from(line, m), {"needed_gib": _gib(m.group(1))})
+
+
+def _e_mamba(b: _Builder, line: str, m: re.Match[str]) -> None:
+    nums = {"mamba_blocks": _gib(m.group(2))}
+    if m.group(1):
+        nums["max_num_seqs"] = _gib(m.group(1))
+        b.setting("max_num_seqs", _int(m.group(1)), 2)
+    b.error("mamba_cache_blocks", _from(line, m), nums)
+
+
+def _e_profiling(b: _Builder, line: str, m: re.Match[str]) -> None:
+    b.figure("free_at_start_gib", _gib(m.group(1)), 2)
+    nums = {"initial_free_gib": _gib(m.group(1)), "current_free_gib": _gib(m.group(2))}
+    b.error("profiling", _from(line, m), nums)
+
+
+def _e_sampler(b: _Builder, line: str, m: re.Match[str]) -> None:
+    b.error("sampler_oom", _from(line, m), {"dummy_requests": _gib(m.group(1))})
+
+
+def _e_capture(b: _Builder, line: str, m: re.Match[str]) -> None:
+    if "ERROR" in line or "exception" in line.lower() or "Error" in line:
         b.in_capture = True
         b.error("cuda_oom", "CUDA graph capture failed: " + line[line.find("ERROR") :].strip(), {})
-    if (m := rx["e_oom"].search(line)) and not rx["e_sampler"].search(line):
-        nums: dict[str, float] = {}
-        if mm := rx["e_oom_alloc"].search(line):
-            nums["tried_gib"] = float(mm.group(1)) / (1024 if mm.group(2) == "MiB" else 1)
-        if mm := rx["e_oom_cap"].search(line):
-            nums["device_total_gib"] = float(mm.group(1))
-            nums["device_free_gib"] = float(mm.group(2)) / (1024 if mm.group(3) == "MiB" else 1)
-            b.figure("total_gib", float(mm.group(1)), 1)
-        loading = b.load_started and b.get("weights_gib") is None and b.get("kv_cache_gib") is None
-        kind = "weights_do_not_fit" if loading and not b.in_capture else "cuda_oom"
-        if kind in b.errors and nums and not b.errors[kind].numbers:
-            b.errors[kind].numbers.update(nums)
-            b.errors[kind].message = _clean_message(_from(line, m))
-        b.error(kind, _from(line, m), nums)
-    if m := rx["e_generic"].search(line):
-        b.error("other", _from(line, m))
+
+
+def _e_oom(b: _Builder, line: str, m: re.Match[str]) -> None:
+    if _RX["e_sampler"].search(line):
+        return
+    nums: dict[str, float] = {}
+    if mm := _RX["e_oom_alloc"].search(line):
+        nums["tried_gib"] = _gib(mm.group(1)) / (1024 if mm.group(2) == "MiB" else 1)
+    if mm := _RX["e_oom_cap"].search(line):
+        nums["device_total_gib"] = _gib(mm.group(1))
+        nums["device_free_gib"] = _gib(mm.group(2)) / (1024 if mm.group(3) == "MiB" else 1)
+        b.figure("total_gib", _gib(mm.group(1)), 1)
+    loading = b.load_started and b.get("weights_gib") is None and b.get("kv_cache_gib") is None
+    kind = "weights_do_not_fit" if loading and not b.in_capture else "cuda_oom"
+    if kind in b.errors and nums and not b.errors[kind].numbers:
+        b.errors[kind].numbers.update(nums)
+        b.errors[kind].message = _clean_message(_from(line, m))
+    b.error(kind, _from(line, m), nums)
+
+
+def _e_generic(b: _Builder, line: str, m: re.Match[str]) -> None:
+    b.error("other", _from(line, m))
+
+
+# Pattern key -> handler; a tuple of keys is an either-or chain (the first that matches handles the line).
+_ERRORS: tuple[tuple[tuple[str, ...], tuple[Callable[[_Builder, str, re.Match[str]], None], ...]], ...] = (
+    (("e_cpu_kv",), (_e_cpu_kv,)),
+    (("e_free",), (_e_free,)),
+    (("e_nocache",), (_e_nocache,)),
+    (("e_maxlen", "e_maxlen_v0", "e_maxlen_loose"), (_e_maxlen, _e_maxlen_v0, _e_maxlen_loose)),
+    (("e_mamba",), (_e_mamba,)),
+    (("e_profiling",), (_e_profiling,)),
+    (("e_sampler",), (_e_sampler,)),
+    (("e_capture",), (_e_capture,)),
+    (("e_oom",), (_e_oom,)),
+    (("e_generic",), (_e_generic,)),
+)
+
+
+def _parse_line(b: _Builder, line: str, marker: tuple[str, re.Match[str]] | None) -> None:
+    if marker is not None:
+        _apply_marker(b, marker)
+    _apply_rules(b, line)
+    if _RX["load_start"].search(line):
+        b.load_started = True
+    for keys, handlers in _ERRORS:
+        for key, handler in zip(keys, handlers, strict=True):
+            if m := _RX[key].search(line):
+                handler(b, line, m)
+                break

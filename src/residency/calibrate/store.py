@@ -12,8 +12,10 @@ so `up` can record several launches at once. One entry per key: a newer launch r
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,6 +162,8 @@ def key_from_launch(
 
 
 def load(path: str | os.PathLike[str] | None = None) -> list[Calibration]:
+    """The stored calibrations; an entry that does not validate or holds an implausible figure (a
+    hand-edited or older file) is reported on stderr and skipped, never fatal."""
     p = calibration_path(path)
     if not p.exists():
         return []
@@ -168,10 +172,49 @@ def load(path: str | os.PathLike[str] | None = None) -> list[Calibration]:
         items = raw.get("calibrations", []) if isinstance(raw, dict) else None
         if not isinstance(items, list):
             raise ValueError("no 'calibrations' list")
-        return [Calibration.model_validate(x) for x in items]
-    except (ValueError, ValidationError) as e:
-        first = str(e).splitlines()[0]
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SpecError(str(p), f"not a calibration file ({first})", "fix it or move it away") from None
+    out = []
+    for i, x in enumerate(items):
+        try:
+            c = Calibration.model_validate(x)
+        except ValidationError as e:
+            err = e.errors()[0]
+            _skip(p, i, f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
+            continue
+        bad = implausible(c.launch)
+        if bad:
+            _skip(p, i, bad)
+            continue
+        out.append(c)
+    return out
+
+
+_reported: set[tuple[str, int, str]] = set()
+
+
+def _skip(p: Path, i: int, why: str) -> None:
+    if (str(p), i, why) not in _reported:
+        _reported.add((str(p), i, why))
+        print(
+            f"residency: warning: {p}: calibration entry {i} skipped ({why}); rerun calibrate on its log",
+            file=sys.stderr,
+        )
+
+
+def implausible(launch: Launch) -> str | None:
+    """The first figure of `launch` no real vLLM start logs (non-finite, beyond physical bounds), or None."""
+    from residency.calibrate.logparse import plausible_figure
+
+    for k, v in launch.model_dump(exclude={"error", "explicit"}).items():
+        if isinstance(v, int | float) and not isinstance(v, bool) and not plausible_figure(k, v):
+            return f"launch.{k} = {v!r} is not a figure a real vLLM start logs"
+    if launch.error is not None:
+        for k, v in launch.error.numbers.items():
+            if not math.isfinite(v) or abs(v) > 1e15:
+                return f"launch.error.numbers.{k} = {v!r} is not a figure a real vLLM start logs"
+    return None
 
 
 def _write(p: Path, cals: list[Calibration]) -> None:
@@ -215,6 +258,9 @@ def record(
 ) -> Calibration:
     """Store `launch` under `key` (replacing an older entry with the same key) and return the entry."""
     p = calibration_path(path)
+    bad = implausible(launch)
+    if bad:
+        raise SpecError(source or str(p), f"{bad}; nothing stored", "check the log it came from")
     key = normalize_key(key)
     cal = Calibration(
         key=key,

@@ -142,9 +142,11 @@ def test_max_seq_len_check_typo_and_estimate():
     "version,kind,text",
     [
         ("0.33.0", "mamba_cache_blocks", "max_num_seqs (256) exceeds available Mamba cache blocks (40)."),
-        ("0.25.1", None, None),  # 0.17-0.32: capture sizes capped with a warning
+        # >= 0.20 ValueError (compilation.py:1436@0.20.0; records r061 0.28.0, r062 0.25.1)
+        ("0.20.0", "mamba_cache_blocks", "max_num_seqs (256) exceeds available Mamba cache blocks (40)."),
+        ("0.19.1", None, None),  # 0.18-0.19: capture sizes capped with a warning
         (
-            "0.16.0",
+            "0.17.0",
             "mamba_cache_blocks",
             "CUDA graph capture failed: decode batch 256",
         ),  # before the cap: aborts

@@ -86,8 +86,8 @@ def test_float32_doubles_weights_kv_and_activations():
     lay = kv.build_kv_layout(LLAMA, kv_settings(es(dtype="float32"), H100, LLAMA), R019)
     assert lay.layers[0].page_bytes == 16 * 8192
     # sampler at 0.19.1 with fp32 logits: logits 4 (the .to(float32) is a no-op) + probs 4 + q 4 = 12 B
-    assert act.sampler_bytes_per_elem(4, R019) == 12
-    assert act.sampler_bytes_per_elem(2, R019) == 14  # bf16 logits 2 + fp32 copy 4 + probs 4 + q 4
+    assert act.sampler_bytes_per_elem(4, R019.sampler_bytes_per_elem) == 12
+    assert act.sampler_bytes_per_elem(2, R019.sampler_bytes_per_elem) == 14  # bf16 logits 2 + fp32 copy 4 + probs 4 + q 4
     st = simulate_startup(LLAMA, es(dtype="float32"), H100, R019, H100.total_bytes)
     assert st.weights_bytes == 2 * (16_060_522_496 + LLAMA_ROPE)
     # forward peak at 8192 tokens in fp32 (4 hidden copies + q/k/v of 48 heads x 128 + 3 x 14,336):

@@ -17,9 +17,7 @@ from residency.spec import DeviceSpec
     [
         ("requested_ceil", "0.13.0", "0.14.1"),
         ("uma_free_is_memavailable", "0.11.0", "0.11.1"),
-        ("formula_b", "0.26.0", "0.27.0"),
         ("cudagraph_in_budget", "0.19.1", "0.20.0"),
-        ("cudagraph_estimate_logged", "0.17.1", "0.18.0"),
         ("need_minus_null_block", "0.28.0", "0.29.0"),
         ("has_kv_cache_memory_bytes", "0.10.1", "0.10.2"),
         ("uniform_type_specs", "0.10.2", "0.11.0"),
@@ -131,15 +129,38 @@ def test_capture_sizes_by_version():
 
 
 def test_sampler_peak_by_version():
-    f = dense()
-    # sort path (0.11): 256 x 151,936 x 36 B = 1.304 GiB; Triton path (0.19) 14 B; FlashInfer (0.20-0.32) 8 B;
-    # 0.33 warms forward_native too: 14 B
-    assert act.sampler_peak_bytes(f, P(), rules_for("0.11.0")) == 256 * 151936 * 36
-    assert act.sampler_peak_bytes(f, P(), rules_for("0.19.1")) == 256 * 151936 * 14
-    assert act.sampler_peak_bytes(f, P(), rules_for("0.20.0")) == 256 * 151936 * 8
+    f = dense()  # Qwen3ForCausalLM, dense, bf16
+    # V1 runner (docs/vllm-versions.md [V17-sampler], [V21-flashinfer-sampler]): torch sort path through
+    # 0.16 (256 x 151,936 x 36 B = 1.304 GiB), Triton top-k/top-p from 0.17 and FlashInfer from 0.21: 14 B
+    assert act.sampler_peak_bytes(f, P(), rules_for("0.16.0")) == 256 * 151936 * 36
+    assert act.sampler_peak_bytes(f, P(), rules_for("0.17.0")) == 256 * 151936 * 14
+    assert act.sampler_peak_bytes(f, P(), rules_for("0.21.0")) == 256 * 151936 * 14
+    # 0.17-0.20: fewer than 8 rows keep the sort path
+    assert act.sampler_peak_bytes(f, P(seqs=4), rules_for("0.19.1")) == 4 * 151936 * 36
+    # V2 runner for Qwen3 from 0.22 [V22-v2-runner]: no sampling parameters in the profile; logits + fp32
+    # copy through 0.25, the logits only from 0.26
+    assert act.sampler_peak_bytes(f, P(), rules_for("0.22.0")) == 256 * 151936 * 6
+    assert act.sampler_peak_bytes(f, P(), rules_for("0.26.0")) == 256 * 151936 * 2
+    # ... but not for a quantized Qwen3 until 0.24, nor for another dense architecture until 0.23/0.25
+    from dataclasses import replace
+
+    assert (
+        act.sampler_peak_bytes(replace(f, quantization="awq"), P(), rules_for("0.23.0")) == 256 * 151936 * 14
+    )
+    assert (
+        act.sampler_peak_bytes(replace(f, quantization="awq"), P(), rules_for("0.24.0")) == 256 * 151936 * 6
+    )
+    gemma = replace(f, architecture="Gemma2ForCausalLM")
+    assert act.sampler_peak_bytes(gemma, P(), rules_for("0.24.0")) == 256 * 151936 * 14
+    assert act.sampler_peak_bytes(gemma, P(), rules_for("0.25.0")) == 256 * 151936 * 6
+    # 0.33: a second warm-up-parameters pass [V33-sampler-two-pass]
     assert act.sampler_peak_bytes(f, P(), rules_for("0.33.0")) == 256 * 151936 * 14
     # rows = min(max_num_seqs, max_num_batched_tokens)
-    assert act.sampler_peak_bytes(f, P(seqs=1024, mnbt=512), rules_for("0.20.0")) == 512 * 151936 * 8
+    assert act.sampler_peak_bytes(f, P(seqs=1024, mnbt=512), rules_for("0.20.0")) == 512 * 151936 * 14
+    # float32 logits: the fp32 copy is the logits themselves
+    assert act.sampler_bytes_per_elem(4, 14) == 12
+    assert act.sampler_bytes_per_elem(4, 2) == 4
+    assert act.sampler_bytes_per_elem(4, 6) == 4
 
 
 def test_forward_peak_llama_8b():
@@ -147,3 +168,19 @@ def test_forward_peak_llama_8b():
     # (4 x 4096 + (32 + 16) x 128 + 3 x 14336) x 2 B x 8192 tokens = 1.03 GiB
     per_tok = (4 * 4096 + 48 * 128 + 3 * 14336) * 2
     assert act.forward_peak_bytes(llama, P(mnbt=8192), rules_for("0.19.1")) == per_tok * 8192
+
+
+
+def test_v2_runner_default_by_version():
+    from residency.memory.versions import uses_v2_runner
+
+    def v2(version, arch="Qwen3ForCausalLM", moe=False, quantized=False, stateful=False):
+        return uses_v2_runner(rules_for(version), arch, moe=moe, quantized=quantized, stateful=stateful)
+
+    assert not v2("0.21.0")  # V1 only before 0.22 [V22-v2-runner]
+    assert v2("0.22.0") and not v2("0.22.0", "LlamaForCausalLM") and not v2("0.22.0", quantized=True)
+    assert v2("0.23.0", "LlamaForCausalLM") and not v2("0.23.0", "Qwen3MoeForCausalLM", moe=True)
+    assert v2("0.24.0", "Qwen2MoeForCausalLM", moe=True) and not v2("0.24.0", "Gemma2ForCausalLM")
+    assert v2("0.25.0", "Gemma2ForCausalLM") and not v2("0.25.0", "Qwen3MoeForCausalLM", moe=True)
+    assert not v2("0.27.0", "NemotronHForCausalLM", stateful=True)  # hybrids stay on V1 until 0.29
+    assert v2("0.29.0", "Qwen3NextForCausalLM", moe=True, stateful=True)  # every model [V29-v2-runner]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from residency.memory import moe
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
-from residency.memory.versions import VersionRules
+from residency.memory.versions import VersionRules, profile_sampler_bytes
 from residency.memory.weights import pad_vocab
 
 GiB = 2**30
@@ -149,23 +149,33 @@ def forward_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
 def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
     """The sampler warm-up with min(max_num_seqs, max_num_batched_tokens) dummy requests (§4.1 step 3).
 
-    Rows x padded vocab x bytes per element; the per-element figure is the version's sampler path
-    (versions.SAMPLER_BYTES). Qwen3 (vocab 151,936), 256 rows, sort path (0.11): 256 x 151,936 x 36 B = 1.30 GiB.
+    Rows x padded vocab x bytes per element; the per-element figure is the version's sampler path for
+    the runner that takes this model (versions.profile_sampler_bytes, docs/vllm-versions.md
+    [V17-sampler]). Qwen3 (vocab 151,936), 256 rows, sort path (0.11): 256 x 151,936 x 36 B = 1.30 GiB.
     """
     rows = min(s.max_num_seqs, s.max_num_batched_tokens)
-    return rows * pad_vocab(f.vocab_size) * sampler_bytes_per_elem(s.act_bytes, rules)
+    base = profile_sampler_bytes(
+        rules,
+        f.architecture,
+        moe=f.num_experts > 0,
+        quantized=f.quantization is not None,
+        stateful=f.mamba is not None,
+        rows=rows,
+    )
+    return rows * pad_vocab(f.vocab_size) * sampler_bytes_per_elem(s.act_bytes, base)
 
 
-def sampler_bytes_per_elem(logits_bytes: int, rules: VersionRules) -> int:
+def sampler_bytes_per_elem(logits_bytes: int, base: int) -> int:
     """Bytes per (row x vocab) element of the sampler warm-up for logits in the model dtype.
 
-    versions.SAMPLER_BYTES is for 2-byte (bf16/fp16) logits and includes them (2) and their fp32 copy
-    (4, `logits.to(torch.float32)`, sampler.py:90 @0.19.1). float32 logits are already fp32: that
-    `.to()` returns the same tensor, so the figure is 6 - 4 = 2 bytes smaller (0.19.1: 4 + probs 4 +
-    q 4 = 12 instead of 14).
+    `base` (versions.profile_sampler_bytes) is for 2-byte (bf16/fp16) logits. Above the logits-only
+    V2 figure (2) it includes them (2) and their fp32 copy (4, `logits.to(torch.float32)`, sampler.py:90
+    @0.19.1). float32 logits are already fp32: that `.to()` returns the same tensor, so the figure is
+    6 - 4 = 2 bytes smaller (0.19.1: 4 + probs 4 + q 4 = 12 instead of 14).
     """
-    per = rules.sampler_bytes_per_elem - 6
-    return per + (4 if logits_bytes >= 4 else logits_bytes + 4)
+    if base <= 2:  # the logits alone (V2 runner 0.26-0.32)
+        return logits_bytes
+    return base - 6 + (4 if logits_bytes >= 4 else logits_bytes + 4)
 
 
 def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:

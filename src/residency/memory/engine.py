@@ -1,8 +1,10 @@
 """One vLLM process's startup, start to "init engine ... took": every figure it logs and every check.
 
 vllm-memory.md §13 in order: requested memory and the free-memory check (§2), weights (§10), the
-profile run (§3, §4), CUDA graphs (§5), available KV (Formula A <= 0.26 / B >= 0.27, or
-kv_cache_memory_bytes §9), the checks (§6), the block math and log lines (§7).
+profile run (§3, §4), CUDA graphs (§5), available KV (requested - weights - activation peak -
+non-torch growth [- graph estimate]: vLLM's Formula A <= 0.26 and Formula B >= 0.27 are the same sum
+in these terms, docs/vllm-versions.md [V27-formula-b]; or kv_cache_memory_bytes §9), the checks (§6),
+the block math and log lines (§7).
 """
 
 from __future__ import annotations
@@ -333,13 +335,13 @@ def simulate_startup(
             return st
     # Mamba blocks vs max_num_seqs with FULL decode graphs (issue #34094), by version
     if layout.has_mamba and not es.enforce_eager and es.max_num_seqs > nb:
-        if rules.mamba_blocks_mode == "raise":  # >= 0.33
+        if rules.mamba_blocks_mode == "raise":  # >= 0.20 [V20-mamba-raise]
             st.error_kind = "mamba_cache_blocks"
             st.error_message = messages.mamba_cache_blocks(es.max_num_seqs, nb)
-        elif rules.mamba_blocks_mode == "abort":  # < 0.17
+        elif rules.mamba_blocks_mode == "abort":  # < 0.18 [V18-mamba-cap]
             st.error_kind = "mamba_cache_blocks"
             st.error_message = messages.mamba_capture_abort(es.max_num_seqs, nb)
-        else:  # 0.17-0.32: capture sizes capped to the block count, with a warning
+        else:  # 0.18-0.19: capture sizes capped to the block count, with a warning [V18-mamba-cap]
             st.notes.append(
                 f"CUDA graph capture sizes capped to {nb} Mamba cache blocks (max_num_seqs {es.max_num_seqs}): "
                 "larger decode batches run without graphs"

@@ -16,9 +16,6 @@ from residency.memory.versions import VersionRules
 
 Mxfp4Backend = Literal["marlin", "triton", "flashinfer"]
 
-# VLLM_FUSED_MOE_CHUNK_SIZE default: the fused-MoE kernels process at most this many tokens per
-# call (envs.py:777-778 @0.11.0; the variable is gone from envs.py from 0.18.0 on).
-MOE_CHUNK = 32768
 # OCP MX block: one e8m0 scale per 32 values (ocp_mx_utils.py:21 @0.32.0).
 MX_BLOCK = 32
 
@@ -114,10 +111,10 @@ def fused_moe_workspace_bytes(
 
     N = 2 x moe_intermediate / tp (gate_up), K = hidden, top-k rows per token:
     * <= 0.12 fused_experts_impl: cache13 M x topk x max(N, K) + cache2 M x topk x N/2 + output M x K,
-      M = min(tokens, 32768) (fused_moe.py:1538-1589 @0.11.0);
+      M = min(tokens, rules.fused_moe_chunk) (fused_moe.py:1538-1589 @0.11.0);
     * >= 0.13 modular TritonExperts: workspace13 M x topk x max(N/2, K) (the output reuses it) +
       workspace2 M x topk x max(N, K) (fused_moe.py:2067-2069 @0.13.0, :1988-1989 @0.19.1;
-      experts/triton_moe.py:238-240 @0.32.0), chunked at 32768 tokens until 0.17
+      experts/triton_moe.py:238-240 @0.32.0), chunked (rules.fused_moe_chunk) until 0.17
       (modular_kernel.py:742-750 @0.13.0), whole batch from 0.18;
     * MXFP4 Marlin: cache13 M x topk x max(2I, K) + cache2 M x topk x I, padded sizes, no chunking
       (fused_marlin_moe.py:114-123 @0.10.1.1) + output M x K;
@@ -136,8 +133,7 @@ def fused_moe_workspace_bytes(
         return tokens * (k * i + h) * act_bytes
     i = f.moe_intermediate_size // tp
     n = 2 * i
+    m = min(tokens, rules.fused_moe_chunk or tokens)  # VLLM_FUSED_MOE_CHUNK_SIZE by version
     if rules.moe_workspace == "impl":
-        m = min(tokens, MOE_CHUNK)
         return m * (k * (max(n, h) + n // 2) + h) * act_bytes
-    m = min(tokens, MOE_CHUNK) if rules.moe_workspace == "modular_chunked" else tokens
     return m * k * (max(n // 2, h) + max(n, h)) * act_bytes

@@ -1,7 +1,8 @@
-"""Every vLLM version branch the memory model needs, in one place (vllm-memory.md §11).
+"""Every vLLM version branch the memory model needs, in one place.
 
 `rules_for("0.33.0")` returns a frozen `VersionRules`; nothing else in the memory model compares
-version numbers. Each field names the versions it holds for and the section of the spec.
+version numbers. Every field and boundary names the row of docs/vllm-versions.md that shows it in
+vLLM's released source (row ids in brackets, e.g. [V17-sampler]); that file cites file:line@version.
 """
 
 from __future__ import annotations
@@ -19,102 +20,187 @@ def _ge(key: V, v: str) -> bool:
     return key >= version_key(v)
 
 
+# Which runner a plain `vllm serve` uses, by version [V22-v2-runner .. V29-v2-runner]:
+# "v1" always before 0.22; then the V2 model runner for the architectures/classes below; "all" from 0.29.
+V2Scheme = Literal["v1", "v022", "v023", "v024", "v025", "v028", "all"]
+# DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES (vllm/config/vllm.py:69@0.22.0, :69@0.23.0, :68@0.24.0,
+# :68@0.25.0, :69@0.28.0); MoE architectures listed there run V2 although MoE (0.24 on). "v025" serves
+# 0.25-0.27 with the 0.25 list (0.26 adds Inkling/LongcatFlashNgram, 0.27 Kimi-K3: MoE models residency
+# does not catalog).
+_V2_ARCHS: dict[str, frozenset[str]] = {
+    "v022": frozenset({"Qwen3ForCausalLM"}),
+    "v023": frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"}),
+    "v024": frozenset(
+        {
+            "Qwen3ForCausalLM",
+            "DeepseekV2ForCausalLM",
+            "Qwen2MoeForCausalLM",
+            "GraniteMoeForCausalLM",
+            "LlamaForCausalLM",
+            "MistralForCausalLM",
+        }
+    ),
+    "v025": frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"}),
+    "v028": frozenset(
+        {
+            "DeepseekV2ForCausalLM",
+            "DeepseekV4ForCausalLM",
+            "GraniteMoeForCausalLM",
+            "InklingForCausalLM",
+            "InklingForConditionalGeneration",
+            "KimiK3ForConditionalGeneration",
+            "LongcatFlashNgramForCausalLM",
+            "Qwen2MoeForCausalLM",
+        }
+    ),
+}
+
+
 @dataclass(frozen=True)
 class VersionRules:
     version: str
     key: V
-    # §2.1 requested memory and the startup check
-    requested_ceil: bool  # >= 0.14: ceil(total x util) in request_memory(); <= 0.13 plain float product
-    free_message_names_device: bool  # >= 0.14: "Free memory on device cuda:0 (...)"
-    free_message_round_str: bool  # >= 0.14: format_gib() = str(round(x, 2)); <= 0.13 "%.2f"
-    # §2.2 baseline
-    nccl_in_budget: bool  # <= 0.10.2: snapshot before distributed init -> NCCL buffers inside the budget
-    cublas_before_snapshot: bool  # >= 0.33: cuBLAS handles created before the snapshot (baseline)
-    # §2.3 unified memory
-    # >= 0.11.1: free = psutil available on cc 8.7/11.0/12.1 (>= 0.20: is_integrated)
-    uma_free_is_memavailable: bool
-    # §3.3 profiling formula
-    formula_b: bool  # >= 0.27: non_kv = (init_free - after_free) + (torch_peak - torch_allocated)
-    # §4.2 batch defaults
-    big_batch_tier: bool  # >= 0.28: >= 160 GiB -> 16384 / 1024 for the OpenAI server too
-    gb10_small_tier: bool  # >= 0.33: GB10 (cc 12.1) forced into the small tier
-    sampler_bytes_per_elem: int  # dummy sampler warm-up bytes per (row x vocab) element (see SAMPLER_BYTES)
-    sampler_twice: bool  # >= 0.33: V2 runner warms the sampler twice (same peak, a little more slack)
-    # §5 CUDA graphs
-    capture_scheme: Literal["step8", "step16", "v033"]  # <= 0.11.0 / 0.11.1-0.32 / 0.33
-    cudagraph_estimate_logged: bool  # >= 0.18: "Estimated CUDA graph memory: X GiB total"
-    cudagraph_in_budget: bool  # >= 0.20: estimate subtracted by default (0.18-0.19 only with the env var)
-    # §6 checks
-    need_minus_null_block: bool  # >= 0.29: one bytes_per_block subtracted before the checks
-    models_typo: bool  # <= 0.21: "the models's max seq len"
-    messages_docs_link: bool  # >= 0.33: errors end with a docs link
-    need_from_groups: bool  # >= 0.33: needed = bytes_per_block x sum_groups cdiv(max_mem, page)
-    # max_num_seqs > Mamba blocks with FULL decode graphs (issue #34094): < 0.17 graph capture aborts
-    # (out-of-bounds Mamba state access); 0.17-0.32 capture sizes are capped with a warning
-    # (adjust_cudagraph_sizes_for_mamba_cache @0.19.1); >= 0.33 ValueError (compilation.py @0.33.0)
-    mamba_blocks_mode: Literal["abort", "cap", "raise"]
-    # §7 KV specs, grouping, blocks, logs
-    has_kv_cache_memory_bytes: bool  # >= 0.10.2 (PR #21489)
-    uniform_type_specs: bool  # >= 0.11.0: UniformTypeKVCacheSpecs (one group, sum of pages)
-    # 0.10.x: AttentionSpec(use_mla=True); >= 0.11.0 MLAAttentionSpec (+ fp8_ds_mla 656 B)
-    mla_use_mla_flag: bool
-    group_size_threshold: float | None  # 0.12-0.17: 1.25; >= 0.18: 1.5; before 0.12: always min
-    log_tokens: Literal["blocks", "groups", "concurrency"]  # <= 0.10.2 uniform / 0.11.0-0.20.0 / >= 0.20.1
-    combined_capacity_line: bool  # >= 0.33: one line with tokens and concurrency
-    mla_block_alignment_64: bool  # 0.11.1-0.19: hybrid alignment 64 for MLA
-    block_from_backend: bool  # >= 0.20: alignment = max(kernel min block, cache block_size)
-    gdn_flashinfer_align64: bool  # >= 0.33: align mode + FlashInfer GDN prefill -> lcm(a, 64)
-    mamba_cache_modes: bool  # >= 0.15: mamba_cache_mode none/align/all
-    mamba_prefix_opt_in: bool  # 0.11.1-0.14: explicit --enable-prefix-caching -> chunk-aligned ("all")
-    hybrid_prefix_caching_default: bool  # >= 0.26: prefix caching on for hybrid generative models
-    # 0.26-0.27 "all", >= 0.28 "align" (models declaring SupportsMambaPrefixCaching)
-    mamba2_default_mode: Literal["all", "align"]
-    gdn_ssm_dtype_separate: bool  # >= 0.17: GDN temporal state honours mamba_ssm_cache_dtype
-    loading_says_memory: bool  # >= 0.11.1: "Model loading took X GiB memory and Y seconds"
-    # fused-MoE workspace (memory/moe.py): <= 0.12 fused_experts_impl chunked at 32768 tokens
-    # (fused_moe.py:1538-1589 @0.11.0; 0.12 unread), 0.13-0.17 modular TritonExperts chunked
-    # (modular_kernel.py:742-750 @0.13.0), >= 0.18 modular, whole batch (no chunk env in envs.py @0.18.0)
+    # requested memory and the startup check
+    requested_ceil: bool  # [V14-request-ceil] ceil(total x util) in request_memory(); before, a float product
+    free_message_names_device: bool  # [V14-request-ceil] "Free memory on device cuda:0 (...)"
+    free_message_round_str: bool  # [V14-request-ceil] format_gib() = str(round(x, 2)); before "%.2f"
+    # baseline
+    nccl_in_budget: bool  # [V10-nccl-in-budget] / [V11-nccl-outside]
+    cublas_before_snapshot: bool  # [V33-cublas-baseline]
+    uma_free_is_memavailable: bool  # [V11.1-uma-memavailable], [V20-uma-integrated]
+    # batch defaults
+    big_batch_tier: bool  # [V28-big-tier]
+    gb10_small_tier: bool  # [V33-gb10-small-tier]
+    # the profile run's sampler warm-up [V17-sampler], [V21-flashinfer-sampler], [V33-sampler-two-pass]
+    sampler_bytes_per_elem: int  # [V17-sampler] V1 model runner, bytes per (row x vocab) element, bf16 logits
+    v2_runner: V2Scheme  # [V22-v2-runner] which models the V2 runner takes by default (uses_v2_runner)
+    # CUDA graphs
+    capture_scheme: Literal["step8", "step16", "v033"]  # [V11.1-capture-sizes], [V33-capture-sizes]
+    cudagraph_in_budget: bool  # [V18-graph-estimate] (computed, not applied), [V20-graphs-in-budget]
+    # checks
+    need_minus_null_block: bool  # [V29-null-block]
+    models_typo: bool  # [V22-typo]
+    messages_docs_link: bool  # [V33-messages]
+    need_from_groups: bool  # [V33-need-from-groups]
+    # max_num_seqs > Mamba blocks with FULL decode graphs (issue #34094): nothing checks it before
+    # 0.18 (capture reads past the state tensors) [V18-mamba-cap]; 0.18-0.19 capture sizes capped with
+    # a warning [V18-mamba-cap]; >= 0.20 ValueError [V20-mamba-raise]
+    mamba_blocks_mode: Literal["abort", "cap", "raise"]  # [V18-mamba-cap], [V20-mamba-raise]
+    # KV specs, grouping, blocks, logs
+    has_kv_cache_memory_bytes: bool  # [V10.2-kv-cache-memory-bytes]
+    uniform_type_specs: bool  # [V11-uniform-type-specs]
+    mla_use_mla_flag: bool  # [V11-mla-spec]: 0.10.x AttentionSpec(use_mla=True)
+    group_size_threshold: float | None  # [V12-group-size], [V18-group-size]
+    log_tokens: Literal["blocks", "groups", "concurrency"]  # [V11-log-tokens], [V20.1-log-tokens]
+    mla_block_alignment_64: bool  # [V11.1-hybrid-align], ends at [V20-block-from-backend]
+    block_from_backend: bool  # [V20-block-from-backend]
+    gdn_flashinfer_align64: bool  # [V33-gdn-align64]
+    mamba_cache_modes: bool  # [V15-mamba-cache-mode]
+    mamba_prefix_opt_in: bool  # [V11.1-mamba-prefix], ends at [V15-mamba-cache-mode]
+    hybrid_prefix_caching_default: bool  # [V26-hybrid-prefix-caching]
+    mamba2_default_mode: Literal["all", "align"]  # [V26-hybrid-prefix-caching], [V28-mamba2-align]
+    gdn_ssm_dtype_separate: bool  # [V17-gdn-ssm-dtype]
+    # fused-MoE workspace (memory/moe.py): <= 0.12 fused_experts_impl (fused_moe.py:1538-1589 @0.11.0),
+    # 0.13-0.17 modular TritonExperts chunked (modular_kernel.py:742-750 @0.13.0), >= 0.18 modular, whole
+    # batch [V18-moe-no-chunk]
     moe_workspace: Literal["impl", "modular_chunked", "modular"]
-    # < 0.13: MXFP4 MoE on Marlin for cc >= 9 too on a stock install: the Triton path needs the
-    # optional `triton_kernels` package (has_triton_kernels, utils/__init__.py:3323 @0.10.1.1, :3431
-    # @0.11.0; 0.10.1 also torch < 2.8, mxfp4.py:124-135), vendored as vllm/third_party/triton_kernels
-    # from 0.13.0 (utils/import_utils.py:431-438 @0.13.0; 0.12 unread)
+    # VLLM_FUSED_MOE_CHUNK_SIZE default, the most tokens one fused-MoE call works on: 32768 to 0.11.x
+    # [V10-moe-chunk], 16384 in 0.12-0.17 [V12-moe-chunk], None (no chunking) from 0.18 [V18-moe-no-chunk]
+    fused_moe_chunk: int | None
+    # < 0.12: MXFP4 MoE on Marlin for cc >= 9 too on a stock install: the Triton path needs the optional
+    # `triton_kernels` package, vendored as vllm/third_party/triton_kernels from 0.12 [V12-mxfp4-triton]
     mxfp4_marlin_stock: bool
-    # >= 0.27: the Triton MXFP4 path deletes the unswizzled scales (oracle/mxfp4.py:1161-1166 @0.27.0;
-    # kept in 0.22.0, 0.23-0.26 unread)
+    # >= 0.25: the Triton MXFP4 path deletes the unswizzled weights/scales [V25-mxfp4-scales]
     mxfp4_triton_frees_scales: bool
-    # >= 0.32: cc 12.x prefers Marlin over Triton for MXFP4 MoE (oracle/mxfp4.py:413-420 @0.32.0;
-    # absent in 0.27.0, 0.28-0.31 unread)
+    # >= 0.32: cc 12.x prefers Marlin over Triton for MXFP4 MoE [V32-mxfp4-sm120-marlin]
     mxfp4_sm120_marlin: bool
 
 
 def SAMPLER_BYTES(k: V) -> int:  # noqa: N802
-    """Bytes per logits element of the sampler warm-up (top-k = vocab-1, top-p 0.9, §4.1 step 3).
+    """V1 model runner: bytes per logits element of the profile's sampler warm-up (top-k = vocab-1,
+    top-p 0.9, gpu_model_runner.py _dummy_sampler_run), for bf16/fp16 logits.
 
-    * <= 0.11.0 (assumed to 0.13): torch sort path - bf16 + fp32 logits 6, sorted values 4, int64 indices 8,
-      probs 4, mask 1, scatter 4, probs + exponential q 8 = ~36 (topk_topp_sampler.py:164-203 @0.11.0).
-    * 0.19.1 (assumed from 0.14): FlashInfer sampler opt-in; forward_native uses the Triton top-k/top-p
-      kernel in place (>= 8 rows), then fp32 probs and q: bf16 2 + fp32 logits 4 + probs 4 + q 4 = 14.
-    * 0.20-0.32 (assumed): FlashInfer sampling by default (VLLM_USE_FLASHINFER_SAMPLER True in 0.33): no
-      probs/q copies, ~8; the 0.28 records (L40S, 256 rows) leave no room for more.
-    * 0.33: FlashInfer, then a second warm-up through forward_native (gpu_model_runner.py:5907-5926): 14.
-    The figures are for bf16/fp16 logits; activation.sampler_bytes_per_elem adjusts them for float32
-    models (no separate fp32 copy: 2 bytes less). 0.19.1 also keeps a Triton top-k/top-p scratch buffer
-    of min(SMs, rows) x vocab x 4 B (topk_topp_triton.py:1010-1016; 132 x 128,256 x 4 = 65 MiB on H100),
-    not modelled (inside ACT_BASE's slack).
+    * < 0.17 [V17-sampler]: torch sort path - bf16 2 + fp32 logits 4, sorted values 4, int64 indices 8,
+      probs 4, mask 1, scatter 4, probs + exponential q 8 = 36 (topk_topp_sampler.py:243-283 @0.16.0).
+    * 0.17-0.20 [V17-sampler]: Triton top-k/top-p kernel in place for >= 8 rows, then fp32 probs and
+      q: bf16 2 + fp32 logits 4 + probs 4 + q 4 = 14 (topk_topp_sampler.py:245-252 @0.17.0); fewer
+      than 8 rows keep the sort path (see profile_sampler_bytes).
+    * >= 0.21 [V21-flashinfer-sampler]: FlashInfer sampling on by default; top_k_top_p_sampling_from_logits
+      masks into a new fp32 tensor and softmaxes it: bf16 2 + fp32 4 + masked 4 + probs 4 = 14.
+    * 0.33 [V33-sampler-two-pass]: the same figure; the runners add a warm-up-parameters pass.
+    activation.sampler_bytes_per_elem adjusts the figures for float32 logits.
     """
-    if _ge(k, "0.33.0"):
-        return 14
-    if _ge(k, "0.20.0"):
-        return 8
-    if _ge(k, "0.14.0"):
+    if _ge(k, "0.17.0"):
         return 14
     return 36
 
 
+def V2_SAMPLER_BYTES(k: V) -> int:  # noqa: N802
+    """V2 model runner: bytes per logits element of the profile's sampler, bf16 logits [V22-v2-runner].
+
+    The profile's dummy batch carries no sampling parameters (V2 _dummy_sampler_run, "the sampler may
+    skip top_k, top_p, and logprobs", gpu/model_runner.py:569-580 @0.22.0), and Gumbel sampling works
+    in place, so only the logits and what the sampler copies them into count:
+    * 0.22-0.25: an unconditional fp32 copy (gpu/sample/sampler.py:133 @0.22.0): 2 + 4 = 6.
+    * 0.26-0.32: no copy (in place, sampler.py:162-168 @0.26.0; copied only when a request needs
+      processing, sampler.py:200 @0.27.0, :192 @0.28.0): the logits, 2.
+    * >= 0.33: a second pass with SamplingParams.for_sampler_warmup() (fp32 copy, penalties, top-k/top-p,
+      logprobs) "so the profiled peak must too" (gpu/model_runner.py:1008-1014 @0.33.0)
+      [V33-sampler-two-pass]: counted like V1's 14.
+    """
+    if _ge(k, "0.33.0"):
+        return 14
+    if _ge(k, "0.26.0"):
+        return 2
+    return 6
+
+
+def uses_v2_runner(
+    rules: VersionRules, architecture: str, *, moe: bool, quantized: bool, stateful: bool
+) -> bool:
+    """Whether `vllm serve` runs this model on the V2 model runner by default (VLLM_USE_V2_MODEL_RUNNER
+    unset, no feature V2 lacks). `stateful`: Mamba/linear-attention layers (has_inner_state)."""
+    s = rules.v2_runner
+    if s == "v1":
+        return False
+    if s == "all":
+        return True
+    listed = architecture in _V2_ARCHS[s]
+    if s in ("v022", "v023"):  # [V22-v2-runner], [V23-v2-runner]
+        return listed and not moe and not quantized and not stateful
+    if s == "v024":  # [V24-v2-runner]
+        return listed and not stateful
+    if s == "v025":  # [V25-v2-runner]: any dense model, listed MoE; no hybrids
+        return not stateful and (listed or not moe)
+    return listed or (not moe and not stateful)  # v028 [V28-v2-runner]: listed hybrids too
+
+
+def profile_sampler_bytes(
+    rules: VersionRules, architecture: str, *, moe: bool, quantized: bool, stateful: bool, rows: int
+) -> int:
+    """Bytes per (row x vocab) element of the profile run's sampler, bf16 logits [V17-sampler]."""
+    k = rules.key
+    if uses_v2_runner(rules, architecture, moe=moe, quantized=quantized, stateful=stateful):
+        return V2_SAMPLER_BYTES(k)
+    if rows < 8 and _ge(k, "0.17.0") and not _ge(k, "0.21.0"):
+        return SAMPLER_BYTES(version_key("0.16.0"))  # 0.17-0.20: the Triton kernel only from 8 rows
+    return rules.sampler_bytes_per_elem
+
+
+def _v2_scheme(k: V) -> V2Scheme:
+    for v, s in (("0.29.0", "all"), ("0.28.0", "v028"), ("0.25.0", "v025"), ("0.24.0", "v024")):
+        if _ge(k, v):
+            return s  # type: ignore[return-value]
+    if _ge(k, "0.23.0"):
+        return "v023"
+    if _ge(k, "0.22.0"):
+        return "v022"
+    return "v1"
+
+
 @cache
 def rules_for(version: str) -> VersionRules:
-    """The accounting rules of one vLLM version (0.10.1 ... 0.33.0)."""
+    """The accounting rules of one vLLM version (0.10.1 ... 0.33.x)."""
     k = version_key(version)
     if _ge(k, "0.33.0"):
         scheme: Literal["step8", "step16", "v033"] = "v033"
@@ -143,25 +229,22 @@ def rules_for(version: str) -> VersionRules:
         nccl_in_budget=not _ge(k, "0.11.0"),
         cublas_before_snapshot=_ge(k, "0.33.0"),
         uma_free_is_memavailable=_ge(k, "0.11.1"),
-        formula_b=_ge(k, "0.27.0"),
         big_batch_tier=_ge(k, "0.28.0"),
         gb10_small_tier=_ge(k, "0.33.0"),
         sampler_bytes_per_elem=SAMPLER_BYTES(k),
-        sampler_twice=_ge(k, "0.33.0"),
+        v2_runner=_v2_scheme(k),
         capture_scheme=scheme,
-        cudagraph_estimate_logged=_ge(k, "0.18.0"),
         cudagraph_in_budget=_ge(k, "0.20.0"),
         need_minus_null_block=_ge(k, "0.29.0"),
         models_typo=not _ge(k, "0.22.0"),
         messages_docs_link=_ge(k, "0.33.0"),
         need_from_groups=_ge(k, "0.33.0"),
-        mamba_blocks_mode="raise" if _ge(k, "0.33.0") else "cap" if _ge(k, "0.17.0") else "abort",
+        mamba_blocks_mode="raise" if _ge(k, "0.20.0") else "cap" if _ge(k, "0.18.0") else "abort",
         has_kv_cache_memory_bytes=_ge(k, "0.10.2"),
         uniform_type_specs=_ge(k, "0.11.0"),
         mla_use_mla_flag=not _ge(k, "0.11.0"),
         group_size_threshold=thr,
         log_tokens=log_tokens,
-        combined_capacity_line=_ge(k, "0.33.0"),
         mla_block_alignment_64=_ge(k, "0.11.1") and not _ge(k, "0.20.0"),
         block_from_backend=_ge(k, "0.20.0"),
         gdn_flashinfer_align64=_ge(k, "0.33.0"),
@@ -170,9 +253,9 @@ def rules_for(version: str) -> VersionRules:
         hybrid_prefix_caching_default=_ge(k, "0.26.0"),
         mamba2_default_mode="align" if _ge(k, "0.28.0") else "all",
         gdn_ssm_dtype_separate=_ge(k, "0.17.0"),
-        loading_says_memory=_ge(k, "0.11.1"),
         moe_workspace="modular" if _ge(k, "0.18.0") else "modular_chunked" if _ge(k, "0.13.0") else "impl",
-        mxfp4_marlin_stock=not _ge(k, "0.13.0"),
-        mxfp4_triton_frees_scales=_ge(k, "0.27.0"),
+        fused_moe_chunk=None if _ge(k, "0.18.0") else 16384 if _ge(k, "0.12.0") else 32768,
+        mxfp4_marlin_stock=not _ge(k, "0.12.0"),
+        mxfp4_triton_frees_scales=_ge(k, "0.25.0"),
         mxfp4_sm120_marlin=_ge(k, "0.32.0"),
     )

@@ -9,10 +9,12 @@ What it understands (each reader names the HF keys it reads):
   * MLA (DeepSeek-V2/V3, Kimi-K2: `kv_lora_rank` + `qk_rope_head_dim`);
   * sliding window (gemma-3 5:1, gpt-oss alternating 128, all-sliding Mistral-7B-v0.1,
     Qwen2 `use_sliding_window` from `max_window_layers`), chunked local attention (Llama 4);
-  * hybrids: Qwen3-Next GatedDeltaNet, Nemotron-H `hybrid_override_pattern`, granite-4.0-h
-    `layer_types`, Falcon-H1 (attention AND Mamba2 in every layer), Jamba (Mamba1), pure Mamba;
+  * hybrids: Qwen3-Next GatedDeltaNet, Nemotron-H `hybrid_override_pattern` or its per-layer
+    `layers_block_type` list, granite-4.0-h `layer_types` (also as transformers 5.x renders them),
+    Falcon-H1 (attention AND Mamba2 in every layer), Jamba (Mamba1), pure Mamba; one layout reader
+    per architecture family (`_LAYOUT_READERS`);
   * quantization_config (fp8, awq, gptq, compressed-tensors, modelopt, mxfp4, bitsandbytes) and
-    ModelOpt's separate hf_quant_config.json;
+    ModelOpt's separate hf_quant_config.json (read by quant_config.py);
   * multimodal wrappers: the text backbone in `text_config` (gemma-3, Mistral3, Qwen-VL, Llama-4).
 
 It also estimates the parameter count and checkpoint bytes from the architecture (used when the
@@ -22,21 +24,13 @@ checkpoint size is unknown, and to size MTP heads vLLM leaves unloaded; see `est
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 from residency.errors import UnknownModelError
-from residency.memory.dtypes import (
-    DTYPE_BYTES,
-    MXFP4_BITS,
-    NVFP4_BITS,
-    block_fp8_bits,
-    bnb_bits,
-    int_group_bits,
-    norm_dtype,
-)
+from residency.memory.dtypes import DTYPE_BYTES, norm_dtype
 from residency.memory.model_facts import LayerKind, MambaFacts, ModelFacts
+from residency.memory.quant_config import Quant, read_quantization
 
 GiB = 1 << 30
 
@@ -89,17 +83,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "n_positions",
     ),
 }
-
-
-@dataclass(frozen=True)
-class Quant:
-    """A checkpoint's quantization as vLLM names it, and its storage cost per quantized weight."""
-
-    method: str  # vLLM's --quantization name
-    bits: float  # bits per quantized weight including its scales/zeros (storage)
-    scope: str = "linear"  # "linear": every decoder linear; "experts": MoE experts only (mxfp4)
-    attention_quantized: bool = True
-    note: str = ""
 
 
 class _Cfg:
@@ -226,126 +209,186 @@ def _is_mla(c: _Cfg) -> bool:
     return c.get("kv_lora_rank") is not None and c.get("qk_rope_head_dim") is not None
 
 
-def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple[tuple[str, ...], bool]:
-    """Per-layer kinds, and whether every decoder layer holds attention AND Mamba (Falcon-H1)."""
-    mt = c.model_type
-    attn: str = "mla" if _is_mla(c) else "full"
-    sliding = c.get("sliding_window")
+@dataclass(frozen=True)
+class _Where:
+    """What an error about this config names: the spec field, the model and its architecture."""
 
+    field: str
+    model_id: str
+    arch: str
+
+    def missing(self, what: list[str], why: str = "") -> UnknownModelError:
+        return _missing(self.field, self.model_id, self.arch, what, why)
+
+
+Kinds = tuple[tuple[str, ...], bool]  # per-layer kinds, and "every layer holds attention AND Mamba"
+
+
+def _nemotron_pattern(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """Nemotron-H hybrid_override_pattern: M = Mamba2, * = attention, - = MLP, E = MoE (no cache)."""
     pattern = c.get("hybrid_override_pattern")
-    if isinstance(pattern, str) and pattern:
-        # Nemotron-H: M = Mamba2, * = attention, - = MLP, E = MoE (no cache).
-        table = {"M": "mamba2", "*": attn, "-": "none", "E": "none"}
-        bad = sorted(set(pattern) - set(table))
-        if bad:
-            raise _missing(
-                field,
-                model_id,
-                arch,
-                ["a readable hybrid_override_pattern"],
-                f"unknown layer symbols {''.join(bad)!r}",
-            )
-        if len(pattern) != n:
-            raise _missing(
-                field,
-                model_id,
-                arch,
-                ["num_hidden_layers"],
-                f"hybrid_override_pattern has {len(pattern)} layers, num_hidden_layers says {n}",
-            )
-        return tuple(table[ch] for ch in pattern), False
+    if not (isinstance(pattern, str) and pattern):
+        return None
+    table = {"M": "mamba2", "*": attn, "-": "none", "E": "none"}
+    bad = sorted(set(pattern) - set(table))
+    if bad:
+        raise w.missing(["a readable hybrid_override_pattern"], f"unknown layer symbols {''.join(bad)!r}")
+    if len(pattern) != n:
+        raise w.missing(
+            ["num_hidden_layers"],
+            f"hybrid_override_pattern has {len(pattern)} layers, num_hidden_layers says {n}",
+        )
+    return tuple(table[ch] for ch in pattern), False
 
-    if mt == "falcon_h1":
-        # Falcon-H1: each decoder layer runs attention and Mamba2 in parallel; vLLM registers both,
-        # so the KV spec has 2 x num_hidden_layers entries (model.layers.i.self_attn + .mamba;
-        # FalconH1ParallelHybrid, checked in the vLLM 0.32.0 source).
-        return tuple(k for _ in range(n) for k in (attn, "mamba2")), True
 
-    if c.has("attn_layer_period"):  # Jamba: attention every period layers from offset, Mamba1 elsewhere
-        period, offset = int(c.get("attn_layer_period")), int(c.get("attn_layer_offset", 0))
-        return tuple(attn if i % period == offset else "mamba" for i in range(n)), False
+def _falcon_h1(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """Falcon-H1: each decoder layer runs attention and Mamba2 in parallel; vLLM registers both, so
+    the KV spec has 2 x num_hidden_layers entries (model.layers.i.self_attn + .mamba;
+    FalconH1ParallelHybrid, checked in the vLLM 0.32.0 source)."""
+    if c.model_type != "falcon_h1":
+        return None
+    return tuple(k for _ in range(n) for k in (attn, "mamba2")), True
 
+
+def _jamba_period(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """Jamba: attention every attn_layer_period layers from attn_layer_offset, Mamba1 elsewhere."""
+    if not c.has("attn_layer_period"):
+        return None
+    period, offset = int(c.get("attn_layer_period")), int(c.get("attn_layer_offset", 0))
+    return tuple(attn if i % period == offset else "mamba" for i in range(n)), False
+
+
+def _linear_kind(c: _Cfg) -> str:
+    """transformers 5 renders Mamba layers as "linear_attention" too (granite-4.0-h, Nemotron-H): the
+    state keys tell GatedDeltaNet, Mamba1, Mamba2 and MiniMax lightning attention apart."""
+    if c.model_type in _GDN_TYPES or c.has("linear_num_value_heads"):
+        return "gdn"
+    if c.model_type == "jamba" or (
+        c.has("mamba_d_state") and c.has("mamba_expand") and not c.has("mamba_n_heads")
+    ):
+        return "mamba"
+    if any(c.has(x) for x in ("mamba_n_heads", "mamba_num_heads", "ssm_state_size", "mamba_d_state")):
+        return "mamba2"
+    return "linear"
+
+
+def _layer_types(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """`layer_types`, one name per layer (granite-4.0-h, gpt-oss, gemma-3 / transformers 5.x renders)."""
     lt = c.get("layer_types")
-    if isinstance(lt, list) and lt:
-        if len(lt) != n:
-            raise _missing(
-                field,
-                model_id,
-                arch,
-                ["num_hidden_layers"],
-                f"layer_types has {len(lt)} entries, num_hidden_layers says {n}",
+    if not (isinstance(lt, list) and lt):
+        return None
+    if len(lt) != n:
+        raise w.missing(
+            ["num_hidden_layers"], f"layer_types has {len(lt)} entries, num_hidden_layers says {n}"
+        )
+    sliding = c.get("sliding_window")
+    out = []
+    for t in lt:
+        k = _LAYER_TYPE_NAMES.get(str(t).lower())
+        if k is None:
+            raise w.missing(
+                [f"a known layer type (got {t!r})"], "layer_types names a layer kind residency does not model"
             )
-        out = []
-        for t in lt:
-            k = _LAYER_TYPE_NAMES.get(str(t).lower())
-            if k is None:
-                raise _missing(
-                    field,
-                    model_id,
-                    arch,
-                    [f"a known layer type (got {t!r})"],
-                    "layer_types names a layer kind residency does not model",
-                )
-            if k == "full":
-                k = attn
-            elif k == "sliding" and not sliding:
-                k = "full"  # rendered configs may say sliding with no window: full attention then (assumed for 0.10.1-0.33.0, not checked in the source)
-            elif k == "linear":
-                # transformers 5 renders Mamba layers as "linear_attention" too (granite-4.0-h,
-                # Nemotron-H): the state keys tell GatedDeltaNet, Mamba and MiniMax apart.
-                if mt in _GDN_TYPES or c.has("linear_num_value_heads"):
-                    k = "gdn"
-                elif mt == "jamba" or (
-                    c.has("mamba_d_state") and c.has("mamba_expand") and not c.has("mamba_n_heads")
-                ):
-                    k = "mamba"
-                elif any(
-                    c.has(x) for x in ("mamba_n_heads", "mamba_num_heads", "ssm_state_size", "mamba_d_state")
-                ):
-                    k = "mamba2"
-            elif k == "mamba2" and mt == "jamba":
-                k = "mamba"
-            out.append(k)
-        return tuple(out), False
+        if k == "full":
+            k = attn
+        elif k == "sliding" and not sliding:
+            k = "full"  # rendered configs may say sliding with no window: full attention then (assumed for 0.10.1-0.33.0, not checked in the source)
+        elif k == "linear":
+            k = _linear_kind(c)
+        elif k == "mamba2" and c.model_type == "jamba":
+            k = "mamba"
+        out.append(k)
+    return tuple(out), False
 
+
+def _minimax(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """MiniMax-Text-01 / M1 attn_type_list: 0 = lightning (linear) attention, 1 = softmax attention."""
     atl = c.get("attn_type_list")
-    if isinstance(atl, list) and len(atl) == n:
-        # MiniMax-Text-01 / M1: 0 = lightning (linear) attention, 1 = softmax attention
-        return tuple(attn if int(t) == 1 else "linear" for t in atl), False
+    if not (isinstance(atl, list) and len(atl) == n):
+        return None
+    return tuple(attn if int(t) == 1 else "linear" for t in atl), False
 
-    if mt in _GDN_TYPES or c.has("full_attention_interval"):
-        every = int(c.get("full_attention_interval", 4))
-        return tuple(attn if (i + 1) % every == 0 else "gdn" for i in range(n)), False
 
-    if mt in ("mamba", "falcon_mamba"):
+def _gdn_interval(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """Qwen3-Next / Qwen3.5: full attention every full_attention_interval layers, GatedDeltaNet elsewhere."""
+    if not (c.model_type in _GDN_TYPES or c.has("full_attention_interval")):
+        return None
+    every = int(c.get("full_attention_interval", 4))
+    return tuple(attn if (i + 1) % every == 0 else "gdn" for i in range(n)), False
+
+
+def _pure_mamba(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    if c.model_type in ("mamba", "falcon_mamba"):
         return ("mamba",) * n, False
-    if mt == "mamba2":
+    if c.model_type == "mamba2":
         return ("mamba2",) * n, False
+    return None
 
-    if mt in ("gemma3", "gemma3_text", "gemma2") or c.has("sliding_window_pattern"):
-        p = int(c.get("sliding_window_pattern", 2 if mt == "gemma2" else 6))
-        if not sliding:
-            return (attn,) * n, False
-        return tuple(attn if (i + 1) % p == 0 else "sliding" for i in range(n)), False
 
-    if mt == "gpt_oss":
-        return tuple("sliding" if i % 2 == 0 else attn for i in range(n)), False
+def _gemma_pattern(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """Gemma-2/3 sliding_window_pattern: every p-th layer global, the others sliding."""
+    mt = c.model_type
+    if not (mt in ("gemma3", "gemma3_text", "gemma2") or c.has("sliding_window_pattern")):
+        return None
+    p = int(c.get("sliding_window_pattern", 2 if mt == "gemma2" else 6))
+    if not c.get("sliding_window"):
+        return (attn,) * n, False
+    return tuple(attn if (i + 1) % p == 0 else "sliding" for i in range(n)), False
 
-    chunk = c.get("attention_chunk_size")
-    if chunk:
-        nope = c.get("no_rope_layers")
-        if isinstance(nope, list) and len(nope) == n:
-            # Llama 4: 1 = RoPE layer (chunked local), 0 = NoPE layer (global)
-            return tuple("chunked" if r else attn for r in nope), False
-        every = int(c.get("no_rope_layer_interval", 4))
-        return tuple(attn if (i + 1) % every == 0 else "chunked" for i in range(n)), False
 
-    if sliding and c.get("use_sliding_window", True):
-        if c.text.get("use_sliding_window") is not None or c.top.get("use_sliding_window") is not None:
-            # Qwen2-family: sliding only from max_window_layers on, and only with use_sliding_window.
-            start = int(c.get("max_window_layers", 0) or 0)
-            return tuple("sliding" if i >= start else attn for i in range(n)), False
-        return ("sliding",) * n, False  # Mistral-7B-v0.1, Mixtral with a window: every layer
+def _gpt_oss(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """gpt-oss without layer_types: alternating sliding (even) / full (odd)."""
+    if c.model_type != "gpt_oss":
+        return None
+    return tuple("sliding" if i % 2 == 0 else attn for i in range(n)), False
+
+
+def _llama4_chunked(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """Llama 4 chunked local attention: no_rope_layers 1 = RoPE layer (chunked), 0 = NoPE (global)."""
+    if not c.get("attention_chunk_size"):
+        return None
+    nope = c.get("no_rope_layers")
+    if isinstance(nope, list) and len(nope) == n:
+        return tuple("chunked" if r else attn for r in nope), False
+    every = int(c.get("no_rope_layer_interval", 4))
+    return tuple(attn if (i + 1) % every == 0 else "chunked" for i in range(n)), False
+
+
+def _sliding_window(c: _Cfg, n: int, attn: str, w: _Where) -> Kinds | None:
+    """A sliding_window on a plain decoder: Qwen2-family only from max_window_layers on and only with
+    use_sliding_window; otherwise every layer (Mistral-7B-v0.1, Mixtral with a window)."""
+    if not (c.get("sliding_window") and c.get("use_sliding_window", True)):
+        return None
+    if c.text.get("use_sliding_window") is not None or c.top.get("use_sliding_window") is not None:
+        start = int(c.get("max_window_layers", 0) or 0)
+        return tuple("sliding" if i >= start else attn for i in range(n)), False
+    return ("sliding",) * n, False
+
+
+# Tried in order; the first family whose keys are present decides the layout.
+_LAYOUT_READERS = (
+    _nemotron_pattern,
+    _falcon_h1,
+    _jamba_period,
+    _layer_types,
+    _minimax,
+    _gdn_interval,
+    _pure_mamba,
+    _gemma_pattern,
+    _gpt_oss,
+    _llama4_chunked,
+    _sliding_window,
+)
+
+
+def _layer_kinds(c: _Cfg, n: int, w: _Where) -> Kinds:
+    """Per-layer kinds by architecture family, and whether every decoder layer holds attention AND
+    Mamba (Falcon-H1); a plain decoder (every layer full attention / MLA) when no family matches."""
+    attn = "mla" if _is_mla(c) else "full"
+    for reader in _LAYOUT_READERS:
+        got = reader(c, n, attn, w)
+        if got is not None:
+            return got
     return (attn,) * n, False
 
 
@@ -353,232 +396,108 @@ def _layer_kinds(c: _Cfg, n: int, field: str, model_id: str, arch: str) -> tuple
 # state-space layers
 
 
-def _mamba_facts(
-    c: _Cfg, kinds: set[str], hidden: int, field: str, model_id: str, arch: str
-) -> MambaFacts | None:
-    ssm_dtype = norm_dtype(c.get("mamba_ssm_dtype"))
-    if "gdn" in kinds:
-        need = [
-            "linear_num_key_heads",
-            "linear_num_value_heads",
-            "linear_key_head_dim",
-            "linear_value_head_dim",
-        ]
-        miss = [k for k in need if not c.has(k)]
-        if miss:
-            raise _missing(field, model_id, arch, miss, "GatedDeltaNet layers need their head shapes")
-        return MambaFacts(
-            kind="gdn",
-            conv_kernel=int(c.get("linear_conv_kernel_dim", 4)),
-            linear_num_key_heads=int(c.get("linear_num_key_heads")),
-            linear_num_value_heads=int(c.get("linear_num_value_heads")),
-            linear_key_head_dim=int(c.get("linear_key_head_dim")),
-            linear_value_head_dim=int(c.get("linear_value_head_dim")),
-            ssm_dtype=ssm_dtype,
-        )
-    if "mamba2" in kinds:
-        # Nemotron-H: mamba_num_heads / mamba_head_dim / n_groups / ssm_state_size / conv_kernel
-        # granite-4.0-h, Falcon-H1: mamba_n_heads / mamba_d_head / mamba_n_groups / mamba_d_state / mamba_d_conv
-        # Mamba2ForCausalLM: num_heads / head_dim / n_groups / state_size / conv_kernel / expand
-        def pick(*keys: str) -> Any:
-            for k in keys:
-                if c.has(k):
-                    return c.get(k)
-            return None
+def _gdn_facts(c: _Cfg, hidden: int, w: _Where, ssm_dtype: str | None) -> MambaFacts:
+    """Qwen3-Next / Qwen3.5 GatedDeltaNet: linear-attention head shapes."""
+    need = ["linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim"]
+    miss = [k for k in need if not c.has(k)]
+    if miss:
+        raise w.missing(miss, "GatedDeltaNet layers need their head shapes")
+    return MambaFacts(
+        kind="gdn",
+        conv_kernel=int(c.get("linear_conv_kernel_dim", 4)),
+        linear_num_key_heads=int(c.get("linear_num_key_heads")),
+        linear_num_value_heads=int(c.get("linear_num_value_heads")),
+        linear_key_head_dim=int(c.get("linear_key_head_dim")),
+        linear_value_head_dim=int(c.get("linear_value_head_dim")),
+        ssm_dtype=ssm_dtype,
+    )
 
-        heads = pick("mamba_num_heads", "mamba_n_heads", "num_heads" if c.model_type == "mamba2" else "_")
-        head_dim = pick("mamba_head_dim", "mamba_d_head", "head_dim" if c.model_type == "mamba2" else "_")
-        d_state = pick("ssm_state_size", "mamba_d_state", "mamba_state_dim", "state_size")
-        groups = pick("n_groups", "mamba_n_groups", "mamba_num_groups") or 1
-        conv = pick("conv_kernel", "mamba_d_conv") or 4
-        expand = pick("mamba_expand", "expand")
-        inter = pick("mamba_d_ssm")
-        if inter is None and heads and head_dim:
-            inter = int(heads) * int(head_dim)
-        if inter is None and expand:
-            inter = int(expand * hidden)
-        if heads is None and inter and head_dim:
-            heads = int(inter) // int(head_dim)
-        miss = [
-            n
-            for n, v in (
-                ("mamba_num_heads", heads),
-                ("mamba_head_dim", head_dim),
-                ("ssm_state_size", d_state),
-            )
-            if v is None
-        ]
-        if miss:
-            raise _missing(field, model_id, arch, miss, "Mamba2 layers need their state shape")
-        return MambaFacts(
-            kind="mamba2",
-            conv_kernel=int(conv),
-            num_heads=int(heads),
-            head_dim=int(head_dim),
-            n_groups=int(groups),
-            d_state=int(d_state),
-            intermediate_size=int(inter),
-            ssm_dtype=ssm_dtype,
-        )
-    if "mamba" in kinds:
-        # Jamba: mamba_d_state / mamba_d_conv / mamba_expand; MambaForCausalLM: state_size / conv_kernel / intermediate_size
-        d_state = c.get("mamba_d_state", c.get("state_size"))
-        conv = c.get("mamba_d_conv", c.get("conv_kernel", 4))
-        expand = c.get("mamba_expand", c.get("expand", 2))
-        inter = (
-            int(expand * hidden)
-            if c.model_type == "jamba" or c.has("mamba_expand")
-            else c.get("intermediate_size")
-        )
-        if d_state is None or not inter:
-            raise _missing(
-                field,
-                model_id,
-                arch,
-                ["mamba_d_state", "mamba_expand"],
-                "Mamba1 layers need their state shape",
-            )
-        return MambaFacts(
-            kind="mamba",
-            conv_kernel=int(conv),
-            d_state=int(d_state),
-            intermediate_size=int(inter),
-            ssm_dtype=ssm_dtype,
-        )
-    if "linear" in kinds:
-        # MiniMax-style lightning attention: state (heads, head_dim, head_dim)
-        heads = c.first("num_attention_heads")
-        hd = c.get("head_dim") or (hidden // int(heads) if heads else None)
-        return MambaFacts(kind="linear", num_heads=int(heads), head_dim=int(hd), ssm_dtype=ssm_dtype)
+
+def _pick(c: _Cfg, *keys: str) -> Any:
+    for k in keys:
+        if c.has(k):
+            return c.get(k)
     return None
 
 
-# --------------------------------------------------------------------------------------------
-# quantization
+def _mamba2_facts(c: _Cfg, hidden: int, w: _Where, ssm_dtype: str | None) -> MambaFacts:
+    """Mamba2 state shape under each family's keys.
 
-
-def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None) -> Quant | None:
-    """The checkpoint's quantization as vLLM names it (`--quantization`), or None for bf16/fp16."""
-    qc = config.get("quantization_config")
-    if not isinstance(qc, dict):
-        tc = _text_config(config)
-        qc = tc.get("quantization_config") if isinstance(tc.get("quantization_config"), dict) else None
-    if qc is None and hf_quant_config:
-        # ModelOpt's separate hf_quant_config.json ({"producer": ..., "quantization": {"quant_algo": ...}})
-        q = hf_quant_config.get("quantization", hf_quant_config)
-        qc = {"quant_method": "modelopt", **q}
-    if qc is None:
-        return None
-    method = str(qc.get("quant_method", "")).lower()
-    not_conv = (
-        qc.get("modules_to_not_convert")
-        or qc.get("exclude_modules")
-        or qc.get("ignore")
-        or qc.get("ignored_layers")
-        or []
+    Nemotron-H: mamba_num_heads / mamba_head_dim / n_groups / ssm_state_size / conv_kernel;
+    granite-4.0-h, Falcon-H1: mamba_n_heads / mamba_d_head / mamba_n_groups / mamba_d_state / mamba_d_conv;
+    Mamba2ForCausalLM: num_heads / head_dim / n_groups / state_size / conv_kernel / expand.
+    """
+    plain = c.model_type == "mamba2"
+    heads = _pick(c, "mamba_num_heads", "mamba_n_heads", *(("num_heads",) if plain else ()))
+    head_dim = _pick(c, "mamba_head_dim", "mamba_d_head", *(("head_dim",) if plain else ()))
+    d_state = _pick(c, "ssm_state_size", "mamba_d_state", "mamba_state_dim", "state_size")
+    groups = _pick(c, "n_groups", "mamba_n_groups", "mamba_num_groups") or 1
+    conv = _pick(c, "conv_kernel", "mamba_d_conv") or 4
+    expand = _pick(c, "mamba_expand", "expand")
+    inter = _pick(c, "mamba_d_ssm")
+    if inter is None and heads and head_dim:
+        inter = int(heads) * int(head_dim)
+    if inter is None and expand:
+        inter = int(expand * hidden)
+    if heads is None and inter and head_dim:
+        heads = int(inter) // int(head_dim)
+    miss = [
+        n
+        for n, v in (("mamba_num_heads", heads), ("mamba_head_dim", head_dim), ("ssm_state_size", d_state))
+        if v is None
+    ]
+    if miss:
+        raise w.missing(miss, "Mamba2 layers need their state shape")
+    return MambaFacts(
+        kind="mamba2",
+        conv_kernel=int(conv),
+        num_heads=int(heads),
+        head_dim=int(head_dim),
+        n_groups=int(groups),
+        d_state=int(d_state),
+        intermediate_size=int(inter),
+        ssm_dtype=ssm_dtype,
     )
-    attn_q = not any(re.search(r"(self_attn|attention)\*?$", str(m)) for m in not_conv)
 
-    if method == "fp8":
-        blk = qc.get("weight_block_size")
-        return Quant(
-            "fp8",
-            block_fp8_bits(blk),
-            attention_quantized=attn_q,
-            note=f"fp8 e4m3 weights{' with ' + 'x'.join(map(str, blk)) + ' block scales' if blk else ''}",
-        )
-    if method in ("awq", "gptq", "awq_marlin", "gptq_marlin"):
-        base = method.split("_")[0]
-        bits = int(qc.get("bits", qc.get("w_bit", 4)))
-        group = qc.get("group_size", qc.get("q_group_size", 128))
-        return Quant(
-            base,
-            int_group_bits(bits, group),
-            attention_quantized=attn_q,
-            note=f"{base} int{bits} group {group}; vLLM picks {base}_marlin on cc >= 8.0",
-        )
-    if method == "mxfp4":
-        # gpt-oss: MoE experts only, 4-bit e2m1 + one e8m0 scale per 32 values = 4.25 bits.
-        return Quant(
-            "mxfp4",
-            MXFP4_BITS,
-            scope="experts",
-            attention_quantized=False,
-            note="mxfp4 experts, bf16 elsewhere",
-        )
-    if method in ("modelopt", "modelopt_fp4", "modelopt_fp8"):
-        algo = str(qc.get("quant_algo", "")).upper()
-        kv = qc.get("kv_cache_quant_algo")
-        extra = f"; checkpoint KV cache quant {kv}" if kv else ""
-        if "FP4" in algo:
-            return Quant(
-                "modelopt_fp4",
-                NVFP4_BITS,
-                attention_quantized=attn_q,
-                note=f"ModelOpt NVFP4 (e2m1 + fp8 scale per 16){extra}",
-            )
-        if "FP8" in algo or method == "modelopt_fp8":
-            return Quant("modelopt", 8.0, attention_quantized=attn_q, note=f"ModelOpt FP8{extra}")
-        return Quant("modelopt", 8.0, attention_quantized=attn_q, note=f"ModelOpt {algo or '?'}{extra}")
-    if method == "compressed-tensors":
-        fmt = str(qc.get("format", "")).lower()
-        w: dict[str, Any] = {}
-        for grp in (qc.get("config_groups") or {}).values():
-            if isinstance(grp, dict) and isinstance(grp.get("weights"), dict):
-                w = grp["weights"]
-                break
-        nbits = int(w.get("num_bits", 8)) if w else (4 if "fp4" in fmt or "pack" in fmt else 8)
-        wtype = str(w.get("type", "int")).lower()
-        group = w.get("group_size")
-        if "nvfp4" in fmt or (nbits == 4 and wtype == "float"):
-            # fp4 e2m1 + one 8-bit scale per group: NVFP4 (group 16, fp8 scale) or MXFP4 (group 32,
-            # e8m0 scale; compressed_tensors_w4a4_nvfp4.py / _w4a4_mxfp4.py @0.32.0)
-            g = int(group) if isinstance(group, int) and group > 0 else 16
-            kind = "MXFP4" if g == 32 else "NVFP4"
-            bits = NVFP4_BITS if g == 16 else 4 + 8 / g
-            return Quant(
-                "compressed-tensors", bits, attention_quantized=attn_q, note=f"compressed-tensors {kind}"
-            )
-        if nbits == 8 and wtype == "float":
-            return Quant("compressed-tensors", 8.0, attention_quantized=attn_q, note="compressed-tensors FP8")
-        if nbits == 8:
-            return Quant(
-                "compressed-tensors", 8.0, attention_quantized=attn_q, note="compressed-tensors INT8 (W8A8)"
-            )
-        return Quant(
-            "compressed-tensors",
-            int_group_bits(nbits, group, zero_point=not w.get("symmetric", True)),
-            attention_quantized=attn_q,
-            note=f"compressed-tensors INT{nbits} group {group}",
-        )
-    if method == "bitsandbytes":
-        bits = 4 if qc.get("load_in_4bit") else 8
-        return Quant(
-            "bitsandbytes",
-            bnb_bits(bits == 4, bool(qc.get("bnb_4bit_use_double_quant"))),
-            attention_quantized=attn_q,
-            note=f"bitsandbytes {bits}-bit",
-        )
-    if method in (
-        "fbgemm_fp8",
-        "ptpc_fp8",
-        "fp_quant",
-        "quark",
-        "torchao",
-        "gguf",
-        "bitblas",
-        "hqq",
-        "experts_int8",
+
+def _mamba1_facts(c: _Cfg, hidden: int, w: _Where, ssm_dtype: str | None) -> MambaFacts:
+    """Jamba: mamba_d_state / mamba_d_conv / mamba_expand; MambaForCausalLM: state_size / conv_kernel /
+    intermediate_size."""
+    d_state = c.get("mamba_d_state", c.get("state_size"))
+    conv = c.get("mamba_d_conv", c.get("conv_kernel", 4))
+    expand = c.get("mamba_expand", c.get("expand", 2))
+    jamba_like = c.model_type == "jamba" or c.has("mamba_expand")
+    inter = int(expand * hidden) if jamba_like else c.get("intermediate_size")
+    if d_state is None or not inter:
+        raise w.missing(["mamba_d_state", "mamba_expand"], "Mamba1 layers need their state shape")
+    return MambaFacts(
+        kind="mamba",
+        conv_kernel=int(conv),
+        d_state=int(d_state),
+        intermediate_size=int(inter),
+        ssm_dtype=ssm_dtype,
+    )
+
+
+def _lightning_facts(c: _Cfg, hidden: int, w: _Where, ssm_dtype: str | None) -> MambaFacts:
+    """MiniMax-style lightning attention: state (heads, head_dim, head_dim)."""
+    heads = c.first("num_attention_heads")
+    hd = c.get("head_dim") or (hidden // int(heads) if heads else None)
+    return MambaFacts(kind="linear", num_heads=int(heads), head_dim=int(hd), ssm_dtype=ssm_dtype)
+
+
+def _mamba_facts(c: _Cfg, kinds: set[str], hidden: int, w: _Where) -> MambaFacts | None:
+    """The state-space facts of the one state-space kind a model's layers use (None: none)."""
+    ssm_dtype = norm_dtype(c.get("mamba_ssm_dtype"))
+    for kind, reader in (
+        ("gdn", _gdn_facts),
+        ("mamba2", _mamba2_facts),
+        ("mamba", _mamba1_facts),
+        ("linear", _lightning_facts),
     ):
-        return Quant(
-            method,
-            8.0,
-            attention_quantized=attn_q,
-            note=f"{method} (bits per weight not modelled: 8 assumed)",
-        )
-    return Quant(
-        method or "unknown", 8.0, note=f"quant_method {method!r} not modelled: 8 bits per weight assumed"
-    )
+        if kind in kinds:
+            return reader(c, hidden, w, ssm_dtype)
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,98 +525,108 @@ def _bytes(params_q: int, params_u: int, quant: Quant | None, dtype_bytes: int) 
     return math.ceil(params_q * quant.bits / 8) + params_u * dtype_bytes
 
 
-def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None) -> tuple[int, int]:
-    """(quantized, unquantized) parameters of decoder layer i."""
-    h = f.hidden_size
-    q = u = 0
-    attn_in_q = quant is None or (quant.scope == "linear" and quant.attention_quantized)
+class _Tally:
+    """Parameters of one layer by storage class: quantized (at the quant's bits) or unquantized."""
 
-    def lin(n: int, *, expert: bool = False, attn: bool = False) -> None:
-        nonlocal q, u
-        if quant is None:
-            u += n
-        elif quant.scope == "experts":
-            if expert:
-                q += n
-            else:
-                u += n
-        elif attn and not attn_in_q:
-            u += n
+    def __init__(self, quant: Quant | None) -> None:
+        self.quant, self.q, self.u = quant, 0, 0
+        self.attn_in_q = quant is None or (quant.scope == "linear" and quant.attention_quantized)
+
+    def lin(self, n: int, *, expert: bool = False, attn: bool = False) -> None:
+        """A linear layer's weights: quantized unless the quant skips it (mxfp4: experts only;
+        attention excluded by modules_to_not_convert / ignore)."""
+        qt = self.quant
+        if qt is None or (qt.scope == "experts" and not expert) or (attn and not self.attn_in_q):
+            self.u += n
         else:
-            q += n
+            self.q += n
 
-    if c.model_type == "nemotron_h":
-        u += h  # one pre-mixer norm per block (each block is a single mixer or MLP)
-    elif not (c.model_type == "falcon_h1" and kind == "mamba2"):
-        u += 2 * h  # input + post-attention norms (Falcon-H1: once per decoder layer)
+
+def _attention_params(t: _Tally, c: _Cfg, f: ModelFacts, kind: str) -> None:
+    h = f.hidden_size
     if kind in ("full", "sliding", "chunked"):
         hd, nh, kv = f.head_dim, f.num_attention_heads, f.num_key_value_heads
         gate = 2 if c.model_type in _GDN_TYPES else 1  # Qwen3-Next attention output gate doubles q_proj
-        lin(h * nh * hd * gate + 2 * h * kv * hd + nh * hd * h, attn=True)
-        u += 2 * hd if c.model_type.startswith(("qwen3", "gemma3")) else 0  # q/k norms
+        t.lin(h * nh * hd * gate + 2 * h * kv * hd + nh * hd * h, attn=True)
+        t.u += 2 * hd if c.model_type.startswith(("qwen3", "gemma3")) else 0  # q/k norms
         if c.get("attention_bias") or c.get("qkv_bias") or c.model_type == "qwen2":
-            u += nh * hd + 2 * kv * hd
+            t.u += nh * hd + 2 * kv * hd
         if c.model_type == "gpt_oss":
-            u += nh + h  # attention sinks + o_proj bias
+            t.u += nh + h  # attention sinks + o_proj bias
     elif kind == "mla":
-        nh = f.num_attention_heads
-        nope, rope, vdim = (
-            int(c.get("qk_nope_head_dim", 128)),
-            f.qk_rope_head_dim,
-            int(c.get("v_head_dim", 128)),
-        )
+        nh, rope = f.num_attention_heads, f.qk_rope_head_dim
+        nope, vdim = int(c.get("qk_nope_head_dim", 128)), int(c.get("v_head_dim", 128))
         qr = c.get("q_lora_rank")
         if qr:
-            lin(h * qr + qr * nh * (nope + rope), attn=True)
-            u += qr
+            t.lin(h * qr + qr * nh * (nope + rope), attn=True)
+            t.u += qr
         else:
-            lin(h * nh * (nope + rope), attn=True)
-        lin(h * (f.kv_lora_rank + rope) + f.kv_lora_rank * nh * (nope + vdim) + nh * vdim * h, attn=True)
-        u += f.kv_lora_rank
-    elif kind == "gdn" and f.mamba:
-        m = f.mamba
+            t.lin(h * nh * (nope + rope), attn=True)
+        t.lin(h * (f.kv_lora_rank + rope) + f.kv_lora_rank * nh * (nope + vdim) + nh * vdim * h, attn=True)
+        t.u += f.kv_lora_rank
+
+
+def _mixer_params(t: _Tally, c: _Cfg, f: ModelFacts, kind: str) -> None:
+    """State-space / linear-attention mixers (GatedDeltaNet, Mamba2, Mamba1)."""
+    h, m = f.hidden_size, f.mamba
+    if m is None:
+        return
+    if kind == "gdn":
         kd, vd = (
             m.linear_num_key_heads * m.linear_key_head_dim,
             m.linear_num_value_heads * m.linear_value_head_dim,
         )
-        lin(h * (2 * kd + 2 * vd) + vd * h)  # in_proj_qkvz + out_proj
-        u += h * 2 * m.linear_num_value_heads  # in_proj_ba (not quantized in the FP8 release)
-        u += (2 * kd + vd) * m.conv_kernel + 2 * m.linear_num_value_heads + m.linear_value_head_dim
-    elif kind == "mamba2" and f.mamba:
-        m = f.mamba
+        t.lin(h * (2 * kd + 2 * vd) + vd * h)  # in_proj_qkvz + out_proj
+        t.u += h * 2 * m.linear_num_value_heads  # in_proj_ba (not quantized in the FP8 release)
+        t.u += (2 * kd + vd) * m.conv_kernel + 2 * m.linear_num_value_heads + m.linear_value_head_dim
+    elif kind == "mamba2":
         conv_dim = m.intermediate_size + 2 * m.n_groups * m.d_state
-        lin(h * (m.intermediate_size + conv_dim + m.num_heads) + m.intermediate_size * h)
-        u += conv_dim * (m.conv_kernel + 1) + 3 * m.num_heads + m.intermediate_size
-    elif kind == "mamba" and f.mamba:
-        m = f.mamba
+        t.lin(h * (m.intermediate_size + conv_dim + m.num_heads) + m.intermediate_size * h)
+        t.u += conv_dim * (m.conv_kernel + 1) + 3 * m.num_heads + m.intermediate_size
+    elif kind == "mamba":
         dt_rank = int(c.get("mamba_dt_rank", c.get("time_step_rank", math.ceil(h / 16))))
-        lin(h * 2 * m.intermediate_size + m.intermediate_size * h)
-        lin(m.intermediate_size * (dt_rank + 2 * m.d_state) + dt_rank * m.intermediate_size)
-        u += m.intermediate_size * (m.conv_kernel + 1 + m.d_state + 2) + 2 * m.d_state
-    # MLP / MoE of this layer
+        t.lin(h * 2 * m.intermediate_size + m.intermediate_size * h)
+        t.lin(m.intermediate_size * (dt_rank + 2 * m.d_state) + dt_rank * m.intermediate_size)
+        t.u += m.intermediate_size * (m.conv_kernel + 1 + m.d_state + 2) + 2 * m.d_state
+
+
+def _mlp_params(t: _Tally, c: _Cfg, f: ModelFacts, i: int, kind: str) -> None:
+    """The layer's MoE (experts, router, shared expert, biases) or dense MLP."""
+    h = f.hidden_size
     if _layer_is_moe(c, f, i, kind):
         e, mi = f.num_experts, f.moe_intermediate_size
         mats = 2 if c.model_type == "nemotron_h" else 3  # Nemotron-H experts are relu^2 up + down
-        lin(e * mats * h * mi, expert=True)
-        u += h * e  # router
+        t.lin(e * mats * h * mi, expert=True)
+        t.u += h * e  # router
         if c.model_type == "gpt_oss":
-            u += e + e * (2 * mi + h)  # router bias + expert gate_up/down biases (bf16)
+            t.u += e + e * (2 * mi + h)  # router bias + expert gate_up/down biases (bf16)
         shared = _shared_expert_width(c, f)
         if shared:
-            lin(mats * h * shared)
+            t.lin(mats * h * shared)
             if c.model_type in _GDN_TYPES or c.model_type.startswith("qwen2_moe"):
-                u += h  # shared_expert_gate
+                t.u += h  # shared_expert_gate
         if c.model_type in ("deepseek_v3", "glm4_moe", "kimi_k2") or c.get("topk_method") == "noaux_tc":
-            u += e  # e_score_correction_bias
+            t.u += e  # e_score_correction_bias
     elif _layer_has_dense_mlp(c, kind):
         inter = int(c.get("intermediate_size", 0) or 0)
-        if c.model_type == "nemotron_h":
-            if kind == "none" and _nemotron_char(c, i) == "E":
-                return q, u
-            lin(2 * h * inter)  # relu^2 MLP: up + down
-        else:
-            lin(3 * h * inter)
-    return q, u
+        if c.model_type != "nemotron_h":
+            t.lin(3 * h * inter)
+        elif not (kind == "none" and _nemotron_char(c, i) == "E"):
+            t.lin(2 * h * inter)  # relu^2 MLP: up + down
+
+
+def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None) -> tuple[int, int]:
+    """(quantized, unquantized) parameters of decoder layer i: norms, mixer, MLP / MoE."""
+    t = _Tally(quant)
+    h = f.hidden_size
+    if c.model_type == "nemotron_h":
+        t.u += h  # one pre-mixer norm per block (each block is a single mixer or MLP)
+    elif not (c.model_type == "falcon_h1" and kind == "mamba2"):
+        t.u += 2 * h  # input + post-attention norms (Falcon-H1: once per decoder layer)
+    _attention_params(t, c, f, kind)
+    _mixer_params(t, c, f, kind)
+    _mlp_params(t, c, f, i, kind)
+    return t.q, t.u
 
 
 def _nemotron_char(c: _Cfg, i: int) -> str:
@@ -824,6 +753,153 @@ def _vision_params(top: dict[str, Any]) -> int:
 # the reader
 
 
+@dataclass(frozen=True)
+class _Dims:
+    """The decoder's shape: dense GQA/MHA, or MLA (DeepSeek-V2/V3, Kimi-K2)."""
+
+    n: int
+    hidden: int
+    heads: int
+    vocab: int
+    kv: int
+    head_dim: int
+    mla: bool
+
+
+def _dims(c: _Cfg, w: _Where) -> _Dims:
+    """Layers, widths and heads; `head_dim` defaults to hidden / heads and `num_key_value_heads` to
+    `num_attention_heads` (MHA), as vLLM's ModelConfig does (get_total_num_kv_heads)."""
+    vals = {k: c.first(k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")}
+    miss = [k for k, v in vals.items() if v is None]
+    if miss:
+        raise w.missing(miss)
+    n, hidden, heads, vocab = (int(v) for v in vals.values())
+    kv = c.first("num_key_value_heads")
+    if kv is None and c.get("multi_query"):
+        kv = 1  # Falcon-style multi-query
+    kv = int(kv) if kv is not None else heads
+    mla = _is_mla(c)
+    if mla:
+        head_dim = int(c.get("qk_nope_head_dim", 128)) + int(c.get("qk_rope_head_dim"))
+    else:
+        hd = c.get("head_dim") or c.get("attention_head_dim")
+        head_dim = int(hd) if hd else hidden // heads
+    return _Dims(n, hidden, heads, vocab, kv, head_dim, mla)
+
+
+def _hybrid_layout(c: _Cfg, d: _Dims, w: _Where) -> tuple[Kinds, MambaFacts | None]:
+    """Layer kinds plus the state-space facts; a config with state-space keys but no layout read
+    is refused rather than guessed dense."""
+    kinds, parallel = _layer_kinds(c, d.n, w)
+    ssm_keys = [k for k in _SSM_HINT_KEYS if c.has(k)]
+    if ssm_keys and not set(kinds) & {"mamba", "mamba2", "gdn", "linear"}:
+        raise w.missing(
+            ["a layer layout residency understands"],
+            f"the config has state-space keys ({', '.join(ssm_keys)}) but no layer pattern residency reads "
+            "(layer_types, layers_block_type, hybrid_override_pattern, attn_layer_period, full_attention_interval)",
+        )
+    return (kinds, parallel), _mamba_facts(c, set(kinds), d.hidden, w)
+
+
+def _moe_dims(c: _Cfg) -> tuple[int, int, int, int]:
+    """(experts, top-k, dense intermediate, expert intermediate) under each family's key names
+    (Qwen/Mixtral/DeepSeek/gpt-oss/Jamba/granite)."""
+    experts = int(
+        c.get("num_experts")
+        or c.get("num_local_experts")
+        or c.get("n_routed_experts")
+        or c.get("moe_num_experts")
+        or 0
+    )
+    top_k = int(
+        c.get("num_experts_per_tok")
+        or c.get("experts_per_token")
+        or c.get("moe_topk")
+        or (c.get("top_k") if experts else 0)
+        or 0
+    )
+    inter = int(c.get("intermediate_size") or c.get("ffn_dim") or c.get("n_inner") or 0)
+    moe_inter = int(c.get("moe_intermediate_size") or (inter if experts else 0))
+    return experts, top_k, inter, moe_inter
+
+
+def _checkpoint_dtype(top: dict[str, Any], text: dict[str, Any], given: str | None) -> str:
+    dt = (
+        norm_dtype(text.get("torch_dtype"))
+        or norm_dtype(text.get("dtype"))
+        or norm_dtype(top.get("torch_dtype"))
+        or norm_dtype(top.get("dtype"))
+        or norm_dtype(given)
+        or "bfloat16"
+    )
+    return dt if dt in DTYPE_BYTES else "bfloat16"
+
+
+def _tied(top: dict[str, Any], text: dict[str, Any], mt: str) -> bool:
+    tie = top.get("tie_word_embeddings")
+    if tie is None:
+        tie = text.get("tie_word_embeddings")
+    if tie is None:  # transformers PretrainedConfig default is True; gemma/gemma3 tie too
+        tie = mt.startswith("gemma") or False
+    return bool(tie)
+
+
+def _layout_notes(c: _Cfg, quant: Quant | None, mla: bool, parallel: bool) -> list[str]:
+    out = []
+    if quant and quant.note:
+        out.append(quant.note)
+    if mla:
+        out.append(
+            f"MLA: one latent of kv_lora_rank {int(c.get('kv_lora_rank'))} + qk_rope_head_dim "
+            f"{int(c.get('qk_rope_head_dim'))} per token per layer, not split by TP (MLAAttentionSpec; "
+            "VLLM_MLA_DISABLE=1 falls back to full heads)"
+        )
+    if parallel:
+        out.append("every decoder layer holds an attention KV cache AND a Mamba2 state (parallel hybrid)")
+    return out
+
+
+def _with_estimate(
+    facts: ModelFacts,
+    top: dict[str, Any],
+    quant: Quant | None,
+    param_count: int | None,
+    mm: bool,
+    notes: list[str],
+) -> ModelFacts:
+    """The checkpoint-size estimate from the config (estimate_params), MTP heads vLLM leaves unloaded
+    and the vision tower included, and the notes that go with it."""
+    est = estimate_params(top, facts, quant)
+    db = DTYPE_BYTES[facts.dtype]
+    main_bytes = _bytes(est.quantized, est.unquantized, quant, db)
+    mtp_bytes = _bytes(est.mtp_quantized, est.mtp_unquantized, quant, db)
+    vision_bytes = est.vision * db
+    if mtp_bytes:
+        notes.append(
+            f"checkpoint holds {mtp_layers(top)} MTP layer(s) (~{mtp_bytes / GiB:.2f} GiB, estimated from the config) "
+            "that vLLM loads only with speculative decoding; counted in unloaded_bytes"
+        )
+    if vision_bytes:
+        notes.append(f"vision tower ~{vision_bytes / GiB:.2f} GiB (loaded by vLLM for multimodal serving)")
+    estimated = main_bytes + mtp_bytes + vision_bytes
+    if quant is None and param_count is not None and param_count * db > estimated:
+        # A known safetensors parameter count of an unquantized checkpoint is exact (x dtype bytes);
+        # it also covers parts the config does not describe (e.g. a trimmed config without its
+        # vision tower: Mistral-Small-3.2 24,011,361,280 params -> 48,022,722,560 B vs ~47.1e9 text-only).
+        estimated = param_count * db
+    elif mm and not vision_bytes:
+        notes.append(
+            "vision tower not described by the config: estimated_bytes covers the text backbone only"
+        )
+    return replace(
+        facts,
+        param_count=param_count if param_count is not None else est.total,
+        unloaded_bytes=mtp_bytes,
+        estimated_bytes=estimated,
+        notes=tuple(notes),
+    )
+
+
 def facts_from_config(
     config: dict[str, Any],
     *,
@@ -855,127 +931,41 @@ def facts_from_config(
     archs = top.get("architectures") or text.get("architectures") or []
     arch = archs[0] if isinstance(archs, list) and archs else (mt or "unknown")
     c = _Cfg(top, text, mt)
+    w = _Where(field, model_id, str(arch))
 
-    n = c.first("num_hidden_layers")
-    hidden = c.first("hidden_size")
-    heads = c.first("num_attention_heads")
-    vocab = c.first("vocab_size")
-    miss = [
-        k
-        for k, val in (
-            ("num_hidden_layers", n),
-            ("hidden_size", hidden),
-            ("num_attention_heads", heads),
-            ("vocab_size", vocab),
-        )
-        if val is None
-    ]
-    if miss:
-        raise _missing(field, model_id, arch, miss)
-    n, hidden, heads, vocab = int(n), int(hidden), int(heads), int(vocab)
-    kv = c.first("num_key_value_heads")
-    if kv is None and c.get("multi_query"):
-        kv = 1  # Falcon-style multi-query
-    kv = int(kv) if kv is not None else heads  # MHA when absent (vLLM: get_total_num_kv_heads)
-
-    mla = _is_mla(c)
-    if mla:
-        head_dim = int(c.get("qk_nope_head_dim", 128)) + int(c.get("qk_rope_head_dim"))
-    else:
-        hd = c.get("head_dim") or c.get("attention_head_dim")
-        head_dim = int(hd) if hd else hidden // heads
-
-    kinds, parallel = _layer_kinds(c, n, field, model_id, arch)
-    ssm_keys = [k for k in _SSM_HINT_KEYS if c.has(k)]
-    if ssm_keys and not set(kinds) & {"mamba", "mamba2", "gdn", "linear"}:
-        raise _missing(
-            field,
-            model_id,
-            arch,
-            ["a layer layout residency understands"],
-            f"the config has state-space keys ({', '.join(ssm_keys)}) but no layer pattern residency reads "
-            "(layer_types, hybrid_override_pattern, attn_layer_period, full_attention_interval)",
-        )
-    mamba = _mamba_facts(c, set(kinds), hidden, field, model_id, arch)
-
-    num_experts = int(
-        c.get("num_experts")
-        or c.get("num_local_experts")
-        or c.get("n_routed_experts")
-        or c.get("moe_num_experts")
-        or 0
-    )
-    top_k = int(
-        c.get("num_experts_per_tok")
-        or c.get("experts_per_token")
-        or c.get("moe_topk")
-        or (c.get("top_k") if num_experts else 0)
-        or 0
-    )
-    inter = int(c.get("intermediate_size") or c.get("ffn_dim") or c.get("n_inner") or 0)
-    moe_inter = int(c.get("moe_intermediate_size") or (inter if num_experts else 0))
-
+    d = _dims(c, w)
+    (kinds, parallel), mamba = _hybrid_layout(c, d, w)
+    num_experts, top_k, inter, moe_inter = _moe_dims(c)
     quant = read_quantization(top, hf_quant_config)
-    dt = (
-        norm_dtype(text.get("torch_dtype"))
-        or norm_dtype(text.get("dtype"))
-        or norm_dtype(top.get("torch_dtype"))
-        or norm_dtype(top.get("dtype"))
-        or norm_dtype(dtype)
-        or "bfloat16"
-    )
-    if dt not in DTYPE_BYTES:
-        dt = "bfloat16"
-
     mm = (
         multimodal
         if multimodal is not None
         else (nested or "vision_config" in top or str(arch).endswith("ForConditionalGeneration"))
     )
-    tie = top.get("tie_word_embeddings")
-    if tie is None:
-        tie = text.get("tie_word_embeddings")
-    if tie is None:  # transformers PretrainedConfig default is True; gemma/gemma3 tie too
-        tie = mt.startswith("gemma") or False
-
-    sliding = c.get("sliding_window") if any(k == "sliding" for k in kinds) else None
-    out_notes = list(notes)
-    if quant and quant.note:
-        out_notes.append(quant.note)
-    if mla:
-        out_notes.append(
-            f"MLA: one latent of kv_lora_rank {int(c.get('kv_lora_rank'))} + qk_rope_head_dim "
-            f"{int(c.get('qk_rope_head_dim'))} per token per layer, not split by TP (MLAAttentionSpec; "
-            "VLLM_MLA_DISABLE=1 falls back to full heads)"
-        )
-    if parallel:
-        out_notes.append(
-            "every decoder layer holds an attention KV cache AND a Mamba2 state (parallel hybrid)"
-        )
-
+    sliding = c.get("sliding_window") if "sliding" in kinds else None
     facts = ModelFacts(
         id=model_id,
         architecture=str(arch),
         model_type=mt,
         source=source,  # type: ignore[arg-type]
-        num_hidden_layers=n,
-        hidden_size=hidden,
-        vocab_size=vocab,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        head_dim=head_dim,
+        num_hidden_layers=d.n,
+        hidden_size=d.hidden,
+        vocab_size=d.vocab,
+        num_attention_heads=d.heads,
+        num_key_value_heads=d.kv,
+        head_dim=d.head_dim,
         layer_kinds=kinds,  # type: ignore[arg-type]
-        dtype=dt,
+        dtype=_checkpoint_dtype(top, text, dtype),
         intermediate_size=inter,
         max_position_embeddings=_int_or_none(c.first("max_position_embeddings")),
-        tie_word_embeddings=bool(tie),
+        tie_word_embeddings=_tied(top, text, mt),
         sliding_window=int(sliding) if sliding else None,
         attention_chunk_size=_int_or_none(c.get("attention_chunk_size")) if "chunked" in kinds else None,
         num_experts=num_experts,
         num_experts_per_tok=top_k,
         moe_intermediate_size=moe_inter,
-        kv_lora_rank=int(c.get("kv_lora_rank")) if mla else 0,
-        qk_rope_head_dim=int(c.get("qk_rope_head_dim")) if mla else 0,
+        kv_lora_rank=int(c.get("kv_lora_rank")) if d.mla else 0,
+        qk_rope_head_dim=int(c.get("qk_rope_head_dim")) if d.mla else 0,
         mamba=mamba,
         quantization=quant.method if quant else None,
         quant_bits=round(quant.bits, 6) if quant else None,
@@ -984,37 +974,8 @@ def facts_from_config(
         multimodal=bool(mm),
         parallel_mamba=parallel,
     )
-    est = estimate_params(top, facts, quant)
-    db = DTYPE_BYTES[dt]
-    main_bytes = _bytes(est.quantized, est.unquantized, quant, db)
-    mtp_bytes = _bytes(est.mtp_quantized, est.mtp_unquantized, quant, db)
-    vision_bytes = est.vision * db
-    if mtp_bytes:
-        out_notes.append(
-            f"checkpoint holds {mtp_layers(top)} MTP layer(s) (~{mtp_bytes / GiB:.2f} GiB, estimated from the config) "
-            "that vLLM loads only with speculative decoding; counted in unloaded_bytes"
-        )
-    if vision_bytes:
-        out_notes.append(
-            f"vision tower ~{vision_bytes / GiB:.2f} GiB (loaded by vLLM for multimodal serving)"
-        )
-    estimated = main_bytes + mtp_bytes + vision_bytes
-    if quant is None and param_count is not None and param_count * db > estimated:
-        # A known safetensors parameter count of an unquantized checkpoint is exact (x dtype bytes);
-        # it also covers parts the config does not describe (e.g. a trimmed config without its
-        # vision tower: Mistral-Small-3.2 24,011,361,280 params -> 48,022,722,560 B vs ~47.1e9 text-only).
-        estimated = param_count * db
-    elif mm and not vision_bytes:
-        out_notes.append(
-            "vision tower not described by the config: estimated_bytes covers the text backbone only"
-        )
-    return replace(
-        facts,
-        param_count=param_count if param_count is not None else est.total,
-        unloaded_bytes=mtp_bytes,
-        estimated_bytes=estimated,
-        notes=tuple(out_notes),
-    )
+    out_notes = list(notes) + _layout_notes(c, quant, d.mla, parallel)
+    return _with_estimate(facts, top, quant, param_count, bool(mm), out_notes)
 
 
 def _int_or_none(v: Any) -> int | None:

@@ -73,6 +73,11 @@ class DeviceSpec(_Strict):
     compute_capability: ComputeCapability | None = None
     # Does NVML answer memory queries? (GB10 says N/A, which puts vLLM <=0.32 in the small batch tier.)
     nvml_memory: StrictBool | None = None
+    # Unified memory: is the checkpoint in page cache and the torch.compile cache filled (warm) or not
+    # (cold: the first launch on a box)? Host growth during profiling is charged to KV (memory/unified.py).
+    start: Literal["cold", "warm"] = "cold"
+    # Unified memory: kept free beside all footprints (OS page cache, agents). Default: memory/unified.py.
+    host_reserve_gib: GiBOrZero | None = None
 
 
 class ModelFactsOverride(_Strict):
@@ -98,6 +103,9 @@ class ModelSpec(_Strict):
     revision: str | None = Field(default=None, max_length=256)
     gpu_memory_utilization: Float(0.0, 1.0, lo_open=True) | None = None
     kv_cache_memory_bytes: Bytes | None = None
+    # pinned: on unified memory the planner proposes kv_cache_memory_bytes (vLLM >= 0.10.2) so the KV pool
+    # does not depend on what profiling measures; fraction: size KV from gpu_memory_utilization only.
+    kv_sizing: Literal["pinned", "fraction"] | None = None
     max_model_len: Tokens | None = None
     max_num_seqs: Int(1, MAX_SEQS) | None = None
     max_num_batched_tokens: Tokens | None = None

@@ -9,8 +9,15 @@ from dataclasses import replace
 import pytest
 from memfacts import dense, qwen3_next
 
+from residency.memory import activation as act
 from residency.memory.device import resolve_device
-from residency.memory.engine import EngineSettings, Measured, requested_bytes, simulate_startup
+from residency.memory.engine import (
+    EngineSettings,
+    Measured,
+    profile_settings,
+    requested_bytes,
+    simulate_startup,
+)
 from residency.memory.versions import rules_for
 from residency.memory.weights import weights_bytes_per_rank
 from residency.spec import DeviceSpec
@@ -36,7 +43,9 @@ def test_requested_float_then_ceil():
 
 def test_free_memory_message_by_version():
     f = qwen3_next()
-    free = int(98.56 * GiB)
+    # vLLM's snapshot sees free after this process's CUDA context and front-end processes exist
+    ctx = act.context_bytes(SPARK, profile_settings(f, es(0.85)), rules_for("0.33.0"))
+    free = int(98.56 * GiB) + ctx
     st = simulate_startup(f, es(0.85), SPARK, rules_for("0.33.0"), free)
     assert st.error_kind == "free_memory"
     assert st.error_message.startswith(
@@ -45,9 +54,9 @@ def test_free_memory_message_by_version():
     old = simulate_startup(f, es(0.85), SPARK, rules_for("0.13.0"), free)
     assert old.error_message.startswith("Free memory on device (98.56/119.67 GiB) on startup")
     # format_gib (>= 0.14) drops trailing zeros; "%.2f" (<= 0.13) keeps them: 0.8 x 119.67 = 95.736 -> 95.74
-    st2 = simulate_startup(f, es(0.8), SPARK, rules_for("0.33.0"), int(90.5 * GiB))
+    st2 = simulate_startup(f, es(0.8), SPARK, rules_for("0.33.0"), int(90.5 * GiB) + ctx)
     assert "(90.5/119.67 GiB)" in st2.error_message
-    st3 = simulate_startup(f, es(0.8), SPARK, rules_for("0.11.0"), int(90.5 * GiB))
+    st3 = simulate_startup(f, es(0.8), SPARK, rules_for("0.11.0"), int(90.5 * GiB) + ctx)
     assert "(90.50/119.67 GiB)" in st3.error_message
 
 
@@ -178,12 +187,15 @@ def test_unified_memory_host_overhead_only_on_uma():
     # the same box with discrete memory: same total, free and request, only `unified` differs
     disc = simulate_startup(f, es(0.3), replace(SPARK, unified=False), rules_for("0.33.0"), 100 * GiB)
     assert uma.requested_bytes == disc.requested_bytes and disc.host_overhead_bytes == 0
-    # Qwen3-4B bf16 on one GB10: 8,112,700,416 B of weights; worker host growth charged to KV on UMA
-    # (vllm-memory.md §2.3): 1 GiB + 5% of the weights = 1,073,741,824 + 405,635,020.8
     assert uma.weights_bytes == 8_112_700_416
-    assert disc.available_kv_bytes - uma.available_kv_bytes == 1_479_376_844
-    # API server + engine-core RSS (1.2 GiB = 1,288,490,188.8 B) outside the budget, in the footprint
-    assert uma.footprint_bytes - disc.footprint_bytes == 1_288_490_189
+    # cold start (the preset's default), worker host growth charged to KV (memory/unified.py): warm 1.5 GiB +
+    # half the checkpoint's pages = 1,610,612,736 + 4,056,350,208; no discrete graph term on GB10 (§5)
+    assert uma.host_overhead_bytes == 5_666_962_944 and uma.cudagraph_bytes == 0 < disc.cudagraph_bytes
+    assert disc.available_kv_bytes - uma.available_kv_bytes == 5_666_962_944 - disc.cudagraph_bytes
+    # API server + engine-core RSS (1.2 GiB = 1,288,490,188.8 B) outside the budget, in the footprint; the
+    # page cache is not held by the process (outside the footprint, seen by the next engine's check)
+    assert uma.page_cache_bytes == 4_056_350_208
+    assert uma.footprint_bytes - disc.footprint_bytes == 1_288_490_189 - 4_056_350_208
 
 
 def test_measured_figures_replace_estimates():

@@ -2,7 +2,7 @@
 
 vllm-memory.md §4 (profile-run activation peak and the sampler warm-up), §2.2 (non-torch memory,
 NCCL inside the budget <= 0.10.2), §5 (CUDA graphs: capture sizes, inside the budget >= 0.20),
-§5.3 (CUDA context) and §2.3 (unified memory: the engine's host-side growth is charged to KV).
+§5.3 (CUDA context). Unified-memory host growth: memory/unified.py.
 
 Shapes come from vLLM's code (cited per function); the constants that no allocation in vLLM's
 source gives are fitted to named dev records (see each one; bench/accuracy.py prints how well).
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from residency.memory import moe
+from residency.memory import unified as uma
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules, profile_sampler_bytes
@@ -64,9 +65,6 @@ NCCL_CONTEXT = NCCL_IN_BUDGET
 # profiling window and its buffers count as non-torch growth inside the budget. Whether an earlier
 # collective creates it first, and its size, are unchecked: no record with TP > 1 on >= 0.11 shows
 # non-torch figures. A calibration on the box measures it.
-UMA_FRONTEND = 1.2 * GiB  # unified memory: API server + engine-core process RSS, outside the budget
-UMA_HOST_BASE = 1.0 * GiB  # unified memory: worker host RSS growth after the snapshot (charged to KV)
-UMA_HOST_PER_WEIGHT = 0.05  # ... plus host staging of checkpoint tensors that the allocator keeps
 # CUDA graph pool: per capture size per decoder layer, plus a base. Fitted to the logged graph
 # memory of records r027 (granite-4.0-micro, 40 layers: 0.72 GiB), r019 (0.27 GiB) and r049
 # (0.48 GiB); graph pools hold the captured kernels' intermediate outputs, which vLLM does not size
@@ -261,17 +259,6 @@ def context_bytes(device: Device, s: ProfileSettings, rules: VersionRules) -> in
     ctx = CUDA_CONTEXT
     if not rules.nccl_in_budget and s.tensor_parallel_size * s.pipeline_parallel_size > 1:
         ctx += NCCL_CONTEXT
-    if device.unified:
-        ctx += UMA_FRONTEND
+    if device.unified:  # API server + EngineCore, before the worker's snapshot (memory/unified.py)
+        ctx += uma.FRONTEND
     return int(ctx)
-
-
-def uma_host_overhead_bytes(device: Device, weights_bytes: int) -> int:
-    """Unified memory: the worker's host RSS growth between its baseline and the end of profiling.
-
-    vLLM measures free memory system-wide on UMA (§2.3), so this growth comes out of the KV budget.
-    Rough, uncalibrated: 1 GiB + 5% of the weights (staging buffers the allocator keeps).
-    """
-    if not device.unified:
-        return 0
-    return int(UMA_HOST_BASE + UMA_HOST_PER_WEIGHT * weights_bytes)

@@ -7,9 +7,11 @@ marketing size: an "80 GB" H100 reports about 79.19-79.25 GiB. Sources: vllm-log
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from residency.errors import SpecError
+from residency.memory import unified as unified_mod
 from residency.spec import DeviceSpec
 
 
@@ -64,10 +66,21 @@ class Device:
     count: int = 1
     used_gib: float = 0.0
     budget: float = 0.95
+    # unified memory (memory/unified.py): cold/warm start, host reserve, and what an idle box offers
+    start: str = "cold"
+    host_reserve_gib: float = 0.0
+    idle_free_gib: float | None = None  # measured idle free (live reading or calibration); None = assumed
+    total_source: str = "preset"  # preset | spec | live reading | calibration
 
     @property
     def total_bytes(self) -> int:
         return int(round(self.total_gib * 2**30))
+
+    @property
+    def uma_gpu(self) -> bool:
+        """A GPU sharing host memory (GB10, Thor, Orin): vLLM's GPU worker with a system-wide snapshot. Not the
+        CPU backend (a "cpu" device, unified for MemAvailable reads only: its worker has no such snapshot)."""
+        return self.unified and not is_cpu_name(self.name)
 
     @property
     def is_gb10(self) -> bool:
@@ -78,6 +91,11 @@ class Device:
             return None
         a, _, b = self.compute_capability.partition(".")
         return int(a), int(b or 0)
+
+
+def is_cpu_name(name: str) -> bool:
+    """vLLM's CPU backend as specs name it ("cpu", "cpu-box"): `up --cpu` uses the same rule."""
+    return "cpu" in re.split(r"[^a-z0-9]+", name.lower())
 
 
 def resolve_device(spec: DeviceSpec, field: str = "device") -> Device:
@@ -106,6 +124,15 @@ def resolve_device(spec: DeviceSpec, field: str = "device") -> Device:
         raise SpecError(
             f"{field}.used_gib", f"{spec.used_gib} GiB used is not less than the total {total} GiB"
         )
+    reserve = spec.host_reserve_gib
+    if reserve is None:
+        reserve = unified_mod.HOST_RESERVE_DEFAULT_GIB if unified and not is_cpu_name(name) else 0.0
+    if reserve + spec.used_gib >= total:
+        raise SpecError(
+            f"{field}.host_reserve_gib",
+            f"host_reserve_gib {reserve} plus used_gib {spec.used_gib} leaves nothing of the total {total} GiB",
+            "lower device.host_reserve_gib",
+        )
     return Device(
         name=name,
         preset=spec.preset,
@@ -116,4 +143,7 @@ def resolve_device(spec: DeviceSpec, field: str = "device") -> Device:
         count=spec.count,
         used_gib=spec.used_gib,
         budget=spec.budget,
+        start=spec.start,
+        host_reserve_gib=float(reserve),
+        total_source="spec" if spec.total_gib is not None else "preset",
     )

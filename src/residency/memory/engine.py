@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from residency.memory import activation as act
 from residency.memory import kv_specs as kv
 from residency.memory import messages
+from residency.memory import unified as uma
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
 from residency.memory.moe import mxfp4_backend
@@ -80,6 +81,9 @@ class Startup:
     error_kind: str | None = None
     error_message: str | None = None
     footprint_bytes: int = 0
+    # unified memory, cold start: checkpoint pages the free reading counts as used until caches are dropped
+    # (not held by the process: outside the footprint, but the next engine's startup check sees them)
+    page_cache_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -182,7 +186,11 @@ def _stage(
     activation = act.activation_bytes(facts, ps, rules)
     non_torch = act.non_torch_bytes(ps, rules)
     graphs = act.cudagraph_bytes(sf, ps, rules, device)
-    host = act.uma_host_overhead_bytes(device, weights)
+    if device.uma_gpu:  # GB10 measures graph memory at ~0 or below (unified-memory.md §5): no discrete term
+        graphs = 0
+    host = (
+        uma.host_growth_bytes(device.start, rules, weights) if device.uma_gpu else 0  # type: ignore[arg-type]
+    )
     if measured is not None and last:  # a log's figures are the last stage's (vllm-logs.md caveat 4)
         if measured.weights_gib is not None:
             weights = int(measured.weights_gib * GiB)
@@ -246,19 +254,25 @@ def simulate_startup(
     non_kv = top.non_kv
     layout = top.layout
     fixed_pool = es.kv_cache_memory_bytes is not None and rules.has_kv_cache_memory_bytes
+    # unified memory: the compile heap of a cold start is freed after profiling; only the rest stays held
+    held_host = {
+        sg.rank: sg.host - (uma.page_cache_bytes(device.start, rules, sg.weights) if device.uma_gpu else 0)  # type: ignore[arg-type]
+        for sg in stages
+    }
+    page_cache = top.host - held_host[top.rank]
+    warmup = sampler_warmup_bytes(facts, ps, rules)
     if fixed_pool:
         available = es.kv_cache_memory_bytes or 0  # §9: profiling measured nothing; the value is used as-is
-        footprint = max(ctx + sg.weights + sg.non_torch + sg.host + available + sg.graphs for sg in stages)
-        if footprint - ctx > free_at_start_bytes:
-            notes.append(
-                f"kv_cache_memory_bytes plus the rest ({(footprint - ctx) / GiB:.2f} GiB) exceeds the free memory "
-                f"({free_at_start_bytes / GiB:.2f} GiB): expect a CUDA OOM at allocation or graph capture"
-            )
+        # the sampler warm-up's buffers stay reserved after compile_or_warm_up_model (gpu_worker.py:664-690 @0.20.0)
+        footprint = max(
+            ctx + sg.weights + sg.non_torch + held_host[sg.rank] + available + sg.graphs + warmup
+            for sg in stages
+        )
     else:
         if es.kv_cache_memory_bytes is not None:
             notes.append(f"kv_cache_memory_bytes is ignored by vLLM {rules.version} (added in 0.10.2)")
         available = req - non_kv
-        footprint = ctx + req + (0 if in_budget else max(sg.graphs for sg in stages))
+        footprint = max(ctx, ctx + req + (0 if in_budget else max(sg.graphs for sg in stages)) - page_cache)
         if in_budget and measured is not None and measured.cudagraph_estimate_gib is not None and graphs:
             # >= 0.20 the budget reserved the estimate; the pool captured may be larger or smaller
             # ("CUDA graph pool memory: A GiB (actual), E GiB (estimated)", gpu_worker.py:592-606 @0.20.2)
@@ -275,7 +289,7 @@ def simulate_startup(
         weights_bytes=weights,
         activation_bytes=activation,
         non_torch_bytes=non_torch,
-        host_overhead_bytes=host,
+        host_overhead_bytes=held_host[top.rank] if fixed_pool else host,
         cudagraph_bytes=graphs,
         cudagraph_in_budget=in_budget,
         context_bytes=ctx,
@@ -287,20 +301,23 @@ def simulate_startup(
         block_size=layout.block_size,
         layout=layout,
         footprint_bytes=footprint,
+        page_cache_bytes=page_cache,
         notes=notes,
     )
-    # §2.1: the startup check (unconditional, even with kv_cache_memory_bytes)
-    if free_at_start_bytes < req:
+    # §2.1: the startup check (unconditional, even with kv_cache_memory_bytes). The worker's snapshot comes
+    # after its own CUDA context (and on UMA its front-end processes) exist: vLLM sees free minus those.
+    seen = free_at_start_bytes - ctx
+    if seen < req:
         st.error_kind = "free_memory"
         st.error_message = messages.free_memory(
-            rules, free_at_start_bytes, total, es.gpu_memory_utilization, req, device_label
+            rules, max(seen, 0), total, es.gpu_memory_utilization, req, device_label
         )
         return st
     # loading: the weights must physically fit
     biggest = max(sg.weights for sg in stages)
-    if biggest > free_at_start_bytes:
+    if biggest > seen:
         st.error_kind = "weights_do_not_fit"
-        st.error_message = messages.weights_do_not_fit(biggest, free_at_start_bytes)
+        st.error_message = messages.weights_do_not_fit(biggest, seen)
         return st
     if not layout.layers:
         st.num_blocks = 1
@@ -333,6 +350,9 @@ def simulate_startup(
             if sg is not top:
                 st.notes.append(f"pipeline stage {sg.rank} is the one short of KV memory")
             return st
+    # After the checks: allocation (initialize_from_config), then compile_or_warm_up_model
+    if _post_allocation(st, stages, avail_of, held_host, seen, warmup, es, rules):
+        return st
     # Mamba blocks vs max_num_seqs with FULL decode graphs (issue #34094), by version
     if layout.has_mamba and not es.enforce_eager and es.max_num_seqs > nb:
         if rules.mamba_blocks_mode == "raise":  # >= 0.20 [V20-mamba-raise]
@@ -347,3 +367,56 @@ def simulate_startup(
                 "larger decode batches run without graphs"
             )
     return st
+
+
+def sampler_warmup_bytes(facts: ModelFacts, ps: act.ProfileSettings, rules: VersionRules) -> int:
+    """The sampler warm-up after KV allocation: min(max_num_seqs, max_num_batched_tokens) dummy rows
+    through the model's last dummy run and the sampler (hidden rows + logits and sampler temporaries)."""
+    if not ps.runs_sampler:
+        return 0
+    rows = min(ps.max_num_seqs, ps.max_num_batched_tokens)
+    return rows * facts.hidden_size * ps.act_bytes + act.sampler_peak_bytes(facts, ps, rules)
+
+
+def _post_allocation(
+    st: Startup,
+    stages: list[_Stage],
+    avail_of: dict[int, int],
+    held_host: dict[int, int],
+    seen: int,
+    warmup: int,
+    es: EngineSettings,
+    rules: VersionRules,
+) -> bool:
+    """Failures after the pool is sized, in vLLM's order (vllm-memory.md §1 steps 5-6).
+
+    The KV tensors are allocated (initialize_from_config), CUDA graphs captured, then the sampler is
+    warmed with min(max_num_seqs, max_num_batched_tokens) dummy requests: gpu_worker.py:664-690 @0.20.0
+    (V1 runner, "called after capture_model on purpose"), gpu_worker.py:1075-1092 @0.33.0; the same step in
+    every version 0.10.1-0.33 (gpu_worker.py:320-420 @0.11.0). Its peak is inside the profiled peak
+    (profile_run -> _dummy_sampler_run, gpu_model_runner.py:5849-5856 @0.20.0), so a pool sized by the
+    fraction leaves room for it unless graphs captured outside the budget took that room; a pinned pool
+    (kv_cache_memory_bytes, §9: nothing subtracted) leaves whatever free memory the process did not take.
+    """
+    for sg in reversed(stages):
+        held = sg.weights + sg.non_torch + held_host[sg.rank] + max(avail_of[sg.rank], 0)
+        if held > seen:
+            st.error_kind = "kv_alloc_oom"
+            st.error_message = messages.kv_alloc_oom(
+                held - sg.weights - sg.non_torch - held_host[sg.rank], seen
+            )
+            return True
+        room = seen - held - sg.graphs
+        if room < 0 and sg.graphs > 0:  # capture_model comes before the sampler warm-up
+            st.error_kind = "graph_capture_oom"
+            st.error_message = messages.graph_capture_oom(sg.graphs, max(seen - held, 0))
+            return True
+        if sg is stages[-1] and room < warmup:
+            st.error_kind = "sampler_oom"
+            st.error_message = messages.sampler_oom(min(es.max_num_seqs, es.max_num_batched_tokens))
+            st.notes.append(
+                f"after the KV pool and CUDA graphs {max(room, 0) / GiB:.2f} GiB is left; the sampler warm-up needs "
+                f"{warmup / GiB:.2f} GiB"
+            )
+            return True
+    return False

@@ -91,6 +91,30 @@ def weights_do_not_fit(weights_b: float, free_b: float) -> str:
     )
 
 
+def sampler_oom(num_reqs: int) -> str:
+    """gpu_model_runner.py:5667-5673 @0.20.0 (same text 0.10.1-0.33.0, :5928-5934 @0.33.0)."""
+    return (
+        f"CUDA out of memory occurred when warming up sampler with {num_reqs} dummy requests. Please try lowering "
+        "`max_num_seqs` or `gpu_memory_utilization` when initializing the engine."
+    )
+
+
+def graph_capture_oom(graphs_b: float, left_b: float) -> str:
+    """torch's allocator error inside capture_model (gpu_model_runner.capture_model), after the KV pool exists."""
+    return (
+        f"torch.OutOfMemoryError: CUDA out of memory while capturing CUDA graphs: the graph pool needs about "
+        f"{graphs_b / GiB:.2f} GiB and {left_b / GiB:.2f} GiB is left after the KV cache."
+    )
+
+
+def kv_alloc_oom(kv_b: float, free_b: float) -> str:
+    """torch's allocator error when the KV tensors are allocated (initialize_from_config)."""
+    return (
+        f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {kv_b / GiB:.2f} GiB for the KV cache "
+        f"with {free_b / GiB:.2f} GiB free on the device at startup (weights and the rest included)."
+    )
+
+
 MEANINGS = {
     "free_memory": "vLLM's fraction is of TOTAL memory; at its start this process must find that much FREE. "
     "Earlier processes (and anything else on the device) hold the rest.",
@@ -100,4 +124,16 @@ MEANINGS = {
     "mamba_cache_blocks": "Each running sequence holds a Mamba state block; the pool has fewer blocks than max_num_seqs, "
     "so CUDA graph capture for max_num_seqs decodes cannot proceed.",
     "weights_do_not_fit": "The weights alone are larger than the memory free on the GPU.",
+    "sampler_oom": "After the KV pool is allocated and CUDA graphs are captured, vLLM warms the sampler with "
+    "max_num_seqs dummy requests (max_num_seqs x vocab x 4 B logits plus sort/top-k temporaries); what is left "
+    "of the free memory does not hold them.",
+    "graph_capture_oom": "CUDA graphs are captured after the KV pool is allocated; where their memory is not "
+    "reserved in the budget (< 0.20, or a pinned pool) the free memory left does not hold them.",
+    "kv_alloc_oom": "kv_cache_memory_bytes is used as given (profiling subtracts nothing): weights plus the "
+    "pinned pool do not fit in the memory free at startup.",
+    "overcommit": "The footprints of all engines plus what else holds memory (used_gib, and on unified memory the "
+    "host reserve for the OS, page cache and agents) exceed the device: every engine may pass its own check, "
+    "but the last one's memory outside its budget has nowhere to go (on unified memory the host freezes).",
+    "at_risk": "The fraction needs more free memory at startup than an idle box of this kind reliably offers "
+    "(vLLM reads MemAvailable on unified memory); it loads on some boxes and fails the startup check on others.",
 }

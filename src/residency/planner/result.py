@@ -16,6 +16,11 @@ ErrorKind = Literal[
     "mamba_cache_blocks",
     "weights_do_not_fit",
     "agent_context",
+    "sampler_oom",
+    "graph_capture_oom",
+    "kv_alloc_oom",
+    "overcommit",
+    "at_risk",
 ]
 
 
@@ -41,8 +46,13 @@ class ModelPlan(BaseModel):
     max_concurrency: float  # at max_model_len
     block_size: int
     footprint_gib: float
-    verdict: Literal["ok", "fail"]
+    verdict: Literal["ok", "fail", "at_risk"]
     error: PlanError | None = None
+    # unified memory: the KV pool a cold (first launch on the box) and a warm start get; kv_cache_gib is the
+    # one of device.start
+    kv_cache_gib_cold: float | None = None
+    kv_cache_gib_warm: float | None = None
+    start: Literal["cold", "warm"] | None = None
     # Beyond the contract: settings as resolved (what render and up launch with)
     max_model_len: int = 0
     max_num_seqs: int = 0
@@ -67,6 +77,9 @@ class DevicePlan(BaseModel):
     used_gib: float
     budget_gib: float
     count: int = 1
+    start: str | None = None  # unified memory: cold | warm
+    host_reserve_gib: float = 0.0
+    total_source: str = "preset"  # preset | spec | live reading (...) | calibration (...)
 
 
 class Plan(BaseModel):

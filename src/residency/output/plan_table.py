@@ -22,6 +22,7 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
     import sys
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -30,10 +31,16 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
     con.print(
         f"[bold]{d.name}[/] x{d.count}: {d.total_gib:.2f} GiB{' unified' if d.unified else ''}, "
         f"{d.used_gib:.2f} GiB used before the stack, budget {d.budget_gib:.2f} GiB - vLLM {plan.vllm_version}"
+        + (
+            f"\n{d.start} start, host reserve {d.host_reserve_gib:.2f} GiB, total from {escape(d.total_source)}"
+            if d.start
+            else ""
+        )
     )
     t = Table(
         show_lines=False,
-        caption="GiB per GPU; other = non-torch + unified-memory host overhead; conc = max concurrency at max_model_len",
+        caption="GiB per GPU; other = non-torch + unified-memory host overhead; conc = max concurrency at max_model_len"
+        + ("; KV cold..warm on unified memory" if d.unified else ""),
     )
     for col, j in [
         ("model", "left"),
@@ -52,9 +59,16 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
         t.add_column(col, justify=j)  # type: ignore[arg-type]
     for i, m in enumerate(plan.models):
         frac = f"{m.gpu_memory_utilization:.2f}" + ("*" if m.chosen_by_solver else "")
-        verdict = (
-            Text("ok", style="green") if m.verdict == "ok" else Text(f"FAIL {m.error.kind}", style="bold red")
-        )  # type: ignore[union-attr]
+        if m.verdict == "ok":
+            verdict = Text("ok", style="green")
+        elif m.verdict == "at_risk":
+            verdict = Text("AT RISK", style="bold yellow")
+        else:
+            verdict = Text(f"FAIL {m.error.kind if m.error else ''}", style="bold red")
+        kv = f"{m.kv_cache_gib:.2f}"
+        if m.kv_cache_gib_cold is not None and m.kv_cache_gib_warm is not None:
+            if abs(m.kv_cache_gib_cold - m.kv_cache_gib_warm) >= 0.005:
+                kv = f"{m.kv_cache_gib_cold:.2f}..{m.kv_cache_gib_warm:.2f}"
         graphs = f"{m.cudagraph_gib:.2f}" + ("" if m.cudagraph_in_budget else " out")
         t.add_row(
             Text(m.name + (" (cal)" if m.calibrated else ""), style=COLORS[i % len(COLORS)]),
@@ -63,7 +77,7 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
             f"{m.activation_gib:.2f}",
             graphs,
             f"{m.non_torch_gib:.2f}",
-            f"{m.kv_cache_gib:.2f}",
+            kv,
             f"{m.kv_cache_tokens:,}",
             f"{m.max_concurrency:.2f}x",
             f"{m.footprint_gib:.2f}",
@@ -92,12 +106,20 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
     for m in plan.models:
         if m.error:
             n += 1
-            con.print(f"[bold red]{n}. {m.name}[/]: vLLM says: {m.error.message}")
+            who = "at risk: on some boxes vLLM says" if m.error.kind == "at_risk" else "vLLM says"
+            if m.error.kind == "overcommit":
+                who = "overcommit"
+            con.print(f"[bold red]{n}. {m.name}[/]: {who}: {m.error.message}")
             con.print(f"   means: {m.error.meaning}")
             con.print(f"   [bold]fix[/]: {m.error.fix}")
     for w in plan.warnings:
         con.print(f"[yellow]warning[/]: {w}")
     if explain:
+        if d.host_reserve_gib:
+            con.print(
+                f"host reserve {d.host_reserve_gib:.2f} GiB stays free beside all footprints and used_gib: a Spark "
+                "froze near 113-114 GiB used of 121.69 (unified-memory.md §4); set device.host_reserve_gib to change it"
+            )
         for m in plan.models:
             con.print(
                 f"[bold]{m.name}[/] ({m.model}): max_model_len {m.max_model_len}, max_num_seqs {m.max_num_seqs}, "

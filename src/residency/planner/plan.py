@@ -13,10 +13,13 @@ from dataclasses import dataclass, replace
 
 from residency.agents import plan as agent_plan
 from residency.errors import SpecError
+from residency.memory import messages
 from residency.memory.device import Device, resolve_device
 from residency.memory.engine import EngineSettings, Measured, Startup, requested_bytes, simulate_startup
+from residency.memory.live import LiveReading
 from residency.memory.messages import MEANINGS
 from residency.memory.model_facts import ModelFacts
+from residency.memory.unified import PRESET_ASSUMPTION, idle_offered_gib
 from residency.memory.versions import VersionRules, rules_for
 from residency.planner import solver
 from residency.planner.result import DevicePlan, ModelPlan, Plan, PlanError
@@ -35,6 +38,7 @@ class Entry:
     calibration_note: str | None
     default_notes: list[str]
     target: float  # requests at max_model_len the model must serve
+    pinned: bool = False  # unified memory: kv_cache_memory_bytes chosen by the planner (memory/unified.py)
 
 
 # ------------------------------------------------------------------------------------ defaults
@@ -124,21 +128,28 @@ def _calibration(spec: StackSpec, m: ModelSpec, device: Device) -> tuple[Measure
 class Sim:
     def __init__(self, spec: StackSpec, device: Device, rules: VersionRules, entries: list[Entry]):
         self.spec, self.device, self.rules, self.entries = spec, device, rules, entries
-        self._cache: dict[tuple[int, float, int], Startup] = {}
+        self._cache: dict[tuple, Startup] = {}
+        self.starts: list[str | None] = [None] * len(entries)  # per-entry start override (solving)
 
-    def run(self, i: int, u: float, free: int = INF_FREE, foreign: int = 0, **changes) -> Startup:
-        key = (i, round(u, 4), free, foreign, tuple(sorted(changes.items())))
-        st = self._cache.get(key)  # type: ignore[arg-type]
+    def run(
+        self, i: int, u: float, free: int = INF_FREE, foreign: int = 0, start: str | None = None, **changes
+    ) -> Startup:
+        start = start or self.starts[i] or self.device.start
+        key = (i, round(u, 4), free, foreign, start, tuple(sorted(changes.items())))
+        st = self._cache.get(key)
         if st is None:
             e = self.entries[i]
             es = replace(e.settings, gpu_memory_utilization=round(u, 4), **changes)
+            dev = self.device if start == self.device.start else replace(self.device, start=start)
             st = simulate_startup(
-                e.facts, es, self.device, self.rules, free, e.measured, foreign_growth_bytes=foreign
+                e.facts, es, dev, self.rules, free, e.measured, foreign_growth_bytes=foreign
             )
-            self._cache[key] = st  # type: ignore[index]
+            self._cache[key] = st
         return st
 
-    def sequence(self, fracs: list[float], together: bool = False) -> tuple[list[Startup], list[list[int]]]:
+    def sequence(
+        self, fracs: list[float], together: bool = False, changes: list[dict] | None = None
+    ) -> tuple[list[Startup], list[list[int]]]:
         """Launch in order; each process sees total - used - earlier footprints on its GPUs.
 
         together=True: all engines start at once (no waiting for 'init engine ... took'). Each one's
@@ -161,13 +172,14 @@ class Sim:
                 order = list(pin)
             free = int(min(d.total_bytes - used[g] for g in order))
             foreign = int(max(growth[g] for g in order)) if together else 0
-            st = self.run(i, u, max(free, 0), foreign)
+            st = self.run(i, u, max(free, 0), foreign, **((changes or [{}] * len(fracs))[i]))
             out.append(st)
             gpus_of.append(sorted(order))
             if (
                 st.error_kind != "free_memory"
             ):  # a process that fails the check holds only its context briefly
                 hold = st.footprint_bytes if st.error_kind is None else st.context_bytes
+                hold += st.page_cache_bytes  # counted as used by the next check until caches are dropped
                 for g in order:
                     if together:
                         used[g] += st.context_bytes
@@ -176,12 +188,26 @@ class Sim:
                         used[g] += hold
         return out, gpus_of
 
+    def overcommitted(self, sts: list[Startup], gpus: list[list[int]]) -> int | None:
+        """The first model (launch order) at which footprints + used_gib + host reserve exceed the device."""
+        d = self.device
+        limit = d.total_bytes - int((d.used_gib + d.host_reserve_gib) * GiB)
+        held = [0] * d.count
+        for i, (st, gs) in enumerate(zip(sts, gpus, strict=True)):
+            if st.error_kind is not None:
+                continue
+            for g in gs:
+                held[g] += st.footprint_bytes
+            if any(held[g] > limit for g in gs):
+                return i
+        return None
+
     def first_failure(self, fracs: list[float]) -> int | None:
-        sts, _ = self.sequence(fracs)
+        sts, gpus = self.sequence(fracs)
         for i, st in enumerate(sts):
             if st.error_kind is not None:
                 return i
-        return None
+        return self.overcommitted(sts, gpus)
 
 
 # ------------------------------------------------------------------------------------ fixes
@@ -197,16 +223,17 @@ def _max_fraction_for_free(free: int, total: int, rules: VersionRules) -> float:
 def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
     e = sim.entries[i]
     rules, total = sim.rules, sim.device.total_bytes
-    umax = _max_fraction_for_free(st.free_at_start_bytes, total, rules)
+    seen = max(0, st.free_at_start_bytes - st.context_bytes)  # what vLLM's check sees (own context excluded)
+    umax = _max_fraction_for_free(seen, total, rules)
     umin, _ = solver.min_fraction(lambda x: sim.run(i, x), None)
     kind = st.error_kind
     earlier = ", ".join(sim.entries[j].spec.name for j in range(i)) or "other processes"
     if kind == "free_memory":
         if umin is not None and umin <= umax:
-            return f"lower gpu_memory_utilization to {umax:.2f} (the most the {st.free_at_start_bytes / GiB:.2f} GiB free allows)"
-        short = (
-            (requested_bytes(total, umin, rules) if umin else st.requested_bytes) - st.free_at_start_bytes
-        ) / GiB
+            return (
+                f"lower gpu_memory_utilization to {umax:.2f} (the most the {seen / GiB:.2f} GiB free allows)"
+            )
+        short = ((requested_bytes(total, umin, rules) if umin else st.requested_bytes) - seen) / GiB
         return f"free {short:.2f} GiB more before it starts (lower the fractions of {earlier}, or stop them)"
     if kind == "weights_do_not_fit":
         return (
@@ -217,13 +244,29 @@ def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
     if umin is not None and umin > u:
         raise_txt = f"raise gpu_memory_utilization to {umin:.2f}"
         if umin > umax:
-            need = (requested_bytes(total, umin, rules) - st.free_at_start_bytes) / GiB
+            need = (requested_bytes(total, umin, rules) - seen) / GiB
             raise_txt += f" (after freeing {need:.2f} GiB: lower the fractions of {earlier})"
+    cold = _cold_cause(sim, i, st, u) if kind in ("no_cache_blocks", "max_seq_len") else ""
+    if cold:
+        return cold + (f"; or {raise_txt}" if raise_txt else "")
     if kind == "no_cache_blocks":
         alt = ""
         if e.settings.max_num_batched_tokens > 2048:
             alt = f", or lower max_num_batched_tokens from {e.settings.max_num_batched_tokens} to 2048"
         return (raise_txt or "raise gpu_memory_utilization") + alt
+    if kind == "sampler_oom":
+        rows = min(e.settings.max_num_seqs, e.settings.max_num_batched_tokens)
+        return (
+            f"lower max_num_seqs from {rows} (each dummy request holds a vocabulary of fp32 logits), or lower "
+            "gpu_memory_utilization / kv_cache_memory_bytes so the warm-up has room after the KV pool"
+        )
+    if kind == "graph_capture_oom":
+        return (
+            "lower gpu_memory_utilization (or kv_cache_memory_bytes) so the graphs fit after the pool, "
+            "or enforce_eager: true (no graphs)"
+        )
+    if kind == "kv_alloc_oom":
+        return "lower kv_cache_memory_bytes (or free memory before it starts)"
     if kind == "max_seq_len":
         est = st.estimated_max_model_len or 0
         nice = est // 1024 * 1024 if est >= 1024 else est
@@ -237,6 +280,122 @@ def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
             parts.append(raise_txt)
         return ", or ".join(parts)
     return raise_txt
+
+
+# ------------------------------------------------------------------------------------ unified memory
+
+
+def _cold_cause(sim: Sim, i: int, st: Startup, u: float) -> str:
+    """A cold start on unified memory fails where a warm one loads: name the cause and what removes it."""
+    d = sim.device
+    if not d.uma_gpu or d.start != "cold":
+        return ""
+    warm = sim.run(i, u, st.free_at_start_bytes, start="warm")
+    if warm.error_kind is not None:
+        return ""
+    grow = (st.host_overhead_bytes - warm.host_overhead_bytes) / GiB
+    pin = ""
+    if sim.rules.has_kv_cache_memory_bytes:
+        pin = (
+            f"pin the pool: kv_cache_memory_bytes {warm.available_kv_bytes} with gpu_memory_utilization {u:.2f} kept "
+            "for the startup check (vLLM then skips the measurement; what `kv_sizing: pinned` proposes), or "
+        )
+    return (
+        f"the cause is host memory that grows during a cold load: {grow:.2f} GiB of checkpoint page cache the "
+        "free-memory reading counts as used is charged to the KV budget (vllm-memory.md §2.3, unified-memory.md §3). "
+        f"Remove it: {pin}start warm (the checkpoint already in page cache, e.g. `cat` it to /dev/null first, or "
+        f"simply retry: a warm start gets {warm.available_kv_bytes / GiB:.2f} GiB of KV)"
+    )
+
+
+def _offered_bytes(sim: Sim, free: int) -> int:
+    """Of `free` (total - used - earlier footprints), what vLLM's check reliably finds on a unified box: an
+    idle box offers only its idle free (measured, else memory/unified.py's field figure)."""
+    d = sim.device
+    if not d.uma_gpu or (d.idle_free_gib is None and not (d.is_gb10 and d.total_source == "preset")):
+        return (
+            free  # the idle figure is a GB10 field measurement for an undescribed box (unified-memory.md §2)
+        )
+    idle = d.idle_free_gib if d.idle_free_gib is not None else idle_offered_gib(d.total_gib)
+    unoffered = max(0, d.total_bytes - int(d.used_gib * GiB) - int(idle * GiB))
+    return free - unoffered
+
+
+def _max_fraction_seen(sim: Sim, free_seen: int) -> float:
+    return _max_fraction_for_free(max(free_seen, 0), sim.device.total_bytes, sim.rules)
+
+
+def _pin(sim: Sim, fracs: list[float], together: bool) -> tuple[list[dict], list[float]]:
+    """Pinned entries: kv_cache_memory_bytes = the warm-start pool at the solved fraction, and a fraction
+    lowered (never raised) to what the startup check reliably finds free (vllm-memory.md §9 planner note)."""
+    n = len(fracs)
+    changes: list[dict] = [{} for _ in range(n)]
+    if not any(e.pinned for e in sim.entries):
+        return changes, fracs
+    warm, _ = sim.sequence(fracs, together=together)
+    for i, e in enumerate(sim.entries):
+        if e.pinned and warm[i].error_kind is None and warm[i].available_kv_bytes > 0:
+            changes[i] = {"kv_cache_memory_bytes": int(warm[i].available_kv_bytes)}
+    sim.starts = [None] * n
+    sts, _ = sim.sequence(fracs, together=together, changes=changes)
+    out = list(fracs)
+    for i, st in enumerate(sts):
+        if changes[i] and st.error_kind is None:
+            cap = _max_fraction_seen(sim, _offered_bytes(sim, st.free_at_start_bytes) - st.context_bytes)
+            if 0 < cap < out[i]:
+                out[i] = cap
+    return changes, out
+
+
+def _at_risk(sim: Sim, i: int, st: Startup, u: float) -> PlanError | None:
+    d, rules = sim.device, sim.rules
+    offered = _offered_bytes(sim, st.free_at_start_bytes) - st.context_bytes
+    if offered >= st.requested_bytes:
+        return None
+    cap = _max_fraction_seen(sim, offered)
+    basis = (
+        "this box's measured idle free memory"
+        if d.idle_free_gib is not None
+        else f"an idle {d.name} box (~{idle_offered_gib(d.total_gib):.1f} GiB of {d.total_gib:g}, unified-memory.md §2)"
+    )
+    return PlanError(
+        kind="at_risk",
+        message=messages.free_memory(rules, max(offered, 0), d.total_bytes, u, st.requested_bytes),
+        fix=(
+            f"lower gpu_memory_utilization to {cap:.2f} (with kv_cache_memory_bytes pinned the pool stays the same), "
+            "or measure the box: `residency plan --live` on it, or `residency calibrate` with one of its logs"
+        ),
+        meaning=MEANINGS["at_risk"] + f" Basis: {basis}.",
+    )
+
+
+def _overcommit(sim: Sim, i: int, sts: list[Startup], gpus: list[list[int]]) -> PlanError:
+    d = sim.device
+    held = sum(
+        st.footprint_bytes
+        for j, st in enumerate(sts[: i + 1])
+        if st.error_kind is None and set(gpus[j]) & set(gpus[i])
+    )
+    over = held + int((d.used_gib + d.host_reserve_gib) * GiB) - d.total_bytes
+    name = sim.entries[i].spec.name
+    reserve = f" + host reserve {d.host_reserve_gib:.2f} GiB" if d.host_reserve_gib else ""
+    msg = (
+        f"footprints {held / GiB:.2f} GiB + used {d.used_gib:.2f} GiB{reserve} exceed the device total "
+        f"{d.total_gib:g} GiB by {over / GiB:.2f} GiB once {name} has started"
+    )
+    st = sts[i]
+    k = sim.entries[i].settings.kv_cache_memory_bytes
+    if st.available_kv_bytes > over:
+        fix = f"shrink {name} by {over / GiB:.2f} GiB: " + (
+            f"kv_cache_memory_bytes {st.available_kv_bytes - over}"
+            if k is not None or sim.entries[i].pinned
+            else f"gpu_memory_utilization {math.floor((st.requested_bytes - over) / d.total_bytes * 100) / 100:.2f}"
+        )
+    else:
+        fix = f"free {over / GiB:.2f} GiB: lower max_model_len/max_num_seqs of {name} or an earlier model, or drop one"
+    if d.host_reserve_gib:
+        fix += " (or lower device.host_reserve_gib if this box runs nothing else)"
+    return PlanError(kind="overcommit", message=msg, fix=fix, meaning=MEANINGS["overcommit"])
 
 
 # ------------------------------------------------------------------------------------ the plan
@@ -253,9 +412,40 @@ def _resolve(spec: StackSpec, m: ModelSpec, i: int) -> ModelFacts:
         raise SpecError(f"models[{i}:{m.name}].model", e.problem, e.fix) from None
 
 
-def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bool = False) -> Plan:
+def _box_device(spec: StackSpec, device: Device, live: LiveReading | None, use_calibration: bool) -> Device:
+    """The device as measured: a live reading (plan --live, up) or the box's calibrated total and idle free."""
+    if live is not None:
+        return replace(
+            device,
+            total_gib=round(live.total_gib, 3),
+            used_gib=round(max(0.0, live.total_gib - live.free_gib), 3),
+            idle_free_gib=round(live.free_gib, 3),
+            total_source=f"live reading: {live.source}",
+        )
+    if not use_calibration or not device.unified or (spec.device and spec.device.total_gib is not None):
+        return device
+    from residency.calibrate.boxes import find_box
+
+    box = find_box(device.name, spec.calibration_file)
+    if box is None:
+        return device
+    return replace(
+        device,
+        total_gib=box.total_gib,
+        idle_free_gib=box.idle_free_gib,
+        total_source=f"calibration of this box ({box.source})",
+    )
+
+
+def plan_stack(
+    spec: StackSpec,
+    use_calibration: bool = True,
+    start_together: bool = False,
+    live: LiveReading | None = None,
+) -> Plan:
     """The plan for a one-device spec. `start_together=True` predicts what happens when all engines are
-    started at once instead of one after another (what `up` does); the fractions are not solved then."""
+    started at once instead of one after another (what `up` does); the fractions are not solved then.
+    `live`: total and free read on the box now (memory/live.py); they replace the preset and used_gib."""
     if spec.device is None and spec.hosts:
         raise SpecError(
             "hosts",
@@ -264,6 +454,7 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
         )
     assert spec.device is not None
     device = resolve_device(spec.device)
+    device = _box_device(spec, device, live, use_calibration)
     rules = rules_for(spec.vllm_version)
     warnings: list[str] = []
     entries: list[Entry] = []
@@ -280,7 +471,18 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
         meas, cal_note = _calibration(spec, m, device) if use_calibration else (None, None)
         target = float(m.min_concurrency or es.max_num_seqs)
         entries.append(Entry(m, f, es, meas, cal_note, notes, target))
+    for e in entries:
+        e.pinned = (
+            device.uma_gpu
+            and rules.has_kv_cache_memory_bytes
+            and e.spec.kv_cache_memory_bytes is None
+            and (e.spec.kv_sizing or ("fraction" if e.spec.gpu_memory_utilization is not None else "pinned"))
+            == "pinned"
+        )
     sim = Sim(spec, device, rules, entries)
+    # a pinned pool is sized at a warm start's profile: vLLM then skips the measurement, so a cold start's
+    # transient host growth no longer shrinks it (vllm-memory.md §9)
+    sim.starts = ["warm" if e.pinned else None for e in entries]
     budget = device.budget
     fixed = [m.gpu_memory_utilization for m in spec.models]
     solver_text: str | None = None
@@ -299,10 +501,38 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
             warnings.append("solver: " + res.text)
     else:
         fracs = [float(f) if f is not None else 0.9 for f in fixed]
-    sts, gpus = sim.sequence(fracs, together=start_together)
+    solved = list(fracs)
+    changes, fracs = _pin(sim, fracs, start_together)
+    lowered = [
+        f"{e.spec.name} {solved[i]:.2f} -> {fracs[i]:.2f}"
+        for i, e in enumerate(entries)
+        if fracs[i] != solved[i]
+    ]
+    if lowered and solver_text:
+        solver_text += (
+            "; pinned KV pools keep their size, their gpu_memory_utilization only has to pass the startup check, "
+            "lowered to what an idle box reliably offers: " + ", ".join(lowered)
+        )
+    sim.starts = [None] * len(entries)
+    sts, gpus = sim.sequence(fracs, together=start_together, changes=changes)
+    over = None if start_together else sim.overcommitted(sts, gpus)
     models: list[ModelPlan] = []
     for i, (e, st, u) in enumerate(zip(entries, sts, fracs, strict=True)):
         notes = list(e.default_notes) + list(st.notes) + list(e.facts.notes)
+        cold = warm = st
+        if device.uma_gpu:
+            cold = sim.run(i, u, st.free_at_start_bytes, start="cold", **changes[i])
+            warm = sim.run(i, u, st.free_at_start_bytes, start="warm", **changes[i])
+        if e.pinned and changes[i]:
+            fc = sim.run(i, solved[i], st.free_at_start_bytes, start="cold").available_kv_bytes / GiB
+            fw = sim.run(i, solved[i], st.free_at_start_bytes, start="warm").available_kv_bytes / GiB
+            notes.append(
+                f"kv_cache_memory_bytes {changes[i]['kv_cache_memory_bytes']} pinned: on unified memory host growth "
+                "between vLLM's baseline and the end of profiling (page cache of a cold load, torch.compile heaps) "
+                f"is charged to a fraction-sized pool ({fc:.2f} GiB cold, {fw:.2f} GiB warm at {solved[i]:.2f}); "
+                "with the pool pinned vLLM skips that measurement (vllm-memory.md §9). gpu_memory_utilization "
+                f"{u:.2f} only passes the startup check. kv_sizing: fraction opts out"
+            )
         if e.calibration_note:
             notes.insert(0, e.calibration_note)
         lay = st.layout
@@ -324,13 +554,18 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
             err = PlanError(kind=st.error_kind, message=st.error_message or "", fix=fix, meaning=meaning)  # type: ignore[arg-type]
         elif (bad := agent_plan.client_error(spec, i, e.spec, e.settings.max_model_len)) is not None:
             err = PlanError(kind="agent_context", message=bad[0], fix=bad[1], meaning=agent_plan.MEANING)
+        elif over == i:
+            err = _overcommit(sim, i, sts, gpus)
+        else:
+            err = _at_risk(sim, i, st, u)
         if st.error_kind is None:
             notes += agent_plan.plan_notes(
                 spec, e.settings.max_model_len, st.available_kv_bytes / GiB, st.kv_tokens
             )
-        offer = e.spec.kv_cache_memory_bytes
+        offer = e.spec.kv_cache_memory_bytes or changes[i].get("kv_cache_memory_bytes")
         if (
             offer is None
+            and e.spec.kv_sizing != "fraction"
             and e.spec.gpu_memory_utilization is None
             and rules.has_kv_cache_memory_bytes
             and st.error_kind is None
@@ -357,7 +592,10 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
                 max_concurrency=round(st.max_concurrency, 2),
                 block_size=st.block_size,
                 footprint_gib=round(st.footprint_bytes / GiB, 3),
-                verdict="ok" if err is None else "fail",
+                verdict="ok" if err is None else ("at_risk" if err.kind == "at_risk" else "fail"),
+                kv_cache_gib_cold=round(cold.available_kv_bytes / GiB, 3) if device.uma_gpu else None,
+                kv_cache_gib_warm=round(warm.available_kv_bytes / GiB, 3) if device.uma_gpu else None,
+                start=device.start if device.uma_gpu else None,
                 error=err,
                 max_model_len=e.settings.max_model_len,
                 max_num_seqs=e.settings.max_num_seqs,
@@ -376,6 +614,15 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
     usum = round(sum(fracs), 4)
     if usum > budget + 1e-9:
         warnings.append(f"the fractions sum to {usum:.2f}, over the budget {budget:.2f}")
+    if device.is_gb10 and device.idle_free_gib is None and device.total_source == "preset":
+        warnings.append(PRESET_ASSUMPTION.format(idle=idle_offered_gib(device.total_gib)))
+    elif device.total_source.startswith(("live", "calibration")):
+        warnings.append(
+            f"device total {device.total_gib:.2f} GiB"
+            + (f", free {device.idle_free_gib:.2f} GiB" if device.idle_free_gib is not None else "")
+            + f" from the {device.total_source}"
+            + (" (used_gib of the spec replaced by the reading)" if live is not None else "")
+        )
     if device.unified and not rules.uma_free_is_memavailable:
         warnings.append(
             f"vLLM {rules.version} on unified memory measures free memory with cudaMemGetInfo, which counts page "
@@ -403,6 +650,9 @@ def plan_stack(spec: StackSpec, use_calibration: bool = True, start_together: bo
             used_gib=device.used_gib,
             budget_gib=round(budget * device.total_gib, 3),
             count=device.count,
+            start=device.start if device.uma_gpu else None,
+            host_reserve_gib=device.host_reserve_gib,
+            total_source=device.total_source,
         ),
         fits=all(m.verdict == "ok" for m in models),
         utilization_sum=usum,

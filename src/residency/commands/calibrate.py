@@ -128,6 +128,7 @@ def register(app: typer.Typer) -> None:
                 continue
             stored += 1
             results[(src, i)] = {"stored": True, "key": cal.key.model_dump(mode="json"), "notes": cal.notes}
+        learned = _learn_boxes(found, s, device, file)
         if json_out:
             out = []
             for src, i, ln in found:
@@ -139,7 +140,10 @@ def register(app: typer.Typer) -> None:
             _print_table(found, results)
             if stored:
                 print(f"stored {stored} calibration(s) in {path}")
-        if not stored:
+            for b in learned:
+                idle = f", idle free {b.idle_free_gib:.2f} GiB" if b.idle_free_gib is not None else ""
+                print(f"box {b.device}: total {b.total_gib:.2f} GiB{idle} (later plans for it use these)")
+        if not stored and not learned:
             why = (
                 "no launch found in the log(s)"
                 if not found
@@ -261,3 +265,28 @@ def _print_cards(
             con.print(f"  [red]vLLM said:[/] {escape(ln.error.message)}  (residency explain {escape(src)})")
         for note in (r or {}).get("notes", []):
             con.print(f"  note: {escape(note)}")
+
+
+def _learn_boxes(found: list[tuple[str, int, Any]], spec: Any, device: str | None, file: Any) -> list[Any]:
+    """Every launch that logged the device total (failed ones too) teaches the box's total and idle free."""
+    from residency.calibrate import boxes, store
+    from residency.memory.device import PRESETS, resolve_device
+
+    out: dict[str, Any] = {}
+    cal_file = file or (spec.calibration_file if spec is not None else None)
+    unified = {p.name for p in PRESETS.values() if p.unified}
+    if spec is not None and spec.device is not None and resolve_device(spec.device).uma_gpu:
+        unified.add(store.device_key(spec.device))
+    for src, _i, ln in found:
+        if ln.total_gib is None:
+            continue
+        dev = store.canonical_device(device) if device else None
+        if dev is None and spec is not None and spec.device is not None:
+            dev = store.device_key(spec.device)
+        dev = dev or store.device_from_total(ln.total_gib)
+        if dev is None or dev not in unified:  # box totals matter where presets guess (unified memory)
+            continue
+        b = boxes.learn_box(dev, ln.total_gib, ln.free_at_start_gib, src, cal_file)
+        if b is not None:
+            out[dev] = b
+    return list(out.values())

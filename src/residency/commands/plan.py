@@ -26,6 +26,13 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--together", help="Predict starting all engines at once (no waiting between them)"),
         ] = False,
+        live: Annotated[
+            bool,
+            typer.Option(
+                "--live",
+                help="On the box: read total and free memory now, as vLLM's startup check will (CUDA, /proc/meminfo)",
+            ),
+        ] = False,
     ) -> None:
         """Predict each model's memory layout, check co-residency, choose fractions, and say what to fix."""
         from residency.planner.plan import plan_stack
@@ -38,7 +45,12 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(
                 run_fleet_plan(s, json_out=json_out, explain=explain, use_calibration=not no_calibration)
             )
-        p = plan_stack(s, use_calibration=not no_calibration, start_together=together)
+        reading = None
+        if live:
+            reading = live_reading_or_exit(s)
+            if not json_out:
+                print(f"live reading: {reading.source}")
+        p = plan_stack(s, use_calibration=not no_calibration, start_together=together, live=reading)
         if json_out:
             import json
 
@@ -52,3 +64,21 @@ def register(app: typer.Typer) -> None:
 
             write_plan_svg(p, svg)
         raise typer.Exit(0 if p.fits else 1)
+
+
+def live_reading_or_exit(s):
+    """The box's total and free as vLLM will read them, or one line saying why not (exit 2)."""
+    from residency.errors import SpecError
+    from residency.memory.device import resolve_device
+    from residency.memory.live import read_live
+    from residency.memory.versions import rules_for
+
+    if s.device is None:
+        raise SpecError("device", "--live reads one box's device", "use a one-device spec")
+    dev = resolve_device(s.device)
+    reading, why = read_live(dev.unified, rules_for(s.vllm_version))
+    if reading is None:
+        raise SpecError(
+            "--live", f"cannot read this machine's memory: {why}", "run it on the box, or drop --live"
+        )
+    return reading

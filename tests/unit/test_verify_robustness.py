@@ -125,6 +125,9 @@ class Fake(BaseHTTPRequestHandler):
         elif tools and "weather" in text and choice != "none":
             if self.mode == "xml" and choice == "auto":
                 msg["content"] = XML_CALL
+            elif self.mode == "strcalls" and not body.get("stream"):
+                msg["tool_calls"] = ['get_weather({"city": "Paris"})']  # a list holding a plain string
+                finish = "tool_calls"
             else:
                 msg["tool_calls"] = [{"id": "chatcmpl-tool-abc123def", "type": "function",
                                       "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]  # fmt: skip
@@ -262,6 +265,15 @@ def test_hostile_server_fails_the_check_and_run_goes_on(fake, mode, cid, needle)
     assert c[cid].status == "fail" and needle in c[cid].detail, c[cid].detail
     assert all(x.status in ("pass", "warn", "fail", "skip") for x in c.values())
     assert len(c) == len(select_checks())
+
+
+def test_tool_calls_holding_a_string_is_a_server_defect(fake):
+    """Issue 13.15: was 'unexpected ValueError: too many values to unpack' / 'report this as a verify bug'."""
+    c = _by_id(_verify(fake("strcalls"), only="T1,T3,T4"))
+    for cid in ("T1", "T3", "T4"):
+        assert c[cid].status == "fail", (cid, c[cid].detail)
+        assert "not a tool-call object" in c[cid].detail and "malformed response" in c[cid].fix, c[cid]
+        assert "verify bug" not in c[cid].fix
 
 
 def test_refused_port_fails_every_hop_check_with_the_reason():

@@ -78,7 +78,9 @@ class Hop:
 
     def client(self) -> httpx.Client:
         if self.http is None:
-            self.http = httpx.Client(timeout=self.timeout)
+            from residency.verify.deadline import deadline_client
+
+            self.http = deadline_client(self.timeout)
         return self.http
 
 
@@ -96,7 +98,7 @@ class HttpResult:
 
 def _transport_error(e: Exception, url: str, redact: Redactor) -> RequestFailed:
     if isinstance(e, httpx.TimeoutException):
-        return RequestFailed("timeout", redact(f"timed out ({type(e).__name__}) on {url}"))
+        return RequestFailed("timeout", redact(f"timed out ({e or type(e).__name__}) on {url}"))
     if isinstance(e, httpx.ConnectError):
         return RequestFailed("connect", redact(f"cannot connect to {url}: {e}"))
     if isinstance(e, httpx.RemoteProtocolError):
@@ -168,10 +170,33 @@ def chat(hop: Hop, body: dict[str, Any], timeout: float | None = None) -> dict[s
         raise RequestFailed("json", hop.redact(f"malformed JSON in the response: {e}")) from None
     if isinstance(resp, str):  # openai returns the text when the body is not JSON
         raise RequestFailed("json", hop.redact(f"malformed JSON in the response: {resp[:120]!r}"))
-    data = resp.model_dump(exclude_unset=False)
+    data = resp.model_dump(exclude_unset=False, warnings=False)  # a malformed body is diagnosed below
     if not isinstance(data, dict) or not data.get("choices"):
         raise RequestFailed("protocol", "response has no choices (agent SDKs raise on this)")
+    _check_tool_calls_shape(data, hop)
     return data
+
+
+def _check_tool_calls_shape(data: dict[str, Any], hop: Hop) -> None:
+    """message.tool_calls must be a list of objects: anything else is a server defect (the openai SDK
+    passes it through unvalidated), reported as a malformed response rather than crashing a check."""
+    for i, ch in enumerate(data["choices"]):
+        msg = ch.get("message") if isinstance(ch, dict) else None
+        calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+        if calls is None:
+            continue
+        where = f"choices[{i}].message.tool_calls"
+        if not isinstance(calls, list):
+            bad = f"{where} is a {type(calls).__name__}, not a list"
+        else:
+            odd = [(j, c) for j, c in enumerate(calls) if not isinstance(c, dict)]
+            if not odd:
+                continue
+            j, c = odd[0]
+            bad = f"{where}[{j}] is a {type(c).__name__} ({str(c)[:60]!r}), not a tool-call object"
+        raise RequestFailed(
+            "protocol", hop.redact(f"{bad}: the server's response is malformed (agent SDKs reject it)")
+        )
 
 
 @dataclass

@@ -229,8 +229,10 @@ def run_verify(
     redact = Redactor(targets.secrets)
     say = progress or (lambda ev, data: None)
     t_start = time.monotonic()
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=32)
-    with httpx.Client(timeout=timeout, limits=limits) as http:
+    from residency.verify.deadline import deadline_client
+
+    # every request (discovery too) under a total deadline of `timeout`, not only per-read timeouts
+    with deadline_client(timeout, httpx.Limits(max_connections=128)) as http:
         stack = discover(targets, http, redact, timeout)
         probe = Hop("direct", "", "", None, min(timeout, 15), redact, http)
         reports: list[ModelReport] = []

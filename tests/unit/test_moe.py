@@ -62,7 +62,12 @@ def test_fused_moe_workspace_by_version():
         moe.fused_moe_workspace_bytes(f, 40000, 1, 2, rules_for("0.11.0"))
         == 32768 * (k * (2 * i + i) + h) * 2
     )
-    # 0.13-0.17 modular: workspace13 max(I, H) + workspace2 max(2I, H), still chunked, at 16384 from 0.12
+    # 0.13 still fused_experts_impl, chunked at 16384 from 0.12
+    assert (
+        moe.fused_moe_workspace_bytes(f, 40000, 1, 2, rules_for("0.13.0"))
+        == 16384 * (k * (2 * i + i) + h) * 2
+    )
+    # 0.14-0.17 modular: workspace13 max(I, H) + workspace2 max(2I, H), still chunked at 16384
     # (VLLM_FUSED_MOE_CHUNK_SIZE default 16 * 1024, envs.py:789-791 @0.12.0; docs/vllm-versions.md V12-moe-chunk)
     assert moe.fused_moe_workspace_bytes(f, 40000, 1, 2, rules_for("0.14.0")) == 16384 * k * (h + 2 * i) * 2
     # >= 0.18 no chunking

@@ -186,7 +186,9 @@ class _Builder:
     # settings: highest priority wins; equal priority -> the later line wins
     def setting(self, key: str, value: Any, prio: int) -> None:
         if value is None or (
-            isinstance(value, int | float) and not isinstance(value, bool) and not plausible_figure(key, value)
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not plausible_figure(key, value)
         ):
             return
         self.touched = True

@@ -110,9 +110,9 @@ def fused_moe_workspace_bytes(
     `mxfp4` is the MXFP4 backend for MXFP4 checkpoints (None: vLLM's default Triton fused experts).
 
     N = 2 x moe_intermediate / tp (gate_up), K = hidden, top-k rows per token:
-    * <= 0.12 fused_experts_impl: cache13 M x topk x max(N, K) + cache2 M x topk x N/2 + output M x K,
+    * <= 0.13 fused_experts_impl: cache13 M x topk x max(N, K) + cache2 M x topk x N/2 + output M x K,
       M = min(tokens, rules.fused_moe_chunk) (fused_moe.py:1538-1589 @0.11.0);
-    * >= 0.13 modular TritonExperts: workspace13 M x topk x max(N/2, K) (the output reuses it) +
+    * >= 0.14 modular TritonExperts: workspace13 M x topk x max(N/2, K) (the output reuses it) +
       workspace2 M x topk x max(N, K) (fused_moe.py:2067-2069 @0.13.0, :1988-1989 @0.19.1;
       experts/triton_moe.py:238-240 @0.32.0), chunked (rules.fused_moe_chunk) until 0.17
       (modular_kernel.py:742-750 @0.13.0), whole batch from 0.18;

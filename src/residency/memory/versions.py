@@ -100,10 +100,11 @@ class VersionRules:
     hybrid_prefix_caching_default: bool  # [V26-hybrid-prefix-caching]
     mamba2_default_mode: Literal["all", "align"]  # [V26-hybrid-prefix-caching], [V28-mamba2-align]
     gdn_ssm_dtype_separate: bool  # [V17-gdn-ssm-dtype]
-    # fused-MoE workspace (memory/moe.py): <= 0.12 fused_experts_impl (fused_moe.py:1538-1589 @0.11.0),
-    # 0.13-0.17 modular TritonExperts chunked (modular_kernel.py:742-750 @0.13.0), >= 0.18 modular, whole
-    # batch [V18-moe-no-chunk]
-    moe_workspace: Literal["impl", "modular_chunked", "modular"]
+    # fused-MoE workspace (memory/moe.py): <= 0.13 UnquantizedFusedMoEMethod.forward_cuda calls
+    # fused_experts -> fused_experts_impl (unquantized_fused_moe_method.py:325 @0.13.0, fused_moe.py:1538-1589
+    # @0.11.0); >= 0.14 it calls its modular kernel (self.kernel(...), :324 @0.14.0, TritonExperts
+    # workspace_shapes), chunked until 0.17, whole batch from 0.18 [V18-moe-no-chunk]
+    moe_workspace: Literal["impl", "modular"]
     # VLLM_FUSED_MOE_CHUNK_SIZE default, the most tokens one fused-MoE call works on: 32768 to 0.11.x
     # [V10-moe-chunk], 16384 in 0.12-0.17 [V12-moe-chunk], None (no chunking) from 0.18 [V18-moe-no-chunk]
     fused_moe_chunk: int | None
@@ -253,7 +254,7 @@ def rules_for(version: str) -> VersionRules:
         hybrid_prefix_caching_default=_ge(k, "0.26.0"),
         mamba2_default_mode="align" if _ge(k, "0.28.0") else "all",
         gdn_ssm_dtype_separate=_ge(k, "0.17.0"),
-        moe_workspace="modular" if _ge(k, "0.18.0") else "modular_chunked" if _ge(k, "0.13.0") else "impl",
+        moe_workspace="modular" if _ge(k, "0.14.0") else "impl",
         fused_moe_chunk=None if _ge(k, "0.18.0") else 16384 if _ge(k, "0.12.0") else 32768,
         mxfp4_marlin_stock=not _ge(k, "0.12.0"),
         mxfp4_triton_frees_scales=_ge(k, "0.25.0"),

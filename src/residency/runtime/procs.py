@@ -39,7 +39,13 @@ def process_alive(pid: int | None, create_time: float | None = None) -> bool:
 
 def tags(stack: str, member: str, kind: str, port: int, model: str | None, replica: int) -> dict[str, str]:
     """The environment tags for one process `up` starts."""
-    out = {TAG_STACK: stack, TAG_MEMBER: member, TAG_KIND: kind, TAG_PORT: str(port), TAG_REPLICA: str(replica)}
+    out = {
+        TAG_STACK: stack,
+        TAG_MEMBER: member,
+        TAG_KIND: kind,
+        TAG_PORT: str(port),
+        TAG_REPLICA: str(replica),
+    }
     if model:
         out[TAG_MODEL] = model
     return out

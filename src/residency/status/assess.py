@@ -139,7 +139,11 @@ def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
             Warning(
                 "state_lost",
                 "the state file `up` writes is gone; these models were found by the process tags `up` gave them: "
-                + (f"`residency down {ledger.spec}` stops them" if ledger.spec else "`residency down` stops them"),
+                + (
+                    f"`residency down {ledger.spec}` stops them"
+                    if ledger.spec
+                    else "`residency down` stops them"
+                ),
             )
         )
     if ledger.plan_note.startswith("no plan"):

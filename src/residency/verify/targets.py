@@ -178,7 +178,9 @@ def targets_from_spec(
             reason = f"backend port unknown: set models[{m.name}].port, run `residency up`, or pass --direct"
         mts.append(ModelTarget(m.name, be, reason))
     pe = state.proxy() if state is not None else None
-    proxy_url = f"http://{_local(spec.proxy.host)}:{pe.port if pe is not None and pe.port else spec.proxy.port}/v1"
+    proxy_url = (
+        f"http://{_local(spec.proxy.host)}:{pe.port if pe is not None and pe.port else spec.proxy.port}/v1"
+    )
     from residency.runtime.keys import key_file_hint
 
     sdir = path.resolve().parent / ".residency" / path.stem

@@ -235,3 +235,34 @@ def test_online_fp8_halves_linears():
     body = 8_045_591_552 - emb
     w = weights_bytes_per_rank(f, 1, None, "fp8")
     assert w == body // 2 + emb + 262144 * 128 * 2
+
+
+def test_v2_sampler_warmup_outgrows_the_profile_0_22_to_0_32():
+    """docs/vllm-versions.md V22-v2-warmup: the V2 runner's post-KV warm-up uses full sampling parameters."""
+    act_mod = act
+
+    f = dense()  # Qwen3ForCausalLM: V2 runner from 0.22
+    kw = dict(seqs=1024, mnbt=8192)
+    v1 = simulate_startup(f, es(0.9, **kw), H100, rules_for("0.21.0"), 79 * GiB)
+    v2 = simulate_startup(f, es(0.9, **kw), H100, rules_for("0.28.0"), 79 * GiB)
+    v33 = simulate_startup(f, es(0.9, **kw), H100, rules_for("0.33.0"), 79 * GiB)
+    req = v2.requested_bytes
+    # V1 (0.21) warms exactly what it profiled: the footprint is the budget
+    assert v1.footprint_bytes == v1.context_bytes + req
+    assert not any("full sampling parameters" in n for n in v1.notes)
+    # 0.28: 1024 rows x 151,936 x 14 B (+ hidden rows) against a profile that counted the logits only
+    warm = 1024 * 2560 * 2 + 1024 * 151936 * 14
+    assert warm - v2.activation_bytes > 0
+    assert v2.footprint_bytes == v2.context_bytes + req + (warm - v2.activation_bytes)
+    assert any("full sampling parameters" in n for n in v2.notes)
+    # 0.33 profiles the same pass: nothing above the budget
+    assert not any("full sampling parameters" in n for n in v33.notes)
+    assert (
+        act_mod.sampler_warmup_peak_bytes(f, act_mod.ProfileSettings(8192, 1024, 4096), rules_for("0.28.0"))
+        == warm
+    )
+    # the V2 warm-up's rows: two-token requests, min(max_num_seqs, max_num_batched_tokens // 2)
+    small = act_mod.ProfileSettings(512, 1024, 4096)
+    assert (
+        act_mod.sampler_warmup_peak_bytes(f, small, rules_for("0.28.0")) == 256 * 2560 * 2 + 256 * 151936 * 14
+    )

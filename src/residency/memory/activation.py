@@ -17,7 +17,7 @@ from residency.memory import moe
 from residency.memory import unified as uma
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
-from residency.memory.versions import VersionRules, profile_sampler_bytes
+from residency.memory.versions import VersionRules, profile_sampler_bytes, warmup_sampler
 from residency.memory.weights import pad_vocab
 
 GiB = 2**30
@@ -161,6 +161,23 @@ def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
         rows=rows,
     )
     return rows * pad_vocab(f.vocab_size) * sampler_bytes_per_elem(s.act_bytes, base)
+
+
+def sampler_warmup_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
+    """The sampler warm-up after the KV pool is allocated (compile_or_warm_up_model): hidden rows +
+    rows x padded vocab x the warm-up's bytes per element (versions.warmup_sampler)."""
+    rows, base = warmup_sampler(
+        rules,
+        f.architecture,
+        moe=f.num_experts > 0,
+        quantized=f.quantization is not None,
+        stateful=f.mamba is not None,
+        max_num_seqs=s.max_num_seqs,
+        max_num_batched_tokens=s.max_num_batched_tokens,
+    )
+    return rows * f.hidden_size * s.act_bytes + rows * pad_vocab(f.vocab_size) * sampler_bytes_per_elem(
+        s.act_bytes, base
+    )
 
 
 def sampler_bytes_per_elem(logits_bytes: int, base: int) -> int:

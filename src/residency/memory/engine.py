@@ -273,6 +273,12 @@ def simulate_startup(
             notes.append(f"kv_cache_memory_bytes is ignored by vLLM {rules.version} (added in 0.10.2)")
         available = req - non_kv
         footprint = max(ctx, ctx + req + (0 if in_budget else max(sg.graphs for sg in stages)) - page_cache)
+        if warmup > activation:  # V2 0.22-0.32: the warm-up outgrows the profiled peak [V22-v2-warmup]
+            footprint += warmup - activation
+            notes.append(
+                f"vLLM {rules.version} warms the sampler with full sampling parameters after the KV pool is "
+                f"sized: {(warmup - activation) / GiB:.2f} GiB above the profiled peak, held past the budget"
+            )
         if in_budget and measured is not None and measured.cudagraph_estimate_gib is not None and graphs:
             # >= 0.20 the budget reserved the estimate; the pool captured may be larger or smaller
             # ("CUDA graph pool memory: A GiB (actual), E GiB (estimated)", gpu_worker.py:592-606 @0.20.2)
@@ -370,12 +376,12 @@ def simulate_startup(
 
 
 def sampler_warmup_bytes(facts: ModelFacts, ps: act.ProfileSettings, rules: VersionRules) -> int:
-    """The sampler warm-up after KV allocation: min(max_num_seqs, max_num_batched_tokens) dummy rows
-    through the model's last dummy run and the sampler (hidden rows + logits and sampler temporaries)."""
+    """The sampler warm-up after KV allocation: the model's last dummy run and the sampler (hidden rows +
+    logits and sampler temporaries); the V2 runner 0.22-0.32 warms with full sampling parameters
+    (docs/vllm-versions.md [V22-v2-warmup])."""
     if not ps.runs_sampler:
         return 0
-    rows = min(ps.max_num_seqs, ps.max_num_batched_tokens)
-    return rows * facts.hidden_size * ps.act_bytes + act.sampler_peak_bytes(facts, ps, rules)
+    return act.sampler_warmup_peak_bytes(facts, ps, rules)
 
 
 def _post_allocation(

@@ -188,6 +188,34 @@ def profile_sampler_bytes(
     return rules.sampler_bytes_per_elem
 
 
+def warmup_sampler(
+    rules: VersionRules,
+    architecture: str,
+    *,
+    moe: bool,
+    quantized: bool,
+    stateful: bool,
+    max_num_seqs: int,
+    max_num_batched_tokens: int,
+) -> tuple[int, int]:
+    """(rows, bytes per row x vocab element) of the sampler warm-up after the KV pool is allocated.
+
+    V1 runner: `_dummy_sampler_run` on min(max_num_seqs, max_num_batched_tokens) rows, as in the profile
+    [ALL-sampler-after-kv]. V2 runner 0.22-0.32: `warmup_kernels` runs execute_model + sample_tokens with
+    SamplingParams.for_sampler_warmup() (the full fp32 pipeline, 14 B) on min(max_num_seqs,
+    max_num_batched_tokens // 2) two-token requests (gpu/warmup.py:40-75 @0.22.0, :255-290 @0.32.0),
+    while the profile counted 6 or 2 B [V22-v2-warmup]; 0.33 profiles the same pass [V33-sampler-two-pass].
+    """
+    rows = min(max_num_seqs, max_num_batched_tokens)
+    v2 = uses_v2_runner(rules, architecture, moe=moe, quantized=quantized, stateful=stateful)
+    if v2 and not _ge(rules.key, "0.33.0"):
+        return min(max_num_seqs, max(1, max_num_batched_tokens // 2)), V2_SAMPLER_BYTES(version_key("0.33.0"))
+    per = profile_sampler_bytes(
+        rules, architecture, moe=moe, quantized=quantized, stateful=stateful, rows=rows
+    )
+    return rows, per
+
+
 def _v2_scheme(k: V) -> V2Scheme:
     for v, s in (("0.29.0", "all"), ("0.28.0", "v028"), ("0.25.0", "v025"), ("0.24.0", "v024")):
         if _ge(k, v):

@@ -14,7 +14,7 @@ from residency.errors import StateFileError
 from residency.planner.result import DevicePlan, ModelPlan, Plan
 from residency.runtime.state import ProcEntry, StackState
 from residency.spec import parse_spec
-from residency.status.gpu import GiB, HostMemory, RecordedReader
+from residency.status.gpu import HostMemory, RecordedReader
 from residency.status.ledger import (
     Ledger,
     Thresholds,
@@ -26,6 +26,7 @@ from residency.status.ledger import (
     targets_for,
 )
 from residency.status.watch import iter_ledgers
+from residency.units import GiB
 
 FIX = Path(__file__).parent.parent / "fixtures"
 MiB = 1 << 20

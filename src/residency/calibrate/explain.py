@@ -13,6 +13,7 @@ import math
 from pydantic import BaseModel, Field
 
 from residency.calibrate.record import Launch
+from residency.memory.messages import meaning_of, sentence
 
 
 class Explanation(BaseModel):
@@ -282,13 +283,9 @@ def _profiling(ln: Launch, n: dict[str, float]) -> tuple[str, str, dict[str, flo
 
 def _sampler(ln: Launch, n: dict[str, float]) -> tuple[str, str, dict[str, float]]:
     k = n.get("dummy_requests")
-    meaning = (
-        "After the KV pool was allocated, the sampler warm-up with min(max_num_seqs, max_num_batched_tokens) "
-        "dummy requests ran out of memory: its logits buffers were not in the profiled peak."
-    )
+    meaning, fix, _ = _generic("sampler_oom")
     if k:
         meaning = meaning.replace("dummy requests", f"dummy requests ({int(k)})")
-    fix = "Lower max_num_seqs (the warm-up batch), or lower gpu_memory_utilization a little to leave headroom outside the budget."
     return meaning, fix, {}
 
 
@@ -325,18 +322,18 @@ def _cuda_oom(ln: Launch, n: dict[str, float]) -> tuple[str, str, dict[str, floa
     return meaning, f[0].upper() + f[1:] + ".", {}
 
 
+def _generic(kind: str) -> tuple[str, str, dict[str, float]]:
+    """The table's meaning and fix (memory.messages.ERRORS) when the log gives no numbers to work with."""
+    e = meaning_of(kind)
+    return sentence(e.meaning), sentence(e.fix), {}
+
+
 def _weights(ln: Launch, n: dict[str, float]) -> tuple[str, str, dict[str, float]]:
-    meaning = "CUDA ran out of memory while loading the weights: the checkpoint (per GPU) does not fit in the free memory."
-    fix = "Use a quantized checkpoint, tensor_parallel_size > 1, or free the device first (other engines hold memory)."
-    return meaning, fix, {}
+    return _generic("weights_do_not_fit")
 
 
 def _other(ln: Launch, n: dict[str, float]) -> tuple[str, str, dict[str, float]]:
-    meaning = (
-        "The engine failed to start; the log shows no memory error residency knows (the cause is further up)."
-    )
-    fix = "Read the traceback above the failure line; run with VLLM_LOGGING_LEVEL=DEBUG for more."
-    return meaning, fix, {}
+    return _generic("other")
 
 
 _HANDLERS = {

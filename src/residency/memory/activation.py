@@ -19,9 +19,8 @@ from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules, profile_sampler_bytes, warmup_sampler
 from residency.memory.weights import pad_vocab
+from residency.units import GiB, MiB
 
-GiB = 2**30
-MiB = 2**20
 # GatedDeltaNet chunked prefill keeps one (heads, k, v) state per 64-token chunk (FLA chunk_size 64:
 # fla/ops/chunk.py:35, chunk_delta_h.py:289 @0.19.1).
 GDN_CHUNK = 64

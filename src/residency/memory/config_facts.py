@@ -31,8 +31,7 @@ from residency.errors import UnknownModelError
 from residency.memory.dtypes import DTYPE_BYTES, norm_dtype
 from residency.memory.model_facts import LayerKind, MambaFacts, ModelFacts
 from residency.memory.quant_config import Quant, read_quantization
-
-GiB = 1 << 30
+from residency.units import GiB
 
 # transformers config-class defaults for keys real config.json files often omit (vLLM reads the
 # config through transformers, so a missing key means the class default).

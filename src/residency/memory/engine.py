@@ -21,8 +21,7 @@ from residency.memory.model_facts import ModelFacts
 from residency.memory.moe import mxfp4_backend
 from residency.memory.versions import VersionRules
 from residency.memory.weights import pp_layer_partition, runtime_dtype, weights_bytes_per_rank
-
-GiB = 2**30
+from residency.units import GiB
 
 
 @dataclass(frozen=True)

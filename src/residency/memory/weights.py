@@ -14,8 +14,8 @@ from residency.memory import moe
 from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules
+from residency.units import GiB
 
-GiB = 2**30
 # bytes per linear weight after online quantization (Fp8OnlineLinearMethod: float8_e4m3fn weight,
 # fp8.py:500-564 @0.19.1)
 ONLINE_FP8 = {"fp8": 1, "ptpc_fp8": 1, "fbgemm_fp8": 1}

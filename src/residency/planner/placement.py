@@ -38,7 +38,6 @@ from residency.planner.result import Plan
 from residency.ports import DEFAULT_VLLM_PORT
 from residency.spec import DeviceSpec, HostSpec, ModelSpec, StackSpec
 
-GIB = float(1 << 30)
 EPS = 1e-9
 GRID = 0.01  # fraction grid of the planner's solver (planner/solver.py STEP)
 

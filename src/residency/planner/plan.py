@@ -24,8 +24,8 @@ from residency.memory.versions import VersionRules, rules_for
 from residency.planner import solver
 from residency.planner.result import DevicePlan, ModelPlan, Plan, PlanError
 from residency.spec import ModelSpec, StackSpec
+from residency.units import GiB
 
-GiB = 2**30
 INF_FREE = 1 << 62
 
 

@@ -7,11 +7,11 @@ spells vLLM flags. Flag names hold for vLLM 0.10.1-0.33.0 unless a comment says 
 from __future__ import annotations
 
 from residency.errors import SpecError
+from residency.memory.versions import rules_for
 from residency.planner.result import ModelPlan
-from residency.spec import ModelSpec, version_key
+from residency.spec import ModelSpec
 
 # >= 0.10.2: --kv-cache-memory-bytes exists (PR #21489); older engines reject the flag.
-KV_BYTES_SINCE = (0, 10, 2)
 
 
 def _fmt_fraction(x: float) -> str:
@@ -46,7 +46,7 @@ def serve_args(
     # startup free-memory check (all versions), so the plan gives the matching fraction too.
     args += ["--gpu-memory-utilization", _fmt_fraction(mp.gpu_memory_utilization)]
     if mp.kv_cache_memory_bytes:
-        if version_key(vllm_version)[:3] < KV_BYTES_SINCE:
+        if not rules_for(vllm_version).has_kv_cache_memory_bytes:
             raise SpecError(
                 f"models[{ms.name}].kv_cache_memory_bytes",
                 f"vLLM {vllm_version} has no --kv-cache-memory-bytes (added in 0.10.2)",

@@ -18,6 +18,7 @@ from residency.runtime.logwatch import Failure, current_phase, explain_failure, 
 from residency.runtime.memory import Settle, choose_probe, needed_gib
 from residency.runtime.state import ProcEntry, StackState, StateStore
 from residency.spec import StackSpec
+from residency.units import GiB
 
 INIT_LINE_GRACE_S = 60.0  # /health answers but no "init engine ... took" line: wait this long, then go on
 
@@ -143,7 +144,7 @@ def wait_ready(backend: Backend, e: ProcEntry, m: Member, opts: UpOptions, conso
                 settle.add(now, used)
             done = init_done(text)
             mem_ok = used is None or settle.settled()
-            mem_txt = f", {used / 1024**3:.2f} GiB" if used is not None else ""
+            mem_txt = f", {used / GiB:.2f} GiB" if used is not None else ""
             gates = f"health {'ok' if healthy else '..'}, init {'ok' if done else '..'}, memory {'settled' if mem_ok and used is not None else ('n/a' if used is None else 'moving')}"
             prog.update(f"{m.key}: {phase} - {elapsed:.0f} s{mem_txt} [{gates}]")
             if (

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from residency.memory.messages import match_error
+
 # (pattern, phase) in startup order; the latest matching line names the current phase. Wording of
 # vLLM 0.10.1-0.33.0 (vllm-memory.md §1, §12): "Model loading took" in every version, "init engine
 # (profile, create kv cache, warmup model) took" once the engine is up, graph lines only without
@@ -102,75 +104,6 @@ class Failure:
     tail: list[str] = field(default_factory=list)
 
 
-# Startup errors the planner's kinds do not cover, or that the calibrate explainer may not know.
-# (pattern, kind, meaning, fix) — wording from vLLM 0.10-0.33 (config and CPU worker errors).
-_KNOWN: list[tuple[re.Pattern[str], str, str, str]] = [
-    (
-        re.compile(
-            r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len \(([^)]*)\)"
-        ),
-        "max_seq_len",
-        "max_model_len is longer than the model's own context limit (max_position_embeddings)",
-        "lower max_model_len to the model's limit {limit}, or set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 only if the rope scaling supports it",
-    ),
-    (
-        re.compile(r"Free memory on device .* is less than desired GPU memory utilization"),
-        "free_memory",
-        "something else holds GPU memory, so this engine's fraction does not fit what is free",
-        "stop the other holder (see `residency status`) or lower gpu_memory_utilization / re-plan with device.used_gib",
-    ),
-    (
-        re.compile(
-            r"on startup is less than desired CPU memory utilization|Available memory on node .* is less than"
-        ),
-        "free_memory",
-        "the CPU backend's memory fraction (--gpu-memory-utilization) or KV size exceeds available host memory",
-        "lower gpu_memory_utilization / kv_cache_memory_bytes, or free host memory",
-    ),
-    (
-        re.compile(r"No available memory for the cache blocks"),
-        "no_cache_blocks",
-        "weights, activations and other processes used the whole budget; nothing is left for KV",
-        "raise gpu_memory_utilization or lower max_num_batched_tokens; start engines one at a time",
-    ),
-    (
-        re.compile(r"To serve at least one request with the models? max seq len"),
-        "max_seq_len",
-        "the KV pool cannot hold one request of max_model_len tokens",
-        "lower max_model_len to the estimate vLLM prints, or give the model more memory",
-    ),
-    (
-        re.compile(r"exceeds available Mamba cache blocks|mamba cache blocks", re.I),
-        "mamba_cache_blocks",
-        "the state cache holds fewer sequences than max_num_seqs",
-        "lower max_num_seqs or give the model more memory",
-    ),
-    (
-        re.compile(r"Error in memory profiling"),
-        "profiling",
-        "another process freed or allocated memory while this engine profiled",
-        "start engines one at a time (residency up does) and stop anything else starting on the device",
-    ),
-    (
-        re.compile(r"tool_parser:'([^']+)' which has not been registered|invalid tool call parser", re.I),
-        "other",
-        "the --tool-call-parser name is not one this vLLM version knows",
-        "pick a registered parser (e.g. hermes, qwen3_coder, llama3_json) for tool_call_parser",
-    ),
-    (
-        re.compile(r"out of memory|CUDA out of memory|OutOfMemoryError", re.I),
-        "cuda_oom",
-        "an allocation after profiling (graph capture, sampler warm-up) ran out of memory",
-        "lower gpu_memory_utilization / max_num_seqs, or enforce_eager to skip graph capture",
-    ),
-    (
-        re.compile(r"[Aa]ddress already in use"),
-        "other",
-        "the port is taken by another process",
-        "choose another port for this model (models[].port) or stop the holder",
-    ),
-]
-
 _ERRORISH = re.compile(r"(Error|Exception|error:|ERROR)")
 
 
@@ -213,16 +146,16 @@ def _explain(text: str, tail_lines: int) -> Failure:
         explained = None
     if explained is not None and explained.kind != "other":
         return explained
-    # 2. our own table of startup errors
+    # 2. the table of vLLM error meanings (memory.messages.ERRORS), for what the explainer did not name
     for line in reversed(lines):
-        for pat, kind, meaning, fix in _KNOWN:
-            m = pat.search(line)
-            if m:
-                limit = ""
-                if kind == "max_seq_len" and m.groups() and len(m.groups()) >= 2:
-                    lim = re.search(r"max_position_embeddings=(\d+)", m.group(2))
-                    limit = f"({lim.group(1)})" if lim else ""
-                return Failure(kind, line.strip(), meaning, fix.replace("{limit}", limit), tail)
+        hit = match_error(line)
+        if hit is not None:
+            e, m = hit
+            limit = ""
+            if len(m.groups()) >= 2:  # "User-specified max_model_len (N) > derived (...)": the model's limit
+                lim = re.search(r"max_position_embeddings=(\d+)", m.group(2))
+                limit = f"({lim.group(1)})" if lim else ""
+            return Failure(e.kind, line.strip(), e.meaning, e.fix.replace("{limit}", limit), tail)
     if explained is not None:
         return explained
     # 3. the last error-looking line and the log tail

@@ -11,7 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from residency.planner.result import DevicePlan, ModelPlan
-from residency.status.gpu import GiB, GpuReader, HostReader, get_reader, process_tree, tree_bytes
+from residency.status.gpu import GpuReader, HostReader, get_reader, process_tree, tree_bytes
+from residency.units import GiB
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from residency.status.gpu import GiB
+from residency.units import GiB
 
 if TYPE_CHECKING:
     from residency.status.ledger import Ledger
@@ -34,7 +34,7 @@ def _gib(b: int | float | None) -> str:
 
 def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
     """Drift warnings from a collected ledger; reads nothing else."""
-    from residency.spec import version_key
+    from residency.memory.versions import rules_for
 
     w: list[Warning] = []
     for m in ledger.models:
@@ -111,7 +111,7 @@ def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
     if d.unified and h is not None and h.total_bytes > 0:
         # the CPU backend sizes its KV from VLLM_CPU_KVCACHE_SPACE, not from free memory: GPUs only
         if d.reader != "host" and h.page_cache_bytes > th.page_cache_frac * h.total_bytes:
-            old = version_key(ledger.vllm_version)[:3] <= (0, 11, 0)
+            old = not rules_for(ledger.vllm_version).uma_free_is_memavailable
             how = (
                 f"vLLM {ledger.vllm_version} checks cudaMemGetInfo free, which counts page cache as used, at startup"
                 if old

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-GiB = 1 << 30
-
 
 @dataclass(frozen=True)
 class DeviceReading:

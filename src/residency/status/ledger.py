@@ -25,7 +25,6 @@ from residency.runtime.procs import process_alive
 from residency.status.assess import Thresholds, Warning, assess
 from residency.status.gpu import (
     DeviceReading,
-    GiB,
     GpuReader,
     HostMemory,
     group_pids,
@@ -41,6 +40,7 @@ from residency.status.probes import (
     probe_proxy,
 )
 from residency.status.targets import LOCAL, Target, read_state, targets_for
+from residency.units import GiB
 
 if TYPE_CHECKING:
     import httpx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from residency.status.gpu import GiB
+from residency.units import GiB
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -109,3 +109,14 @@ def test_view_gb10_totals_na_and_busy_model():
     assert "GPU 0 NVIDIA GB10: memory totals N/A" in text
     assert "busy" in text and "unified memory: total 119.67 GiB" in text
     assert "page cache 24.00" in text
+
+
+def test_table_names_the_master_key_file_never_the_key(spec, tmp_path, capsys):
+    from residency.runtime.keys import stack_master_key
+
+    _, out, _ = run(["status", str(spec), "--no-plan", "--reader", "host"], capsys)
+    assert "master key: not created yet" in out
+    key, where = stack_master_key(spec.parent / ".residency" / spec.stem, "LITELLM_MASTER_KEY")
+    _, out, _ = run(["status", str(spec), "--no-plan", "--reader", "host"], capsys)
+    assert f"master key: LITELLM_MASTER_KEY in {where}" in out.replace("\n", "")
+    assert key not in out

@@ -249,9 +249,26 @@ def up_stack(
             if e is not None:
                 differs = command_differences(e.command, backend.expected_command(m, e))
                 if not differs:
-                    console.print(f"{m.key}: already running (pid {e.pid or e.service}), kept")
+                    t0 = time.monotonic()
+                    if e.state != "ready":
+                        # an interrupted `up` left it loading: it passes the same gates as a new start
+                        # before the next model starts (two engines loading together is what up prevents)
+                        console.print(
+                            f"{m.key}: already running (pid {e.pid or e.service}) but not ready yet "
+                            "(an earlier `up` stopped while it loaded): waiting for its gates"
+                        )
+                        ok, reason = wait_ready(backend, e, m, opts, console)
+                        if not ok:
+                            _fail_start(backend, store, st, e, m, reason, opts, console, spec_path)
+                        e.state = "ready"
+                        store.save(st)
+                        console.print(f"[green]{m.key}: ready[/] (kept)")
+                    else:
+                        console.print(f"{m.key}: already running (pid {e.pid or e.service}), kept")
                     lk = logged_kv(backend.log_text(e))
-                    started.append(Started(m, e, lk.kv_cache_gib, lk.kv_cache_tokens, 0.0, reused=True))
+                    started.append(
+                        Started(m, e, lk.kv_cache_gib, lk.kv_cache_tokens, time.monotonic() - t0, reused=True)
+                    )
                     continue
                 raise UpFailed(
                     f"{m.key} is running with other settings than the plan's ({'; '.join(differs)}); "
@@ -276,16 +293,7 @@ def up_stack(
                 console.print(f"interrupted: stopped {m.key} while it started; still running: {kept}")
                 raise
             if not ok:
-                text = backend.log_text(e)
-                backend.stop(e, opts.grace_s)
-                st.drop(m.key)
-                store.save(st)
-                f = explain_failure(text)
-                if reason and f.kind == "other" and "exited" not in reason:
-                    f.message = f"{reason}; {f.message}"
-                print_failure(console, m.key, f, e.log_path)
-                _leave_stack(backend, store, st, opts, console, spec_path, failed=m.key)
-                raise UpFailed(f"{m.key} did not start ({f.kind}): cause and fix above")
+                _fail_start(backend, store, st, e, m, reason, opts, console, spec_path)
             secs = time.monotonic() - t0
             e.state = "ready"
             store.save(st)
@@ -326,6 +334,30 @@ def up_stack(
             console.print("litellm: already running, kept")
         print_summary(console, started, pe)
         return started
+
+
+def _fail_start(
+    backend: Backend,
+    store: StateStore,
+    st: StackState,
+    e: ProcEntry,
+    m: Member,
+    reason: str,
+    opts: UpOptions,
+    console,
+    spec_path: Path,
+) -> None:
+    """An engine that did not pass its gates: stop it, explain vLLM's error, leave the stack, raise."""
+    text = backend.log_text(e)
+    backend.stop(e, opts.grace_s)
+    st.drop(m.key)
+    store.save(st)
+    f = explain_failure(text)
+    if reason and f.kind == "other" and "exited" not in reason:
+        f.message = f"{reason}; {f.message}"
+    print_failure(console, m.key, f, e.log_path)
+    _leave_stack(backend, store, st, opts, console, spec_path, failed=m.key)
+    raise UpFailed(f"{m.key} did not start ({f.kind}): cause and fix above")
 
 
 def _wait_proxy(backend: Backend, pe: ProcEntry, opts: UpOptions) -> bool:

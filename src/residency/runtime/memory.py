@@ -85,17 +85,19 @@ class Settle:
 
     def add(self, t: float, used: int) -> None:
         self.samples.append((t, used))
-        while self.samples and t - self.samples[0][0] > self.window_s * 2:
+        # keep the newest sample at or before the window's start, and everything after it: a window
+        # shorter than the poll interval (--settle-seconds 1 with 1 s polls) still sees two samples
+        while len(self.samples) >= 2 and t - self.samples[1][0] >= self.window_s:
             self.samples.popleft()
 
     def settled(self) -> bool:
-        if len(self.samples) < 3:
+        """Two samples at least, spanning the window, all within the tolerance."""
+        if len(self.samples) < 2:
             return False
-        t_last = self.samples[-1][0]
-        if t_last - self.samples[0][0] < self.window_s:
+        if self.samples[-1][0] - self.samples[0][0] < self.window_s:
             return False
-        recent = [u for t, u in self.samples if t_last - t <= self.window_s]
-        hi, lo = max(recent), min(recent)
+        used = [u for _, u in self.samples]
+        hi, lo = max(used), min(used)
         return hi - lo <= max(self.tol_bytes, self.tol_frac * hi)
 
 

@@ -591,7 +591,8 @@ GUARD_HOW = [
     "After improving predictions run `python bench/accuracy.py --write-guard`: it adds newly expressed",
     "records and TIGHTENS tolerances to today's |error| + margin; it never loosens one. A change that makes",
     "a prediction worse fails the test: fix the change, or edit the record here by hand, raise",
-    "kv_tolerance_gib and say why in `why` and in the commit message.",
+    "kv_tolerance_gib and say why in `why` and in the commit message. `verdict` is the verdict predicted when",
+    "written; where it differs from `verdict_logged`, a fix that makes them agree updates it (by hand).",
 ]
 
 
@@ -601,7 +602,13 @@ def write_guard(rows: list[dict], path: Path = GUARD) -> dict:
     recs: dict[str, dict] = {}
     for x in rows:
         g = dict(old.get(x["id"], {}))
-        g.update(verdict=x["verdict_logged"], error_kind=x["error_pred"], kv_logged=x["kv_logged"])
+        # the verdict predicted today (normally the logged one; a record predicted wrong says why)
+        g.update(
+            verdict=x["verdict_pred"],
+            verdict_logged=x["verdict_logged"],
+            error_kind=x["error_pred"],
+            kv_logged=x["kv_logged"],
+        )
         if x["kv_err"] is not None:
             tol = math.ceil((abs(x["kv_err"]) + GUARD_MARGIN_GIB) * 100 - 1e-9) / 100
             g["kv_tolerance_gib"] = min(tol, g.get("kv_tolerance_gib", tol))

@@ -21,6 +21,7 @@ from residency.memory.messages import MEANINGS
 from residency.memory.model_facts import ModelFacts
 from residency.memory.unified import PRESET_ASSUMPTION, idle_offered_gib
 from residency.memory.versions import VersionRules, rules_for
+from residency.memory.weights import DEFAULT_MAX_LEN
 from residency.planner import solver
 from residency.planner.result import DevicePlan, ModelPlan, Plan, PlanError
 from residency.spec import ModelSpec, StackSpec
@@ -63,7 +64,9 @@ def engine_settings(
     mnbt_d, mns_d, tier = batch_defaults(device, rules)
     mml = m.max_model_len
     if mml is None:
-        mml = f.max_position_embeddings or 8192
+        # vLLM's default: the config's max_position_embeddings, else default_max_len 2048
+        # (_get_and_verify_max_len, config/model.py:2089 @0.19.1)
+        mml = f.max_position_embeddings or DEFAULT_MAX_LEN
         notes.append(f"max_model_len {mml}: vLLM's default, the model's max_position_embeddings")
     mnbt = m.max_num_batched_tokens
     if mnbt is None:

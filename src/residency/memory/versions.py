@@ -103,7 +103,7 @@ class VersionRules:
     # fused-MoE workspace (memory/moe.py): <= 0.13 UnquantizedFusedMoEMethod.forward_cuda calls
     # fused_experts -> fused_experts_impl (unquantized_fused_moe_method.py:325 @0.13.0, fused_moe.py:1538-1589
     # @0.11.0); >= 0.14 it calls its modular kernel (self.kernel(...), :324 @0.14.0, TritonExperts
-    # workspace_shapes), chunked until 0.17, whole batch from 0.18 [V18-moe-no-chunk]
+    # workspace_shapes) [V14-moe-modular], chunked until 0.17, whole batch from 0.18 [V18-moe-no-chunk]
     moe_workspace: Literal["impl", "modular"]
     # VLLM_FUSED_MOE_CHUNK_SIZE default, the most tokens one fused-MoE call works on: 32768 to 0.11.x
     # [V10-moe-chunk], 16384 in 0.12-0.17 [V12-moe-chunk], None (no chunking) from 0.18 [V18-moe-no-chunk]

@@ -118,18 +118,20 @@ def forward_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
     T, tp, b = s.max_num_batched_tokens, s.tensor_parallel_size, s.act_bytes
     h = f.hidden_size
     per_tok = ACT_HIDDEN_COPIES * h * b
-    # attention projections (q, k, v, o) at the peak layer
+    # the fused qkv projection's output, q + 2 kv heads wide (QKVParallelLinear, llama.py @0.19.1)
     per_tok += (f.num_attention_heads + 2 * f.num_key_value_heads) * f.head_dim // tp * b
     total = T * per_tok
     if f.num_experts:
         total += moe.fused_moe_workspace_bytes(f, T, tp, b, rules, s.mxfp4_backend)
-    else:
+    else:  # gate_up_proj output (2 I) + act_fn output (I) (LlamaMLP.forward, llama.py:117-121 @0.19.1)
         total += T * 3 * (f.intermediate_size // tp) * b
     if f.mamba is not None and f.mamba.kind == "gdn":
         m = f.mamba
         kdim = m.linear_num_key_heads * m.linear_key_head_dim
         vdim = m.linear_num_value_heads * m.linear_value_head_dim
-        total += T * (2 * kdim + 2 * vdim) // tp * b
+        total += (
+            T * (2 * kdim + 2 * vdim) // tp * b
+        )  # in_proj_qkvz output (q, k, v, z: gdn_linear_attn.py:278 @0.19.1)
         total += (
             T
             * (m.linear_num_value_heads // tp)
@@ -139,6 +141,8 @@ def forward_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
             // GDN_CHUNK
         )
     elif f.mamba is not None and f.mamba.kind in ("mamba2", "mamba"):
+        # in_proj's projected_states (x and gate z, 2 x intermediate; the B/C/dt columns are small):
+        # mamba_mixer2.py:518 @0.19.1
         total += T * 2 * f.mamba.intermediate_size // tp * b
     return int(total)
 

@@ -375,23 +375,29 @@ def test_read_state_next_to_spec(tmp_path):
             read_state(spec)
 
 
-def test_load_plan_tolerates_a_failing_or_missing_planner(monkeypatch):
+def test_load_plan_tolerates_a_spec_the_planner_refuses(monkeypatch):
+    from residency.errors import UnknownModelError
+
     spec = _spec(False)
     mod = types.ModuleType("residency.planner.plan")
 
     def boom(s, **kw):
-        raise ValueError("cannot resolve model\nsecond line")
+        raise UnknownModelError("models[0].model", "cannot resolve model\nsecond line")
 
     mod.plan_stack = boom
     monkeypatch.setitem(sys.modules, "residency.planner.plan", mod)
     plan, note = load_plan(spec)
-    assert plan is None and note == "no plan: ValueError: cannot resolve model"
+    assert plan is None and note == "no plan: UnknownModelError: models[0].model: cannot resolve model"
     mod.plan_stack = lambda s, **kw: _plan(_mp("qwen", 1.0), _mp("llama", 1.0))
     plan, note = load_plan(spec)
     assert plan is not None and note == "plan ok"
-    monkeypatch.setitem(sys.modules, "residency.planner.plan", None)  # import fails
-    plan, note = load_plan(spec)
-    assert plan is None and note.startswith("no plan: planner unavailable")
+
+    def bug(s, **kw):
+        raise ValueError("a planner bug")
+
+    mod.plan_stack = bug  # a bug is not hidden behind "no plan"
+    with pytest.raises(ValueError, match="a planner bug"):
+        load_plan(spec)
 
 
 def test_watch_loop_survives_everything_down():

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, replace
 
 from residency.agents import plan as agent_plan
-from residency.errors import SpecError
+from residency.errors import ResidencyError, SpecError
 from residency.memory import messages
 from residency.memory.device import Device, resolve_device
 from residency.memory.engine import EngineSettings, Measured, Startup, requested_bytes, simulate_startup
@@ -96,13 +96,11 @@ def engine_settings(
 
 
 def _calibration(spec: StackSpec, m: ModelSpec, device: Device) -> tuple[Measured | None, str | None]:
-    try:  # the calibrate package may be absent in a partial checkout: no calibration then
-        from residency.calibrate.store import find_calibration, key_for_model
-    except ImportError:
-        return None, None
+    from residency.calibrate.store import find_calibration, key_for_model
+
     try:
         cal = find_calibration(key_for_model(m, spec.vllm_version, device.name), spec.calibration_file)
-    except Exception as e:  # a broken calibration file must not break planning
+    except (ResidencyError, OSError) as e:  # a broken calibration file must not break planning
         return None, f"calibration store unreadable ({e}); using estimates"
     if cal is None or cal.non_kv_gib is None:
         return None, None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from residency.errors import UpFailed
+from residency.errors import ResidencyError, UpFailed
 from residency.planner.result import Plan
 from residency.render.common import Member, fmt_gib, members
 from residency.runtime.logwatch import Failure, current_phase, explain_failure, init_done, logged_kv
@@ -182,15 +182,13 @@ def _record_calibration(spec: StackSpec, plan: Plan, m: Member, launch, source: 
     """`up` calibrates from each launch log on its own (residency.calibrate.store)."""
     if launch is None or getattr(launch, "error", None) is not None:
         return
-    try:
-        from residency.calibrate.store import calibration_path, record_launch
-    except ImportError:
-        return
+    from residency.calibrate.store import calibration_path, record_launch
+
     try:
         record_launch(
             launch, spec=spec, model=m.spec, source=source, path=calibration_path(spec.calibration_file, spec)
         )
-    except Exception as ex:  # calibration is a side benefit; never fail a start over it
+    except (ResidencyError, OSError) as ex:  # calibration is a side benefit; never fail a start over it
         console.print(f"  {m.key}: note: calibration not recorded ({ex})", markup=False)
 
 

@@ -34,15 +34,6 @@ PHASES: list[tuple[re.Pattern[str], str]] = [
 
 INIT_DONE = re.compile(r"init engine .* took ([\d.]+)")
 
-# Logged KV (fallback when residency.calibrate.logparse is not importable).
-_KV_GIB = [
-    re.compile(r"Available KV cache memory: ([\d.]+) ?GiB"),  # GPU workers, 0.10.1-0.33.0
-    re.compile(r"reserved ([\d.]+) ?GiB memory for KV Cache"),  # kv_cache_memory_bytes, >= 0.10.2
-    re.compile(r"(?:Explicitly|Auto) set \(([\d.]+)/[\d.]+\)? ?GiB for KV cache"),  # CPU worker, 0.32
-]
-_KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
-
-
 def current_phase(text: str) -> str | None:
     phase = None
     for line in text.splitlines():
@@ -61,37 +52,21 @@ class LoggedKV:
     kv_cache_gib: float | None = None
     kv_cache_tokens: int | None = None
     init_seconds: float | None = None
-    launch: object | None = None  # residency.calibrate.record.Launch when the parser is present
+    launch: object | None = None  # residency.calibrate.record.Launch
 
 
 def logged_kv(text: str) -> LoggedKV:
-    out = LoggedKV()
-    try:
-        from residency.calibrate.logparse import parse_log
+    """The KV cache the log reports (calibrate.logparse reads it: one parser for vLLM's lines)."""
+    from residency.calibrate.logparse import parse_log
 
-        launches = parse_log(text)
-    except Exception:  # parser absent or confused: fall back to the lines we know
-        launches = []
+    out = LoggedKV()
+    launches = parse_log(text)
     if launches:
         ln = launches[-1]
         out.launch = ln
         out.kv_cache_gib = ln.kv_cache_gib
         out.kv_cache_tokens = ln.kv_cache_tokens
         out.init_seconds = ln.init_seconds
-    if out.kv_cache_gib is None:
-        for pat in _KV_GIB:
-            ms = pat.findall(text)
-            if ms:
-                out.kv_cache_gib = float(ms[-1])
-                break
-    if out.kv_cache_tokens is None:
-        ms = _KV_TOKENS.findall(text)
-        if ms:
-            out.kv_cache_tokens = int(ms[-1].replace(",", ""))
-    if out.init_seconds is None:
-        ms = INIT_DONE.findall(text)
-        if ms:
-            out.init_seconds = float(ms[-1])
     return out
 
 
@@ -133,17 +108,14 @@ def _explain(text: str, tail_lines: int) -> Failure:
     tail = lines[-tail_lines:]
     # 1. the calibrate explainer: the planner's verdict kinds, with vLLM's numbers
     explained = None
-    try:
-        from residency.calibrate.explain import explain_launch
-        from residency.calibrate.logparse import parse_log
+    from residency.calibrate.explain import explain_launch
+    from residency.calibrate.logparse import parse_log
 
-        launches = parse_log(text)
-        if launches and launches[-1].error is not None:
-            ex = explain_launch(launches[-1])
-            if ex.kind not in ("ok", "unknown"):
-                explained = Failure(ex.kind, ex.message, ex.meaning, ex.fix, tail)
-    except Exception:  # parser absent or confused: our own table below
-        explained = None
+    launches = parse_log(text)
+    if launches and launches[-1].error is not None:
+        ex = explain_launch(launches[-1])
+        if ex.kind not in ("ok", "unknown"):
+            explained = Failure(ex.kind, ex.message, ex.meaning, ex.fix, tail)
     if explained is not None and explained.kind != "other":
         return explained
     # 2. the table of vLLM error meanings (memory.messages.ERRORS), for what the explainer did not name

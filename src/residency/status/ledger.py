@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from residency.errors import ResidencyError
 from residency.runtime.procs import process_alive
 from residency.status.assess import Thresholds, Warning, assess
 from residency.status.gpu import (
@@ -233,13 +234,11 @@ def _apply_metrics(ms: ModelStatus, m: VllmMetrics) -> None:
 
 def load_plan(spec: StackSpec) -> tuple[Plan | None, str]:
     """The plan for the spec, or None and why ("no plan: ...") when the planner cannot give one."""
-    try:
-        from residency.planner.plan import plan_stack
-    except ImportError as e:
-        return None, f"no plan: planner unavailable ({e})"
+    from residency.planner.plan import plan_stack
+
     try:
         plan = plan_stack(spec)
-    except Exception as e:  # noqa: BLE001 - status must work even when planning fails
+    except ResidencyError as e:  # status must work when the spec cannot be planned (an unknown model offline)
         return None, f"no plan: {type(e).__name__}: {e}".splitlines()[0][:200]
     return plan, "plan ok" if plan.fits else "plan: does not fit (see residency plan)"
 

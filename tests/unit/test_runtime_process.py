@@ -43,7 +43,7 @@ FAKE_VLLM = textwrap.dedent(
     with open(os.environ["FAKE_PIDS"], "a") as f:
         f.write(f"{{os.getpid()}} {{child.pid}}\\n")
     print("INFO Starting to load model " + a[0], flush=True)
-    time.sleep(0.3)
+    time.sleep(float(os.environ.get("FAKE_DELAY", "0.3")))
     print("INFO Model loading took 0.01 GiB memory and 0.3 seconds", flush=True)
     print("INFO Explicitly set (0.25/23.42) GiB for KV cache on node 0.", flush=True)
     print("INFO GPU KV cache size: 4,096 tokens", flush=True)
@@ -219,7 +219,9 @@ def test_up_then_down_process_runtime(tmp_path, fakes):
     assert "sk-test-key-123" not in (store.dir / "state.json").read_text()
     # status can read the state
     d = read_state(spec_path, tmp_path / "state")
-    assert [m.model_name for m in d.models()] == ["alpha", "beta"] and d.proxy().port == st.entry("litellm").port
+    assert [m.model_name for m in d.models()] == ["alpha", "beta"] and d.proxy().port == st.entry(
+        "litellm"
+    ).port
 
     # a second `up` keeps what runs
     started2, _, console2 = _run_up(tmp_path, spec_path, vllm, litellm)
@@ -235,6 +237,34 @@ def test_up_then_down_process_runtime(tmp_path, fakes):
     alive = [p for p in every if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []  # engine-core children too: nothing orphaned
     assert not store.path.exists()
+
+
+def test_rerun_after_interrupted_up_gates_the_kept_engine(tmp_path, fakes, monkeypatch):
+    """Issue 13.2: an engine an interrupted `up` left loading passes the gates before the next starts."""
+    from residency.render.common import members
+    from residency.runtime.state import StackState
+
+    vllm, litellm, pids_file = fakes
+    monkeypatch.setenv("FAKE_DELAY", "1.5")  # alpha is still loading when the rerun comes
+    spec_path = _spec(tmp_path)
+    spec = load_spec(spec_path)
+    store = StateStore(tmp_path / "state")
+    backend = ProcessBackend(
+        spec, spec_path.parent, store, vllm=vllm, litellm=litellm, master_key="sk-test-key-123"
+    )
+    st = StackState(spec_path=str(spec_path), runtime=backend.runtime)
+    alpha = members(spec, _plan(spec))[0]
+    e = backend.start(alpha, st)  # what `up` had done when it was killed: state "starting"
+    e.model = "alpha"
+    st.put(e)
+    store.save(st)
+    started, store, console = _run_up(tmp_path, spec_path, vllm, litellm)
+    text = console.text
+    assert "alpha: already running" in text and "not ready yet" in text
+    assert text.index("alpha: ready") < text.index("beta: starting"), text
+    assert [s.member.key for s in started] == ["alpha", "beta"] and started[0].reused
+    assert all(x.state == "ready" for x in store.load().entries)
+    down_stack(spec_path, store, _Console(), grace_s=5)
 
 
 def test_failed_second_model_keeps_first_and_reports_cause(tmp_path, fakes):
@@ -365,6 +395,19 @@ def test_settle_needs_a_quiet_window():
     for t in range(4, 8):
         s.add(float(t), 1600 * mib + (t % 2) * 10 * mib)
     assert s.settled()
+
+
+@pytest.mark.parametrize("window", [1.0, 0.5, 2.0])
+def test_settle_window_at_or_below_the_poll_interval_settles(window):
+    """Issue 13.13: --settle-seconds 1 with 1 s polls (a little late each time) never settled."""
+    s = Settle(window_s=window)
+    t = 0.0
+    for _ in range(5):
+        s.add(t, 2**30)
+        t += 1.05  # the poll interval plus the time a poll takes
+    assert s.settled()
+    s.add(t, 2 * 2**30)  # then memory moves: not settled
+    assert not s.settled()
 
 
 def test_free_memory_probe_choice_and_need():

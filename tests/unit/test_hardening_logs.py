@@ -146,7 +146,7 @@ def _log_lines(draw):
     return "\n".join(lines)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_log_lines())
 def test_property_parse_never_raises_and_figures_are_plausible(text):
     for ln in parse_log(text):

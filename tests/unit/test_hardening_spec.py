@@ -10,10 +10,12 @@ import copy
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from residency.cli import main
 from residency.errors import SpecError
-from residency.spec import parse_spec
+from residency.spec import ModelSpec, StackSpec, load_spec, parse_spec
 
 BASE = {
     "device": {"total_gib": 24, "unified": True},
@@ -116,3 +118,70 @@ def test_good_names_and_values_still_load():
     spec = parse_spec(raw)
     assert spec.models[1].name == "Qwen3-4B.instruct_2507"
     assert spec.models[0].max_num_seqs == 4
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=80),
+    st.sampled_from(["litellm", "../x", "auto", "fp8", "0.9", "1e309", "", " ", "A" * 70]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=12), kids, max_size=3),
+    max_leaves=12,
+)
+_MODEL_KEYS = sorted(ModelSpec.model_fields) + ["bogus_key"]
+_TOP_KEYS = sorted(StackSpec.model_fields) + ["colour"]
+
+
+@st.composite
+def _hostile_spec(draw):
+    raw = copy.deepcopy(BASE)
+    raw["models"].append(dict(M2))
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        where = draw(st.sampled_from(["model", "model", "device", "top", "proxy"]))
+        if where == "model":
+            m = raw["models"][draw(st.integers(min_value=0, max_value=1))]
+            m[draw(st.sampled_from(_MODEL_KEYS))] = draw(_VALUES)
+        elif where == "device":
+            key = draw(
+                st.sampled_from(["total_gib", "used_gib", "count", "budget", "compute_capability", "x"])
+            )
+            raw["device"][key] = draw(_VALUES)
+        elif where == "proxy":
+            raw["proxy"] = {draw(st.sampled_from(["port", "host", "replicas"])): draw(_VALUES)}
+        else:
+            raw[draw(st.sampled_from(_TOP_KEYS))] = draw(_VALUES)
+    return raw
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_hostile_spec())
+def test_property_spec_loads_or_fails_in_one_line(raw):
+    """Any value anywhere: a StackSpec, or a SpecError of one line; never another exception."""
+    try:
+        spec = parse_spec(raw)
+    except SpecError as e:
+        assert "\n" not in str(e) and len(str(e)) < 2000
+        return
+    for m in spec.models:  # what loaded is within the bounds the planner relies on
+        assert m.max_model_len is None or 0 < m.max_model_len <= 1 << 25
+        assert m.kv_cache_memory_bytes is None or m.kv_cache_memory_bytes <= 16384 * 2**30
+    assert spec.device is None or spec.device.total_gib is None or spec.device.total_gib <= 16384
+
+
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
+def test_property_any_file_loads_or_fails_in_one_line(tmp_path_factory, text):
+    p = tmp_path_factory.mktemp("s") / "s.yaml"
+    p.write_text(text, encoding="utf-8", errors="surrogateescape")
+    try:
+        load_spec(p)
+    except SpecError as e:
+        assert "\n" not in str(e)

@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from residency.bounds import MAX_BYTES
 from residency.errors import ResidencyError, SpecError, UnknownModelError
 from residency.memory import catalog
 from residency.memory.config_facts import apply_override, facts_from_config, facts_from_override
@@ -172,26 +173,63 @@ def safetensors_tensor_bytes(path: str | Path) -> int:
         (n,) = struct.unpack("<Q", head)
         if n > 100 * 1024 * 1024:
             raise ValueError(f"{path}: safetensors header of {n} bytes is implausible")
-        header = json.loads(f.read(n))
+        try:
+            header = json.loads(f.read(n))
+        except RecursionError:
+            raise ValueError(f"{path}: safetensors header nests too deeply") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: safetensors header is a JSON {type(header).__name__}, not an object")
     total = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        a, b = info["data_offsets"]
-        total += int(b) - int(a)
+        offs = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (
+            isinstance(offs, list)
+            and len(offs) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in offs)
+            and 0 <= offs[0] <= offs[1] <= MAX_BYTES
+        ):
+            raise ValueError(
+                f"{path}: tensor {name[:60]!r} has data_offsets {str(offs)[:40]}, not [start, end] bytes"
+            )
+        total += offs[1] - offs[0]
     return total
 
 
-def checkpoint_bytes_in_dir(d: Path) -> int | None:
-    """metadata.total_size of the safetensors index, else the sum over *.safetensors headers."""
+def index_total_size(data: Any, where: str) -> int | None:
+    """metadata.total_size of a safetensors index (parsed JSON), None when absent; ValueError when malformed."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is a JSON {type(data).__name__}, not an object")
+    meta = data.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: metadata is a JSON {type(meta).__name__}, not an object")
+    total = meta.get("total_size")
+    if total is None:
+        return None
+    if isinstance(total, bool) or not isinstance(total, int | float) or not 0 < total <= MAX_BYTES:
+        raise ValueError(f"{where}: metadata.total_size is {str(total)[:40]}, not a byte count")
+    return int(total)
+
+
+def checkpoint_bytes_in_dir(d: Path, field: str = "model") -> int | None:
+    """metadata.total_size of the safetensors index, else the sum over *.safetensors headers.
+
+    A malformed index or header (not an object, negative or absurd sizes, offsets out of order) is a
+    SpecError naming the file: guessing a size from it would give a wrong plan that looks right."""
+    fix = "re-download the checkpoint (or remove the broken file)"
     idx = d / INDEX_FILE
     if idx.is_file():
         try:
-            total = json.loads(idx.read_text()).get("metadata", {}).get("total_size")
-            if total:
-                return int(total)
-        except (OSError, ValueError):
-            pass
+            total = index_total_size(json.loads(idx.read_text()), str(idx))
+        except OSError:
+            total = None
+        except RecursionError:
+            raise SpecError(field, f"{idx} nests too deeply", fix) from None
+        except ValueError as e:
+            raise SpecError(field, str(e), fix) from None
+        if total:
+            return total
     files = sorted(d.glob("*.safetensors"))
     if not files:
         return None
@@ -199,14 +237,18 @@ def checkpoint_bytes_in_dir(d: Path) -> int | None:
     for f in files:
         try:
             total += safetensors_tensor_bytes(f)
-        except (OSError, ValueError, KeyError, TypeError):
+        except OSError:
             return None  # an incomplete download (cache symlink to a missing blob): size unknown
+        except ValueError as e:
+            raise SpecError(field, str(e), fix) from None
     return total
 
 
 def _read_json(p: Path, field: str) -> dict[str, Any]:
     try:
         data = json.loads(p.read_text())
+    except RecursionError:
+        raise SpecError(field, f"{p} nests too deeply", "re-download the model's config.json") from None
     except ValueError as e:
         raise SpecError(
             field, f"{p} is not valid JSON ({e})", "re-download the model's config.json"
@@ -223,7 +265,7 @@ def _facts_from_files(d: Path, *, model_id: str, source: str, field: str) -> Mod
         cfg,
         model_id=model_id,
         source=source,
-        checkpoint_bytes=checkpoint_bytes_in_dir(d),
+        checkpoint_bytes=checkpoint_bytes_in_dir(d, field),
         field=field,
         hf_quant_config=_read_json(hqc, field) if hqc.is_file() else None,
     )
@@ -335,9 +377,9 @@ def _hub_checkpoint_bytes(repo_id: str, kw: dict[str, Any]) -> int | None:
 
     try:
         idx = hh.hf_hub_download(repo_id, INDEX_FILE, etag_timeout=HUB_TIMEOUT_S, **kw)
-        total = json.loads(Path(idx).read_text()).get("metadata", {}).get("total_size")
+        total = index_total_size(json.loads(Path(idx).read_text()), f"{repo_id}/{INDEX_FILE}")
         if total:
-            return int(total)
+            return total
     except hf_errors.RemoteEntryNotFoundError:
         pass
     except Exception:
@@ -351,6 +393,8 @@ def _hub_checkpoint_bytes(repo_id: str, kw: dict[str, Any]) -> int | None:
     for fm in meta.files_metadata.values():
         for t in fm.tensors.values():
             a, b = t.data_offsets
+            if not 0 <= a <= b <= MAX_BYTES:
+                return None  # a malformed remote header: size unknown rather than a wrong one
             total += b - a
     return total or None
 

@@ -1,0 +1,78 @@
+"""Issue 13.9/13.10: malformed checkpoint files and deeply nested specs are one-line errors naming the
+file, never a traceback and never a wrong size taken as right."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from test_resolve_helpers import TINY_CONFIG, write_checkpoint
+
+from residency.errors import SpecError
+from residency.memory.resolve import clear_cache, facts_from_local_dir
+from residency.spec import load_spec
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("index", "words"),
+    [
+        ([1, 2], "not an object"),
+        ({"metadata": [1]}, "metadata is a JSON list"),
+        ({"metadata": {"total_size": -5}}, "not a byte count"),
+        ({"metadata": {"total_size": 9e30}}, "not a byte count"),
+        ({"metadata": {"total_size": True}}, "not a byte count"),
+    ],
+)
+def test_malformed_index_is_an_error_naming_the_file(tmp_path, index, words):
+    d = tmp_path / "ckpt"
+    write_checkpoint(d, sharded=True)
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(SpecError) as ei:
+        facts_from_local_dir(d, field="models[a].model")
+    msg = str(ei.value)
+    assert ei.value.field == "models[a].model" and "model.safetensors.index.json" in msg and words in msg, msg
+
+
+def _header_file(path, header) -> None:
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ([1, 2], "not an object"),
+        ({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [900_000_000_000, 0]}}, "data_offsets"),
+        ({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, -4]}}, "data_offsets"),
+        ({"w": {"dtype": "BF16", "shape": [2], "data_offsets": "0-4"}}, "data_offsets"),
+        ({"w": [1]}, "data_offsets"),
+    ],
+)
+def test_malformed_safetensors_header_is_an_error(tmp_path, header, words):
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(TINY_CONFIG))
+    _header_file(d / "model.safetensors", header)
+    with pytest.raises(SpecError) as ei:
+        facts_from_local_dir(d)
+    assert "model.safetensors" in str(ei.value) and words in str(ei.value)
+
+
+def test_deeply_nested_files(tmp_path):
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    (d / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SpecError, match="config.json"):
+        facts_from_local_dir(d)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("device: {total_gib: 24}\nmodels: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(SpecError, match="nests too deeply"):
+        load_spec(spec)

@@ -146,8 +146,11 @@ def _hostile_spec(draw):
     raw["models"].append(dict(M2))
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         where = draw(st.sampled_from(["model", "model", "device", "top", "proxy"]))
+        models = raw.get("models")
+        if not isinstance(models, list) or len(models) < 2 or not isinstance(raw.get("device"), dict):
+            break  # a top-level key replaced models/device: mutate no further
         if where == "model":
-            m = raw["models"][draw(st.integers(min_value=0, max_value=1))]
+            m = models[draw(st.integers(min_value=0, max_value=1))]
             m[draw(st.sampled_from(_MODEL_KEYS))] = draw(_VALUES)
         elif where == "device":
             key = draw(

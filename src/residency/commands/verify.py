@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         else:
             targets = targets_from_spec(spec, key, model or [], direct or [])
         targets.concurrency = concurrency
-        report = _run(targets, checks, timeout, quiet=as_json)
+        report = _run(targets, checks, timeout)
         if spec is not None:  # kept for render's agents.md: measured results per model
             from pathlib import Path
 
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(0 if report.ok else 1)
 
 
-def _run(targets, checks, timeout: float, quiet: bool):
+def _run(targets, checks, timeout: float):
     """Run with a progress line on stderr (rich), silent when stderr is not a terminal."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn

@@ -86,12 +86,6 @@ class Device:
     def is_gb10(self) -> bool:
         return self.compute_capability == "12.1"
 
-    def cc_tuple(self) -> tuple[int, int] | None:
-        if not self.compute_capability:
-            return None
-        a, _, b = self.compute_capability.partition(".")
-        return int(a), int(b or 0)
-
 
 def is_cpu_name(name: str) -> bool:
     """vLLM's CPU backend as specs name it ("cpu", "cpu-box"): `up --cpu` uses the same rule."""

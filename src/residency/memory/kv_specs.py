@@ -423,8 +423,3 @@ def logged_tokens(layout: KVLayout, nblocks: int, max_model_len: int, mnbt: int,
         return nblocks * layout.block_size
     # <= 0.10.2 hybrid and 0.11.0-0.20.0: (num_blocks // #groups) x min block size
     return (nblocks // len(layout.groups)) * layout.min_block_size
-
-
-def mamba_blocks_available(layout: KVLayout, nblocks: int) -> int:
-    """Blocks the Mamba groups can hand out, compared with max_num_seqs at graph capture (>= 0.17)."""
-    return nblocks

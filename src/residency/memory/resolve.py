@@ -38,10 +38,6 @@ HUB_TIMEOUT_S = 5.0  # per request; the Hub path is a fallback, it must not stal
 INDEX_FILE = "model.safetensors.index.json"
 
 
-def model_field(m: ModelSpec) -> str:
-    return f"models[{m.name}].model"
-
-
 def resolve_model(m: ModelSpec, hf_cache: str | None = None) -> ModelFacts:
     """ModelFacts for one spec entry (see the module docstring for the search order)."""
     facts_key = m.facts.model_dump_json(exclude_none=True) if m.facts is not None else None

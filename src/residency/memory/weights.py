@@ -14,7 +14,6 @@ from residency.memory import moe
 from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 from residency.memory.versions import VersionRules
-from residency.units import GiB
 
 # bytes per linear weight after online quantization (Fp8OnlineLinearMethod: float8_e4m3fn weight,
 # fp8.py:500-564 @0.19.1)
@@ -118,9 +117,3 @@ def weights_bytes_per_rank(
         emb = emb_one * (int(first) + int(last))
     rope = rope_cache_bytes(f, max_model_len) * run_b // ckpt_b
     return body // tp + experts + emb + rope
-
-
-def weights_gib_per_rank(
-    f: ModelFacts, tp: int = 1, max_model_len: int | None = None, quantization: str | None = None
-) -> float:
-    return weights_bytes_per_rank(f, tp, max_model_len, quantization) / GiB

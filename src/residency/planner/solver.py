@@ -18,10 +18,6 @@ from residency.memory.engine import Startup
 STEP = 0.01
 
 
-def grid(u: float) -> float:
-    return round(round(u / STEP) * STEP, 2)
-
-
 @dataclass
 class SolveResult:
     fractions: list[float]

@@ -73,11 +73,6 @@ def env_file(key_env: str, key: str) -> RenderedFile:
     return RenderedFile(text, mode=0o600, secret=True)
 
 
-def write_atomic(path: Path, content: str, mode: int) -> None:
-    """Kept for callers: the one file writer is `residency.fsutil.write_file`."""
-    write_file(path, content, mode)
-
-
 def plan_writes(out_dir: Path, files: dict[str, RenderedFile]) -> WriteReport:
     rep = WriteReport()
     for rel, rf in files.items():

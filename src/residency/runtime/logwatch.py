@@ -34,6 +34,7 @@ PHASES: list[tuple[re.Pattern[str], str]] = [
 
 INIT_DONE = re.compile(r"init engine .* took ([\d.]+)")
 
+
 def current_phase(text: str) -> str | None:
     phase = None
     for line in text.splitlines():

@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from residency.errors import SpecError
@@ -263,14 +262,3 @@ class ProcessBackend:
         if not http_ok(f"{base}/health/readiness"):
             return False
         return http_ok(f"{base}/v1/models", headers={"Authorization": f"Bearer {self.master_key}"})
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
-    import psutil
-
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if not any(psutil.pid_exists(p) for p in pids):
-            return True
-        time.sleep(0.2)
-    return False

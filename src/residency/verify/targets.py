@@ -52,10 +52,6 @@ class Targets:
     agent_max_tokens: int | None = None  # the spec's agents.max_tokens
 
     @property
-    def proxy_root(self) -> str | None:
-        return self.proxy_url.removesuffix("/v1") if self.proxy_url else None
-
-    @property
     def secrets(self) -> list[str | None]:
         return [self.key]
 

@@ -12,11 +12,14 @@ and ~/.cache, are snapshotted at import and compared at session end; any differe
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -38,6 +41,16 @@ CLEARED = (
     "CUDA_VISIBLE_DEVICES",
     "RESIDENCY_GPU_READER",
 )
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import a file that is not in a package (bench/*.py, scripts/*.py) as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def home_env(home: Path) -> dict[str, str]:

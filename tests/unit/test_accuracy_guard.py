@@ -8,12 +8,12 @@ Predictions come from bench/accuracy.py over the vendored records (tests/fixture
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 GUARD = json.loads((REPO / "tests" / "fixtures" / "accuracy-guard.json").read_text())
@@ -22,11 +22,7 @@ UPDATE = "see how_to_update in tests/fixtures/accuracy-guard.json"
 
 @pytest.fixture(scope="module")
 def acc():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "bench" / "accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_accuracy"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(REPO / "bench" / "accuracy.py", "bench_accuracy")
 
 
 @pytest.fixture(scope="module")

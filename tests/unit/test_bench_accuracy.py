@@ -6,23 +6,19 @@ and only the parsing and the summary's shape are checked, never the planner's ac
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "accuracy.py"
 
 
 @pytest.fixture(scope="module")
 def acc():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_accuracy"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH, "bench_accuracy")
 
 
 @pytest.mark.parametrize(

@@ -19,12 +19,9 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.delenv(store.ENV, raising=False)
 
 
-def test_plan_reproduces_calibrated_kv(tmp_path):
-    from residency.planner.plan import plan_stack
-
-    # r053: Llama-3.1-8B on a unified-memory Thor-class box, 0.10.2, enforce_eager, utilization 0.85:
-    # "Available KV cache memory: 85.79 GiB". The log states no total: the jetson-thor preset's 122.81.
-    spec = parse_spec(
+def _thor_llama(tmp_path: Path):
+    """r053's launch as a spec: Llama-3.1-8B on a Jetson Thor, 0.10.2, enforce_eager, utilization 0.85."""
+    return parse_spec(
         {
             "vllm_version": "0.10.2",
             "device": {"preset": "jetson-thor"},
@@ -39,6 +36,14 @@ def test_plan_reproduces_calibrated_kv(tmp_path):
             ],
         }
     )
+
+
+def test_plan_reproduces_calibrated_kv(tmp_path):
+    from residency.planner.plan import plan_stack
+
+    # r053: Llama-3.1-8B on a unified-memory Thor-class box, 0.10.2, enforce_eager, utilization 0.85:
+    # "Available KV cache memory: 85.79 GiB". The log states no total: the jetson-thor preset's 122.81.
+    spec = _thor_llama(tmp_path)
     before = plan_stack(spec).model("llama")
     assert not before.calibrated
     (launch,) = parse_log((FIXTURES / "v1-0.10.2-llama-thor-ok.log").read_text())
@@ -60,21 +65,7 @@ def test_calibrated_plan_predicts_the_logged_token_count(tmp_path):
     """
     from residency.planner.plan import plan_stack
 
-    spec = parse_spec(
-        {
-            "vllm_version": "0.10.2",
-            "device": {"preset": "jetson-thor"},
-            "calibration_file": str(tmp_path / "cal.json"),
-            "models": [
-                {
-                    "name": "llama",
-                    "model": "meta-llama/Llama-3.1-8B-Instruct",
-                    "gpu_memory_utilization": 0.85,
-                    "enforce_eager": True,
-                }
-            ],
-        }
-    )
+    spec = _thor_llama(tmp_path)
     (launch,) = parse_log((FIXTURES / "v1-0.10.2-llama-thor-ok.log").read_text())
     store.record_launch(launch, spec=spec, path=spec.calibration_file, source="thor.log")
     m = plan_stack(spec).model("llama")

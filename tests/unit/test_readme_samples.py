@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "readme_samples.py"
 FIX = "README samples are out of date: run `.venv/bin/python scripts/readme_samples.py` and commit README.md"
@@ -15,11 +15,7 @@ FIX = "README samples are out of date: run `.venv/bin/python scripts/readme_samp
 
 @pytest.fixture(scope="module")
 def rs():
-    spec = importlib.util.spec_from_file_location("readme_samples", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["readme_samples"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "readme_samples")
 
 
 def test_readme_has_samples(rs):

@@ -674,3 +674,22 @@ def test_nemotron_h_layers_block_type_list_reads_like_the_pattern():
     # inside a multimodal wrapper's text_config too
     g = facts_from_config({"text_config": cfg, "architectures": ["X"]}, model_id=e.id, source="local")
     assert g.layer_kinds == ref.layer_kinds
+
+
+def test_nemotron_h_moe_layer_types_count_their_experts():
+    # a Nemotron-H MoE config written with transformers 5.x's generic layer_types key: the MoE layers
+    # ("moe") must reach the parameter estimate as they do through hybrid_override_pattern
+    e = catalog.lookup("nvidia/NVIDIA-Nemotron-Nano-9B-v2")
+    base = {k: v for k, v in e.config.items() if k != "hybrid_override_pattern"}
+    moe = {**base, "n_routed_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 1024}
+    pattern = "M" + "E" * 27 + "*" + "M" * 27  # 56 layers
+    with_pattern = facts_from_config(
+        {**moe, "hybrid_override_pattern": pattern}, model_id="x", source="local"
+    )
+    symbol = {"M": "linear_attention", "*": "full_attention", "E": "moe"}
+    with_types = facts_from_config(
+        {**moe, "layer_types": [symbol[ch] for ch in pattern]}, model_id="x", source="local"
+    )
+    assert with_types.layer_kinds == with_pattern.layer_kinds
+    assert with_types.estimated_bytes == with_pattern.estimated_bytes
+    assert with_types.num_experts == 8

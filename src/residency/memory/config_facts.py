@@ -183,14 +183,24 @@ _SSM_HINT_KEYS = (
 # Nemotron-H per-layer block names (transformers' NemotronHConfig.layers_block_type, the list form
 # newer configs and transformers 5.x write) -> the hybrid_override_pattern symbol vLLM's
 # nemotron_h.py reads (M Mamba2, * attention, - MLP, E MoE).
-_BLOCK_TYPE_SYMBOL = {"mamba": "M", "mamba2": "M", "attention": "*", "mlp": "-", "moe": "E"}
+_BLOCK_TYPE_SYMBOL = {
+    "mamba": "M",
+    "mamba2": "M",
+    "linear_attention": "M",  # transformers 5.x's name for Nemotron-H's Mamba2 mixers
+    "attention": "*",
+    "full_attention": "*",
+    "mlp": "-",
+    "moe": "E",
+}
 
 
 def _with_block_pattern(text: dict[str, Any]) -> dict[str, Any]:
-    """A Nemotron-H config carrying `layers_block_type` as a per-layer list of block names (and no
-    hybrid_override_pattern) gets the equivalent pattern string, and num_hidden_layers from the list
-    when absent. Lists with other names (Zamba2's "hybrid") are left for the layout check to refuse."""
+    """A Nemotron-H config carrying `layers_block_type` (or `layer_types`) as a per-layer list of block
+    names (and no hybrid_override_pattern) gets the equivalent pattern string, which also tells the
+    parameter estimate its MoE layers, and num_hidden_layers from the list when absent. Lists with other names (Zamba2's "hybrid") are left for the layout check to refuse."""
     lbt = text.get("layers_block_type")
+    if not isinstance(lbt, list):
+        lbt = text.get("layer_types")  # the same names under transformers 5.x's generic key
     if text.get("hybrid_override_pattern") or not isinstance(lbt, list) or not lbt:
         return text
     if not str(text.get("model_type", "")).startswith("nemotron_h"):

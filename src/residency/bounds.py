@@ -85,6 +85,11 @@ def name_key(v: str) -> str:
 
 
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(check_name)]
+# An environment variable name: it is written into the 0600 .env as NAME=value and passed to processes,
+# so a newline or '=' in it would inject another variable.
+EnvName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# A command-line argument or environment value: a NUL byte cannot be passed to a process.
+Arg = Annotated[str, Field(max_length=65536, pattern=r"^[^\x00]*$")]
 
 # -- vLLM's value sets: the union over the versions residency supports, from vllm/config/*.py
 # (0.13.0-0.33.0 read; older releases' extra values added by hand, marked).

@@ -27,10 +27,12 @@ from residency.bounds import (
     MAX_SEQS,
     MAX_VOCAB,
     MAX_WIDTH,
+    Arg,
     BlockSize,
     Bytes,
     ComputeCapability,
     Count,
+    EnvName,
     Float,
     GiB,
     GiBOrZero,
@@ -129,8 +131,8 @@ class ModelSpec(_Strict):
     host: str | None = Field(default=None, max_length=253)  # pin to a host of `hosts:` (multi-host specs)
     # pin to these GPU indices of the box (placement sets it)
     gpus: list[Int(0, 1023)] | None = Field(default=None, max_length=MAX_LIST)
-    extra_args: list[str] = Field(default_factory=list, max_length=MAX_LIST)
-    env: dict[str, str] = Field(default_factory=dict, max_length=MAX_LIST)
+    extra_args: list[Arg] = Field(default_factory=list, max_length=MAX_LIST)
+    env: dict[EnvName, Arg] = Field(default_factory=dict, max_length=MAX_LIST)
     facts: ModelFactsOverride | None = None
     # container image for this model (compose / --runtime docker); default: vllm/vllm-openai:v<vllm_version>
     image: ImageRef | None = None
@@ -146,7 +148,7 @@ class ProxySpec(_Strict):
     port: Port = DEFAULT_PROXY_PORT
     host: str = "0.0.0.0"
     image: ImageRef = "ghcr.io/berriai/litellm:main-stable"
-    master_key_env: str = "LITELLM_MASTER_KEY"
+    master_key_env: EnvName = "LITELLM_MASTER_KEY"
     replicas: Count = 1
     # compose networking: bridge = a private network, only the proxy published; host = every service
     # on the host's network (`network_mode: host`, as DGX Spark playbooks run vLLM), each vLLM on its own port

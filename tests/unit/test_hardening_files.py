@@ -130,3 +130,22 @@ def test_logs_and_locks_refuse_symlinks(tmp_path):
 def test_child_refuses_non_component_names(tmp_path, name):
     with pytest.raises(UnsafePathError):
         child(tmp_path, name, ".log")
+
+
+def test_no_module_writes_files_another_way():
+    """Keep it that way: every file write goes through residency.fsutil (exclusive, no-follow)."""
+    import re
+
+    src = Path(__file__).resolve().parents[2] / "src" / "residency"
+    pattern = re.compile(
+        r"\.write_text\(|\.write_bytes\(|os\.replace\(|os\.rename\(|mkstemp\(|O_CREAT|"
+        r"open\([^)]*[\"'](?:w|a|x|r\+)b?[\"']"
+    )
+    offenders = [
+        f"{p.relative_to(src)}:{i}: {line.strip()}"
+        for p in sorted(src.rglob("*.py"))
+        if p.name != "fsutil.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert offenders == [], "write through residency.fsutil instead:\n" + "\n".join(offenders)

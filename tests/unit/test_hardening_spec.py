@@ -80,6 +80,9 @@ BAD = {
     "weights-inf": (_with("models.0.facts", {"weights_gib": float("inf")}), "weights_gib", "finite"),
     "replicas": (_with("models.0.replicas", 1000), "spec", "replicas"),
     "eager-int": (_with("models.0.enforce_eager", 1), "enforce_eager", "boolean"),
+    "key-env-inject": (_with("proxy.master_key_env", "K\nEVIL=1"), "master_key_env", "pattern"),
+    "env-name": (_with("models.0.env", {"A=B": "x"}), "env", "pattern"),
+    "arg-nul": (_with("models.0.extra_args", ["--x\x00y"]), "extra_args", "pattern"),
 }
 
 

@@ -43,10 +43,11 @@ def load_boxes(calibration_file: str | os.PathLike[str] | None = None) -> dict[s
         raw = json.loads(p.read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}  # a broken file must not break planning; the next learn rewrites it
     out: dict[str, Box] = {}
-    for item in raw.get("boxes", []) if isinstance(raw, dict) else []:
+    items = raw.get("boxes", []) if isinstance(raw, dict) else []
+    for item in items if isinstance(items, list) else []:
         try:
             b = Box.model_validate(item)
         except ValidationError:
@@ -92,13 +93,6 @@ def learn_box(
 
 
 def _write(p: Path, boxes: dict[str, Box]) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"schema": SCHEMA, "boxes": [b.model_dump() for b in boxes.values()]}, f, indent=1)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from residency.fsutil import write_file
+
+    write_file(p, json.dumps({"schema": SCHEMA, "boxes": [b.model_dump() for b in boxes.values()]}, indent=1))

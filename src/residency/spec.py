@@ -325,7 +325,9 @@ def parse_spec(raw: Any, source: str = "spec") -> StackSpec:
     try:
         return StackSpec.model_validate(raw)
     except RecursionError:
-        raise SpecError(source, "nests too deeply", "a spec is a mapping of plain settings and lists") from None
+        raise SpecError(
+            source, "nests too deeply", "a spec is a mapping of plain settings and lists"
+        ) from None
     except ValidationError as e:
         err = e.errors()[0]
         field = _loc(err, raw) or source
@@ -350,7 +352,9 @@ def load_spec(path: str | Path) -> StackSpec:
     except UnicodeDecodeError:
         raise SpecError(str(p), "not a text file", "give the path of a stack spec YAML") from None
     except RecursionError:
-        raise SpecError(str(p), "nests too deeply", "a spec is a mapping of plain settings and lists") from None
+        raise SpecError(
+            str(p), "nests too deeply", "a spec is a mapping of plain settings and lists"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)

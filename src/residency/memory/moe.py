@@ -34,13 +34,13 @@ def _major(cc: str | None) -> int | None:
 def mxfp4_backend(compute_capability: str | None, rules: VersionRules) -> Mxfp4Backend:
     """The MXFP4 MoE kernel vLLM picks on CUDA without backend env vars.
 
-    * cc < 9.0: Marlin in every version (_should_use_marlin, mxfp4.py:124-135 @0.10.1.1;
+    * cc < 9.0: Marlin in every version (_should_use_marlin, mxfp4.py:123-135 @0.10.1.1;
       get_mxfp4_backend, mxfp4.py:95-99 @0.11.0).
     * cc 10.x (B200) with FlashInfer (shipped with vLLM's CUDA wheels): FlashInfer TRTLLM MXFP4 x BF16
       (mxfp4.py:36-50 @0.10.1.1, :79-85 @0.11.0).
     * cc 9.x / 12.x: the OpenAI Triton kernels when `triton_kernels` imports and torch >= 2.8, else
-      Marlin (mxfp4.py:95-102 @0.11.0): Marlin on a stock install before 0.13, which did not ship
-      triton_kernels (rules.mxfp4_marlin_stock); >= 0.32 the 12.x family prefers Marlin
+      Marlin (mxfp4.py:95-102 @0.11.0): Marlin on a stock install before 0.12, which did not ship
+      triton_kernels (rules.mxfp4_marlin_stock, V12-mxfp4-triton); >= 0.32 the 12.x family prefers Marlin
       (rules.mxfp4_sm120_marlin, oracle/mxfp4.py:413-420 @0.32.0).
     An unknown device is taken as Hopper-class.
     """
@@ -58,8 +58,9 @@ def mxfp4_backend(compute_capability: str | None, rules: VersionRules) -> Mxfp4B
 
 def _mxfp4_padded(f: ModelFacts, tp: int, backend: Mxfp4Backend) -> tuple[int, int]:
     """(intermediate per partition, hidden) after the backend's padding (Mxfp4MoEMethod.create_weights:
-    Marlin n % 256 / k % 128, mxfp4.py:158-176 @0.10.1.1; FlashInfer 256/256, mxfp4.py:207-214 @0.11.0;
-    Triton intermediate to 64, hidden as is, mxfp4.py:224-226 @0.11.0)."""
+    Marlin n % 256 / k % 128, mxfp4.py:155-167 @0.10.1.1; FlashInfer TRTLLM 256/256, mxfp4.py:207-214
+    @0.11.0 (128/256 in oracle/mxfp4.py:851-852 @0.32.0, not modelled); Triton intermediate to 64,
+    hidden as is, mxfp4.py:224-226 @0.11.0)."""
     inter = f.moe_intermediate_size // tp
     if backend == "marlin":
         return _round_up(inter, 128), _round_up(f.hidden_size, 256)
@@ -79,11 +80,11 @@ def mxfp4_loaded_expert_bytes(f: ModelFacts, tp: int, backend: Mxfp4Backend, rul
     """Expert tensors per rank after process_weights_after_loading.
 
     w13 (E, 2I, H/2) + w2 (E, H, I/2) uint8, scales (E, 2I, H/32) + (E, H, I/32) uint8, biases (E, 2I)
-    + (E, H) (mxfp4.py:183-258 @0.10.1.1), at the padded sizes. Triton and FlashInfer cast the biases
-    to fp32 (mxfp4.py:264-265 / 372-373 @0.10.1.1). Triton swizzles weights and scales into new
-    tensors and deletes the old weights but, before 0.27, not the old scales (mxfp4.py:405-420
+    + (E, H) (mxfp4.py:189-260 @0.10.1.1), at the padded sizes. Triton and FlashInfer cast the biases
+    to fp32 (mxfp4.py:390-391 / 307-308 @0.10.1.1). Triton swizzles weights and scales into new
+    tensors and deletes the old weights but, before 0.25, not the old scales (mxfp4.py:403-420
     @0.10.1.1, :599-616 @0.11.0): the scales are held twice (rules.mxfp4_triton_frees_scales,
-    oracle/mxfp4.py:1161-1166 @0.27.0). Marlin keeps one repacked copy of each (marlin_utils_fp4.py
+    V25-mxfp4-scales; oracle/mxfp4.py:1161-1166 @0.27.0). Marlin keeps one repacked copy of each (marlin_utils_fp4.py
     prepare_moe_fp4_layer_for_marlin @0.10.1.1).
     gpt-oss-120b, one H100: Triton 64.19 GiB in all (logged 64.38, r017), Marlin 65.91 GiB (logged
     65.97, r015).

@@ -89,11 +89,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Parse vLLM startup logs into measured figures and store them as calibrations for `plan`."""
-        import json
-
         from residency.calibrate import store
         from residency.calibrate.logparse import parse_log
         from residency.errors import ResidencyError, SpecError
+        from residency.jsonout import dumps
 
         texts = [(str(p), read_log(p)) for p in logs]
         s = None
@@ -108,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
         if dry_run:
             if json_out:
-                print(json.dumps([launch_object(ln, src, i) for src, i, ln in found], indent=2))
+                print(dumps([launch_object(ln, src, i) for src, i, ln in found]))
             else:
                 _print_table(found, {})
             return
@@ -135,7 +134,7 @@ def register(app: typer.Typer) -> None:
                 obj = launch_object(ln, src, i)
                 obj.update(results.get((src, i), {}))
                 out.append(obj)
-            print(json.dumps(out, indent=2))
+            print(dumps(out))
         else:
             _print_table(found, results)
             if stored:

@@ -20,11 +20,10 @@ def register(app: typer.Typer) -> None:
 
         Every failed launch in the log is explained; when none failed, the last launch is reported.
         """
-        import json
-
         from residency.calibrate.explain import explain_launch
         from residency.calibrate.logparse import parse_log
         from residency.commands.calibrate import read_log
+        from residency.jsonout import dumps
 
         launches = parse_log(read_log(log))
         picked = [(i, ln) for i, ln in enumerate(launches, 1) if ln.error is not None]
@@ -42,7 +41,7 @@ def register(app: typer.Typer) -> None:
                 }
             )
         if json_out:
-            print(json.dumps(items, indent=2))
+            print(dumps(items))
             return
         from rich.console import Console
         from rich.markup import escape

@@ -52,9 +52,9 @@ def register(app: typer.Typer) -> None:
                 print(f"live reading: {reading.source}")
         p = plan_stack(s, use_calibration=not no_calibration, start_together=together, live=reading)
         if json_out:
-            import json
+            from residency.jsonout import dumps
 
-            print(json.dumps(p.contract(), indent=2))
+            print(dumps(p.contract()))
         else:
             from residency.output.plan_table import print_plan
 

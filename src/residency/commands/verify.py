@@ -68,11 +68,11 @@ def register(app: typer.Typer) -> None:
 
             save_measured(state_dir(Path(spec).resolve()), report)
         if as_json:
-            import json
 
+            from residency.jsonout import dumps
             from residency.verify.report import to_json
 
-            typer.echo(json.dumps(to_json(report), indent=2))
+            typer.echo(dumps(to_json(report)))
         else:
             from rich.console import Console
 

@@ -92,12 +92,13 @@ def run_fleet_plan(
 
     fleet = place_fleet(spec, explain=explain, use_calibration=use_calibration)
     if json_out:
-        import json
 
         out = fleet.contract()
         if explain:
             out["explain"] = fleet.explain
-        print(json.dumps(out, indent=2))
+        from residency.jsonout import dumps
+
+        print(dumps(out))
     else:
         print_fleet(fleet, explain=explain)
     return 0 if fleet.fits else 1

@@ -13,7 +13,6 @@ State per model:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,7 +72,6 @@ __all__ = [
     "targets_for",
 ]
 
-SCHEMA_VERSION = 1
 
 State = Literal["ready", "starting", "down"]
 
@@ -145,7 +143,6 @@ class Ledger:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["schema_version"] = SCHEMA_VERSION
         for m, md in zip(self.models, d["models"], strict=True):
             md["memory_gib"] = None if m.memory_gib is None else round(m.memory_gib, 3)
             md["drift_pct"] = None if m.drift_pct is None else round(m.drift_pct, 1)
@@ -153,7 +150,9 @@ class Ledger:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        from residency.jsonout import dumps
+
+        return dumps(self.to_dict(), indent=None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def _client_env(home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def rendered_stack(tmp_path):
-    stack = require_stack(models=["toy-hermes", "toy-chat"])
+    stack = require_stack(models=["toy-hermes"])
     env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
     spec = tmp_path / "toy-agents.yaml"
     spec.write_text(

@@ -76,7 +76,9 @@ def mxfp4_checkpoint_expert_bytes(f: ModelFacts) -> int:
     return per_layer * f.num_hidden_layers
 
 
-def mxfp4_loaded_expert_bytes(f: ModelFacts, tp: int, backend: Mxfp4Backend, rules: VersionRules) -> int:
+def mxfp4_loaded_expert_bytes(
+    f: ModelFacts, tp: int, backend: Mxfp4Backend, rules: VersionRules, compute_capability: str | None = None
+) -> int:
     """Expert tensors per rank after process_weights_after_loading.
 
     w13 (E, 2I, H/2) + w2 (E, H, I/2) uint8, scales (E, 2I, H/32) + (E, H, I/32) uint8, biases (E, 2I)
@@ -86,17 +88,35 @@ def mxfp4_loaded_expert_bytes(f: ModelFacts, tp: int, backend: Mxfp4Backend, rul
     @0.10.1.1, :599-616 @0.11.0): the scales are held twice (rules.mxfp4_triton_frees_scales,
     V25-mxfp4-scales; oracle/mxfp4.py:1161-1166 @0.27.0). Marlin keeps one repacked copy of each (marlin_utils_fp4.py
     prepare_moe_fp4_layer_for_marlin @0.10.1.1).
-    gpt-oss-120b, one H100: Triton 64.19 GiB in all (logged 64.38, r017), Marlin 65.91 GiB (logged
+    gpt-oss-120b, one H100: Triton 64.32 GiB in all (logged 64.38, r017), Marlin 65.91 GiB (logged
     65.97, r015).
     """
     i, h = _mxfp4_padded(f, tp, backend)
     e = f.num_experts
     weights = e * 3 * i * h // 2
     scales = e * 3 * i * h // MX_BLOCK
-    if backend == "triton" and not rules.mxfp4_triton_frees_scales:
-        scales *= 2
+    if backend == "triton":
+        kept = 0 if rules.mxfp4_triton_frees_scales else scales
+        scales = kept + _triton_swizzled_scale_bytes(e, i, h, _major(compute_capability))
     bias = e * (2 * i + h) * (2 if backend == "marlin" else 4)
     return (weights + scales + bias) * f.num_hidden_layers
+
+
+def _triton_swizzled_scale_bytes(e: int, i: int, h: int, cc_major: int | None) -> int:
+    """The Triton path's swizzled copy of the e8m0 scales, padded by the triton_kernels layout
+    (vendored as vllm/third_party/triton_kernels from 0.12): per matrix, `other` rows (2I for w13,
+    H for w2) by `mx` blocks (H/32, I/32). Hopper (cc 9.x) HopperMXScaleLayout pads rows to
+    2 x num_warps x 2 x 8 = 256 (num_warps 8, mxfp4.py:764 @0.14.0) and blocks to 2
+    (hopper_scale.py:22-29 @0.14.0); cc >= 10 BlackwellMXScaleLayout pads rows to 128 and blocks to
+    8 (blackwell_scale.py:15-26 @0.14.0). The value layouts pad to 16/32 elements, which the
+    padded intermediate (64) already meets; not modelled.
+    gpt-oss-120b on H100: (5888 + 3072) x 90 B per expert against 8640 x 90 unpadded, +0.12 GiB.
+    """
+    rows, blocks = (256, 2) if cc_major is None or cc_major == 9 else (128, 8)
+    return sum(
+        e * _round_up(other, rows) * _round_up(mx, blocks)
+        for other, mx in ((2 * i, h // MX_BLOCK), (h, i // MX_BLOCK))
+    )
 
 
 def fused_moe_workspace_bytes(

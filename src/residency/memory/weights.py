@@ -99,7 +99,7 @@ def weights_bytes_per_rank(
     if (f.quantization or "").lower() == "mxfp4" and f.num_experts and rules is not None:
         backend = moe.mxfp4_backend(compute_capability, rules)
         body = max(0, body - moe.mxfp4_checkpoint_expert_bytes(f))
-        experts = moe.mxfp4_loaded_expert_bytes(f, tp, backend, rules)
+        experts = moe.mxfp4_loaded_expert_bytes(f, tp, backend, rules, compute_capability)
     if quantization in ONLINE_FP8 and not f.quantization:
         body = body * ONLINE_FP8[quantization] // ckpt_b
     elif not f.quantization and run_b != ckpt_b:

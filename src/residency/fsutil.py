@@ -106,18 +106,22 @@ def write_file(path: str | os.PathLike[str], content: str | bytes, mode: int = 0
         os.close(dfd)
 
 
-def open_append(path: str | os.PathLike[str], mode: int = 0o600):
-    """A binary file object appending to `path`; a symlinked or non-regular `path` is refused."""
-    path = Path(path)
+def _open_nofollow(path: Path, flags: int, mode: int, what: str) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, mode)
+        return os.open(path, flags | os.O_CREAT | _NOFOLLOW | _CLOEXEC, mode)
     except OSError as e:
         if os.path.islink(path):
             raise _refuse(
                 path, "is a symlink and residency does not write through symlinks", "remove the link"
             ) from None
-        raise _refuse(path, f"cannot open for append ({e.strerror})", "check the path") from None
+        raise _refuse(path, f"cannot open {what} ({e.strerror})", "check the path") from None
+
+
+def open_append(path: str | os.PathLike[str], mode: int = 0o600):
+    """A binary file object appending to `path`; a symlinked or non-regular `path` is refused."""
+    path = Path(path)
+    fd = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, mode, "for append")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise _refuse(path, "exists and is not a regular file", "move it away")
@@ -126,16 +130,7 @@ def open_append(path: str | os.PathLike[str], mode: int = 0o600):
 
 def open_lock(path: str | os.PathLike[str]) -> int:
     """An fd for a lock file (created 0644 if missing); a symlinked lock path is refused."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
-    except OSError as e:
-        if os.path.islink(path):
-            raise _refuse(
-                path, "is a symlink and residency does not write through symlinks", "remove the link"
-            ) from None
-        raise _refuse(path, f"cannot open the lock file ({e.strerror})", "check the path") from None
+    return _open_nofollow(Path(path), os.O_RDWR, 0o644, "the lock file")
 
 
 def read_own_secret(path: str | os.PathLike[str]) -> str | None:

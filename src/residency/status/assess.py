@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from residency.units import GiB
 
 if TYPE_CHECKING:
-    from residency.status.ledger import Ledger
+    from residency.status.ledger import Ledger, ModelStatus
 
 
 @dataclass(frozen=True)
@@ -34,63 +34,74 @@ def _gib(b: int | float | None) -> str:
 
 def assess(ledger: Ledger, th: Thresholds) -> list[Warning]:
     """Drift warnings from a collected ledger; reads nothing else."""
+    w: list[Warning] = []
+    for m in ledger.models:
+        w += _model_warnings(ledger, m, th)
+    return w + _stack_warnings(ledger, th)
+
+
+def _model_warnings(ledger: Ledger, m: ModelStatus, th: Thresholds) -> list[Warning]:
+    w: list[Warning] = []
+    who = m.name if m.replica == 0 else f"{m.name}#{m.replica}"
+    if m.state == "down":
+        w.append(Warning("down", f"{who} is down at {m.url or '?'} ({m.detail})", m.name))
+        if m.orphan_pids:
+            pids = ", ".join(map(str, m.orphan_pids))
+            if m.pgid is not None:  # started by `up`: down stops what is left of its process group
+                fix = f"run `residency down {ledger.spec}`" if ledger.spec else "run `residency down`"
+            else:
+                fix = f"stop them (kill {' '.join(map(str, m.orphan_pids))}) before restarting it"
+            w.append(
+                Warning(
+                    "orphan",
+                    f"{who} is down but its engine processes (pids {pids}) still hold "
+                    f"{_gib(m.memory_bytes)}; {fix}",
+                    m.name,
+                )
+            )
+        return w
+    if m.state == "starting":
+        w.append(Warning("starting", f"{who} is starting ({m.detail})", m.name, level="info"))
+    if m.drift_pct is not None and m.planned_gib is not None and m.memory_gib is not None:
+        over = m.memory_gib - m.planned_gib
+        if m.drift_pct > th.drift_pct and over > th.drift_floor_gib:
+            w.append(
+                Warning(
+                    "drift",
+                    f"{who} holds {m.memory_gib:.2f} GiB, {m.drift_pct:.0f}% over its planned "
+                    f"{m.planned_gib:.2f} GiB: the plan underestimates it; run `residency calibrate` on "
+                    "its startup log so the next plan uses measured figures",
+                    m.name,
+                )
+            )
+    if m.kv_cache_usage is not None and m.kv_cache_usage >= th.kv_high:
+        w.append(
+            Warning(
+                "kv_high",
+                f"{who} KV cache {m.kv_cache_usage:.0%} full: new requests wait and running ones may be "
+                "preempted; give it more KV (gpu_memory_utilization / kv_cache_memory_bytes) or lower max_num_seqs",
+                m.name,
+            )
+        )
+    if m.requests_waiting and m.requests_waiting > 0 and (m.kv_cache_usage or 0) >= th.kv_high:
+        w.append(Warning("queue", f"{who} has {m.requests_waiting:.0f} requests waiting", m.name))
+    if m.state == "ready" and m.served_names and m.name not in m.served_names:
+        w.append(
+            Warning(
+                "served_name",
+                f"{who}: the server at {m.url} serves {', '.join(m.served_names)}, not {m.name!r} "
+                "(another process on its port, or --served-model-name differs)",
+                m.name,
+                level="info",
+            )
+        )
+    return w
+
+
+def _stack_warnings(ledger: Ledger, th: Thresholds) -> list[Warning]:
     from residency.memory.versions import rules_for
 
     w: list[Warning] = []
-    for m in ledger.models:
-        who = m.name if m.replica == 0 else f"{m.name}#{m.replica}"
-        if m.state == "down":
-            w.append(Warning("down", f"{who} is down at {m.url or '?'} ({m.detail})", m.name))
-            if m.orphan_pids:
-                pids = ", ".join(map(str, m.orphan_pids))
-                if m.pgid is not None:  # started by `up`: down stops what is left of its process group
-                    fix = f"run `residency down {ledger.spec}`" if ledger.spec else "run `residency down`"
-                else:
-                    fix = f"stop them (kill {' '.join(map(str, m.orphan_pids))}) before restarting it"
-                w.append(
-                    Warning(
-                        "orphan",
-                        f"{who} is down but its engine processes (pids {pids}) still hold "
-                        f"{_gib(m.memory_bytes)}; {fix}",
-                        m.name,
-                    )
-                )
-            continue
-        if m.state == "starting":
-            w.append(Warning("starting", f"{who} is starting ({m.detail})", m.name, level="info"))
-        if m.drift_pct is not None and m.planned_gib is not None and m.memory_gib is not None:
-            over = m.memory_gib - m.planned_gib
-            if m.drift_pct > th.drift_pct and over > th.drift_floor_gib:
-                w.append(
-                    Warning(
-                        "drift",
-                        f"{who} holds {m.memory_gib:.2f} GiB, {m.drift_pct:.0f}% over its planned "
-                        f"{m.planned_gib:.2f} GiB: the plan underestimates it; run `residency calibrate` on "
-                        "its startup log so the next plan uses measured figures",
-                        m.name,
-                    )
-                )
-        if m.kv_cache_usage is not None and m.kv_cache_usage >= th.kv_high:
-            w.append(
-                Warning(
-                    "kv_high",
-                    f"{who} KV cache {m.kv_cache_usage:.0%} full: new requests wait and running ones may be "
-                    "preempted; give it more KV (gpu_memory_utilization / kv_cache_memory_bytes) or lower max_num_seqs",
-                    m.name,
-                )
-            )
-        if m.requests_waiting and m.requests_waiting > 0 and (m.kv_cache_usage or 0) >= th.kv_high:
-            w.append(Warning("queue", f"{who} has {m.requests_waiting:.0f} requests waiting", m.name))
-        if m.state == "ready" and m.served_names and m.name not in m.served_names:
-            w.append(
-                Warning(
-                    "served_name",
-                    f"{who}: the server at {m.url} serves {', '.join(m.served_names)}, not {m.name!r} "
-                    "(another process on its port, or --served-model-name differs)",
-                    m.name,
-                    level="info",
-                )
-            )
     if ledger.proxy is not None and ledger.proxy.state != "ready":
         w.append(
             Warning(

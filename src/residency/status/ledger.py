@@ -293,17 +293,7 @@ def build_ledger(
         if state is None:
             state = read_state(spec_path)
         targets = targets_for(spec, state)
-        project = state.compose_project if state is not None else None
-        for t in targets:  # docker runtime: the container's main process
-            if t.pid is None and t.container:
-                t.pid = container_pid(t.container, project)
-        if discover_pids:  # no pid from a state file: the process listening on the model's port
-            need = {t.port for t in targets if t.pid is None and t.port and t.address == LOCAL}
-            if need:
-                by_port = listening_pids(need)
-                for t in targets:
-                    if t.pid is None and t.port in by_port:
-                        t.pid = by_port[t.port]
+        _fill_pids(targets, state, discover_pids)
 
         devices = _safe(reader.devices, [])
         per_pid = _safe(reader.processes, {})
@@ -335,20 +325,7 @@ def build_ledger(
             _find_orphans(models, previous, per_pid, memory_source, alive_fn or process_alive)
         _find_group_orphans(models, targets, per_pid, memory_source, group_fn)
 
-        unified = _unified(spec, plan, reader, devices)
-        host = _safe(reader.host, None) if (unified or reader.kind == "host") else None
-        dev = spec.device
-        device = DeviceStatus(
-            reader=reader.kind,
-            unified=unified,
-            name=(dev.name or dev.preset) if dev else None,
-            devices=devices,
-            host=host,
-            planned_total_gib=(
-                round(sum(m.planned_gib for m in models if m.planned_gib), 3) if plan is not None else None
-            ),
-            spec_total_gib=dev.total_gib if dev else None,
-        )
+        device = _device_status(spec, plan, reader, devices, models)
         held = {p for m in models for p in m.pids}
         stray = {} if reader.kind == "host" else {p: b for p, b in per_pid.items() if p not in held}
         ledger = Ledger(
@@ -367,6 +344,43 @@ def build_ledger(
     finally:
         if own_client:
             client.close()
+
+
+def _fill_pids(targets: list[Target], state: StackState | None, discover: bool) -> None:
+    """Pids the state file does not give: a container's main process (docker runtime), else (when
+    `discover`) the local process listening on the model's port."""
+    project = state.compose_project if state is not None else None
+    for t in targets:
+        if t.pid is None and t.container:
+            t.pid = container_pid(t.container, project)
+    need = {t.port for t in targets if t.pid is None and t.port and t.address == LOCAL} if discover else set()
+    if need:
+        by_port = listening_pids(need)
+        for t in targets:
+            if t.pid is None and t.port in by_port:
+                t.pid = by_port[t.port]
+
+
+def _device_status(
+    spec: StackSpec,
+    plan: Plan | None,
+    reader: GpuReader,
+    devices: list[DeviceReading],
+    models: list[ModelStatus],
+) -> DeviceStatus:
+    unified = _unified(spec, plan, reader, devices)
+    dev = spec.device
+    return DeviceStatus(
+        reader=reader.kind,
+        unified=unified,
+        name=(dev.name or dev.preset) if dev else None,
+        devices=devices,
+        host=_safe(reader.host, None) if (unified or reader.kind == "host") else None,
+        planned_total_gib=(
+            round(sum(m.planned_gib for m in models if m.planned_gib), 3) if plan is not None else None
+        ),
+        spec_total_gib=dev.total_gib if dev else None,
+    )
 
 
 def _find_orphans(

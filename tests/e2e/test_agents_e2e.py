@@ -193,3 +193,41 @@ def test_real_clients_use_the_rendered_configs(rendered_stack, tmp_path):
     assert "Not measured yet" not in md
     row = next(ln for ln in md.splitlines() if ln.startswith("| `toy-primary` | pass"))
     assert row.count("pass") >= 4
+
+
+def test_clawrium_script_against_a_live_proxy(tmp_path):
+    """clawrium.sh alone: the DGX Spark example rendered, its LiteLLM config served by the real proxy
+    (no vLLM behind it: clawctl only lists /v1/models), the real clawctl in a temporary home."""
+    from tests.e2e.stackkit import start_litellm
+
+    port = free_port()
+    example = Path(__file__).parents[2] / "examples" / "dgx-spark-qwen3.yaml"
+    spec = tmp_path / "spark.yaml"
+    spec.write_text(example.read_text().replace("  port: 4000\n", f"  port: {port}\n  host: 127.0.0.1\n"))
+    out = tmp_path / "out"
+    r = _residency("render", str(spec), "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    key = out.joinpath(".env").read_text().split("LITELLM_MASTER_KEY=", 1)[1].strip()
+    proxy = start_litellm(
+        config_path=out / "litellm.yaml", port=port, master_key=key, env={"LITELLM_MASTER_KEY": key}
+    )
+    try:
+        home = tmp_path / "home"
+        for _ in range(2):  # the second run edits the providers it created
+            c = subprocess.run(
+                ["sh", str(out / "clawrium.sh")],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=_client_env(home),
+            )
+            assert c.returncode == 0, c.stdout + c.stderr
+            assert key not in c.stdout + c.stderr
+        providers = json.loads((home / ".config" / "clawrium" / "providers.json").read_text())
+        assert {p["default_model"]: p["context_window"] for p in providers} == {"fast": 65536, "heavy": 65536}
+        assert all(set(p["available_models"]) == {"fast", "heavy"} for p in providers)
+        assert all(p["endpoint"] == f"http://127.0.0.1:{port}" for p in providers)
+        secrets_file = home / ".config" / "clawrium" / "secrets.json"
+        assert key in secrets_file.read_text() and stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    finally:
+        proxy.stop()

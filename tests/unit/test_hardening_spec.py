@@ -150,7 +150,12 @@ def _hostile_spec(draw):
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         where = draw(st.sampled_from(["model", "model", "device", "top", "proxy"]))
         models = raw.get("models")
-        if not isinstance(models, list) or len(models) < 2 or not isinstance(raw.get("device"), dict):
+        if (
+            not isinstance(models, list)
+            or len(models) < 2
+            or not all(isinstance(m, dict) for m in models)
+            or not isinstance(raw.get("device"), dict)
+        ):
             break  # a top-level key replaced models/device: mutate no further
         if where == "model":
             m = models[draw(st.integers(min_value=0, max_value=1))]

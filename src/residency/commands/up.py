@@ -53,6 +53,20 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--timeout", help="Seconds to wait for each model (default: scales with weights)"),
         ] = None,
+        no_drop_caches: Annotated[
+            bool,
+            typer.Option(
+                "--no-drop-caches",
+                help="Unified memory: do not drop the page cache before each engine (done when root)",
+            ),
+        ] = False,
+        free_wait: Annotated[
+            float,
+            typer.Option(
+                "--free-wait",
+                help="Unified memory: seconds to wait for free memory (as vLLM reads it) before each engine",
+            ),
+        ] = 120.0,
         settle_seconds: Annotated[
             float,
             typer.Option(
@@ -89,8 +103,11 @@ def register(app: typer.Typer) -> None:
             timeout_s=timeout,
             settle=Settle(window_s=settle_seconds),
             grace_s=grace,
+            unified_gate=unified_gate(s, plan, is_cpu, drop=not no_drop_caches, wait_s=free_wait),
         )
         console = Console(highlight=False, soft_wrap=True)
+        if opts.unified_gate is not None:
+            console.print(_live_note(s, plan), markup=False)
         if runtime == Runtime.docker:
             from residency.runtime.docker import DockerBackend
 
@@ -105,3 +122,30 @@ def register(app: typer.Typer) -> None:
                 s, spec_path.parent, store, vllm=vllm_exe, litellm=litellm_exe, master_key=key
             )
         up_stack(spec_path, s, plan, backend, store, opts, console)
+
+
+def unified_gate(s, plan, is_cpu: bool, *, drop: bool, wait_s: float):
+    """Unified memory (not the CPU backend): the page-cache drop and free-memory wait before each engine."""
+    if not plan.device.unified or is_cpu:
+        return None
+    from residency.memory.live import MeminfoSource, free_field
+    from residency.memory.versions import rules_for
+    from residency.runtime.memwait import UnifiedGate
+
+    return UnifiedGate(
+        MeminfoSource(free_field(rules_for(s.vllm_version))), drop_caches=drop, timeout_s=wait_s
+    )
+
+
+def _live_note(s, plan) -> str:
+    """What the box says now vs the plan's device total, and the source of each figure."""
+    from residency.memory.live import read_live
+    from residency.memory.versions import rules_for
+
+    r, why = read_live(True, rules_for(s.vllm_version))
+    if r is None:
+        return f"memory: not read ({why})"
+    note = f"memory now: total {r.total_gib:.2f} GiB, free {r.free_gib:.2f} GiB ({r.source})"
+    if "cudaMemGetInfo" in r.total_source and abs(r.total_gib - plan.device.total_gib) > 0.05:
+        note += f"; the plan assumed {plan.device.total_gib:.2f} GiB: re-plan with `residency plan --live`"
+    return note

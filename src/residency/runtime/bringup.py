@@ -16,6 +16,7 @@ from residency.planner.result import Plan
 from residency.render.common import Member, fmt_gib, members
 from residency.runtime.logwatch import Failure, current_phase, explain_failure, init_done, logged_kv
 from residency.runtime.memory import Settle, choose_probe, needed_gib
+from residency.runtime.memwait import UnifiedGate
 from residency.runtime.state import ProcEntry, StackState, StateStore
 from residency.spec import StackSpec
 from residency.units import GiB
@@ -46,6 +47,8 @@ class UpOptions:
     settle: Settle = field(default_factory=Settle)
     grace_s: float = 30.0
     proxy_timeout_s: float = 300.0
+    # unified memory (not the CPU backend): drop caches + wait for free memory before each engine
+    unified_gate: UnifiedGate | None = None
 
 
 @dataclass
@@ -372,6 +375,10 @@ def _wait_proxy(backend: Backend, pe: ProcEntry, opts: UpOptions) -> bool:
 def _check_free_memory(
     m: Member, plan: Plan, opts: UpOptions, console, st: StackState, spec_path: Path
 ) -> None:
+    if opts.unified_gate is not None and plan.device.unified and not opts.cpu:
+        running = ", ".join(e.name for e in st.entries) or "none of this stack"
+        opts.unified_gate.before_start(m.key, needed_gib(m.plan, cpu=False), running, console)
+        return
     probe, note = choose_probe(plan.device, cpu=opts.cpu, gpus=m.plan.gpus)
     if probe is None:
         console.print(f"  {m.key}: note: {note}")

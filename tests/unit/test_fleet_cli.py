@@ -88,7 +88,7 @@ def test_spread_puts_replicas_on_more_gpus_than_pack():
     # the Spark keeps its host reserve (8.2 GiB, unified memory) beside moe: room for one small replica only.
     # Best fit packs fast's other two replicas onto one H100 box; least-loaded spreads them over both
     hosts = lambda f, n: sorted(p.host for p in f.placements if p.name == n)  # noqa: E731
-    assert hosts(packed, "fast") == ["h100-b", "h100-b", "spark"]
+    assert hosts(packed, "fast") == ["h100-a", "h100-a", "spark"]
     assert hosts(spread, "fast") == ["h100-a", "h100-b", "spark"]
 
 

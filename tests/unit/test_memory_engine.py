@@ -188,10 +188,11 @@ def test_unified_memory_host_overhead_only_on_uma():
     disc = simulate_startup(f, es(0.3), replace(SPARK, unified=False), rules_for("0.33.0"), 100 * GiB)
     assert uma.requested_bytes == disc.requested_bytes and disc.host_overhead_bytes == 0
     assert uma.weights_bytes == 8_112_700_416
-    # cold start (the preset's default), worker host growth charged to KV (memory/unified.py): warm 1.5 GiB +
-    # half the checkpoint's pages = 1,610,612,736 + 4,056,350,208; no discrete graph term on GB10 (§5)
-    assert uma.host_overhead_bytes == 5_666_962_944 and uma.cudagraph_bytes == 0 < disc.cudagraph_bytes
-    assert disc.available_kv_bytes - uma.available_kv_bytes == 5_666_962_944 - disc.cudagraph_bytes
+    # cold start (the preset's default), worker host growth charged to KV (memory/unified.py): warm 1 GiB + 5%
+    # of the weights (1,073,741,824 + 405,635,020) + half the checkpoint's pages (4,056,350,208); no discrete
+    # graph term on GB10 (unified-memory.md §5)
+    assert uma.host_overhead_bytes == 5_535_727_052 and uma.cudagraph_bytes == 0 < disc.cudagraph_bytes
+    assert disc.available_kv_bytes - uma.available_kv_bytes == 5_535_727_052 - disc.cudagraph_bytes
     # API server + engine-core RSS (1.2 GiB = 1,288,490,188.8 B) outside the budget, in the footprint; the
     # page cache is not held by the process (outside the footprint, seen by the next engine's check)
     assert uma.page_cache_bytes == 4_056_350_208

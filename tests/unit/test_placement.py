@@ -135,6 +135,7 @@ def test_unified_host_free_memory_check_binds_before_the_budget():
     5 + (52.65 + 8) + 52.65 = 118.31 <= 119.67 -> both fit.
     """
     spark = [host("spark", total=119.67, used=5.0, unified=True)]
+    spark[0]["device"]["host_reserve_gib"] = 0  # the check alone (the reserve: next test)
     models = [model("x"), model("y")]
     fp = place_fleet(
         spec_of(spark, models), demand_fn=demand_table({"x": 0.45, "y": 0.45}, overhead=8.0), verify=False
@@ -145,6 +146,17 @@ def test_unified_host_free_memory_check_binds_before_the_budget():
         spec_of(spark, models), demand_fn=demand_table({"x": 0.44, "y": 0.44}, overhead=8.0), verify=False
     )
     assert sorted(p.name for p in fp.placements) == ["x", "y"] and fp.fits
+
+
+def test_unified_host_keeps_its_host_reserve():
+    """The default reserve (8.2 GiB, memory/unified.py) stays free beside the footprints: .44 + .44 no longer fit."""
+    spark = [host("spark", total=119.67, used=5.0, unified=True)]
+    fp = place_fleet(
+        spec_of(spark, [model("x"), model("y")]),
+        demand_fn=demand_table({"x": 0.44, "y": 0.44}, overhead=8.0),
+        verify=False,
+    )
+    assert [p.name for p in fp.placements] == ["x"] and fp.unplaced[0].name == "y"
 
 
 def test_launch_order_decides_which_request_is_checked_last():

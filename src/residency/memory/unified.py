@@ -10,8 +10,8 @@ source (gpu_worker.py:332-480 @0.20.2, :641-800 @0.33.0):
   free = MemFree, which counts page cache as used; >= 0.11.1 free is MemAvailable, which does not;
   mem_utils.py:85-102 @0.11.1);
 * profile_run, whose first forward triggers torch.compile/Inductor/Triton (VLLM_COMPILE mode, not
-  with enforce_eager): a cold start compiles and autotunes (a transient host heap, COMPILE_HEAP_WORST);
-  a warm start loads the compiled artifacts from the vLLM compile cache.
+  with enforce_eager): a cold start compiles and autotunes (a transient host heap, COMPILE_HEAP_WORST, not in
+  the default figure); a warm start loads the compiled artifacts from the vLLM compile cache.
 
 Figures are from ../shared/reference/unified-memory.md (its section named per constant). A
 calibration of the real box replaces them (calibrate learns total, idle free and the non-KV residue).
@@ -27,11 +27,14 @@ GiB = 2**30
 Start = Literal["cold", "warm"]
 
 # Worker host growth inside the snapshot window on a WARM start (checkpoint in page cache, compile cache
-# filled): Python heap, tokenizer, pinned staging buffers. Non-KV memory beside weights, profile activation and
-# non-torch workspaces in the unified-memory records: r052 (GB10, 0.11.0, Mistral-7B, compile on) 0.64 GiB if
-# its box reports 119.67 GiB, 2.46 GiB if 121.69; r053 (Thor, 0.10.2, Llama-3.1-8B) ~2.1 GiB. unified-memory.md
-# §3: eugr/spark-vllm-docker PR 286 caps the legitimate non_torch_increase at 2 GiB. Middle of those: 1.5 GiB.
-HOST_WARM = 1.5 * GiB
+# filled): Python heap, tokenizer, host staging of checkpoint tensors. Fitted to the only unified-memory records
+# with a logged KV, r052 (GB10, 0.11.0, Mistral-7B GPTQ, 3.88 GiB of weights) and r053 (Thor, 0.10.2,
+# Llama-3.1-8B, 14.99 GiB): their non-KV memory beside weights, profile activation and non-torch workspaces is
+# ~0.6-2.5 and ~2.1 GiB; 1 GiB + 5 % of the weights keeps both within 0.6 GiB (bench/accuracy.py, unified
+# section). unified-memory.md §3: eugr/spark-vllm-docker PR 286 caps the legitimate non_torch_increase at
+# 2 GiB on a Spark, which this stays under up to 20 GiB of weights.
+HOST_WARM_BASE = 1.0 * GiB
+HOST_WARM_PER_WEIGHT = 0.05
 # COLD start, checkpoint pages read inside the window (load_model): <= 0.11.0 free is cudaMemGetInfo free =
 # MemFree, so all of them count as used (vllm-memory.md §2.3); >= 0.11.1 MemAvailable credits reclaimable
 # memory from shard loads only about half (unified-memory.md §3, guardkit/dgx-spark DRIFT notes; NVIDIA/xr-ai
@@ -67,18 +70,23 @@ PRESET_ASSUMPTION = (
 def host_growth_bytes(start: Start, rules: VersionRules, checkpoint_bytes: int) -> int:
     """Host RAM the worker grows inside its snapshot window, charged to the KV budget (§2.3).
 
-    warm: HOST_WARM. cold: + the share of the checkpoint's pages the version's free reading counts as used."""
-    grow = int(HOST_WARM)
+    warm: HOST_WARM_*. cold: + the share of the checkpoint's pages the version's free reading counts as used."""
+    grow = warm_growth_bytes(checkpoint_bytes)
     if start == "cold":
         share = COLD_PAGE_SHARE_MEMAVAILABLE if rules.uma_free_is_memavailable else COLD_PAGE_SHARE_MEMFREE
         grow += int(share * checkpoint_bytes)
     return grow
 
 
+def warm_growth_bytes(checkpoint_bytes: int) -> int:
+    """The growth the process keeps (its footprint's host part), cold or warm."""
+    return int(HOST_WARM_BASE + HOST_WARM_PER_WEIGHT * checkpoint_bytes)
+
+
 def page_cache_bytes(start: Start, rules: VersionRules, checkpoint_bytes: int) -> int:
     """The part of the growth that is page cache, not held by the process: outside its footprint, but counted as
     used by the next engine's check until caches are dropped (up drops them before each start when root)."""
-    return host_growth_bytes(start, rules, checkpoint_bytes) - int(HOST_WARM)
+    return host_growth_bytes(start, rules, checkpoint_bytes) - warm_growth_bytes(checkpoint_bytes)
 
 
 def idle_offered_gib(total_gib: float) -> float:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
+from residency.memory.device import resolve_device
 from residency.planner.result import Plan
 from residency.ports import DEFAULT_VLLM_PORT
 from residency.spec import DeviceSpec, HostSpec, ModelSpec, StackSpec
@@ -143,7 +144,8 @@ def _demand_from(p, need: float, *, fixed: bool = False, error: str | None = Non
     return Demand(
         fraction=p.gpu_memory_utilization,
         requested_gib=p.requested_gib,
-        footprint_gib=max(p.footprint_gib, p.requested_gib),
+        # + checkpoint page cache a cold start on unified memory leaves, which later engines' checks count
+        footprint_gib=max(p.footprint_gib, p.requested_gib) + p.page_cache_gib,
         kv_gib=p.kv_cache_gib,
         nonkv_gib=p.requested_gib - p.kv_cache_gib,
         concurrency=p.max_concurrency,
@@ -500,7 +502,8 @@ def _make_pools(hosts, devices) -> tuple[list[Pool], list[list[int]]]:
                     gpu=g,
                     label=f"{h.name}:{g}",
                     total_gib=d.total_gib or 0.0,
-                    used_gib=d.used_gib,
+                    # unified memory: the host reserve stays free too (memory/unified.py)
+                    used_gib=d.used_gib + resolve_device(d).host_reserve_gib,
                     budget=d.budget,
                     dkey=device_key(d),
                 )

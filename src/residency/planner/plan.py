@@ -597,6 +597,7 @@ def plan_stack(
                 kv_cache_gib_cold=round(cold.available_kv_bytes / GiB, 3) if device.uma_gpu else None,
                 kv_cache_gib_warm=round(warm.available_kv_bytes / GiB, 3) if device.uma_gpu else None,
                 start=device.start if device.uma_gpu else None,
+                page_cache_gib=round(st.page_cache_bytes / GiB, 3),
                 error=err,
                 max_model_len=e.settings.max_model_len,
                 max_num_seqs=e.settings.max_num_seqs,

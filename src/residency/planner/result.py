@@ -53,6 +53,8 @@ class ModelPlan(BaseModel):
     kv_cache_gib_cold: float | None = None
     kv_cache_gib_warm: float | None = None
     start: Literal["cold", "warm"] | None = None
+    # unified memory, cold start: checkpoint page cache the next engine's startup check counts as used
+    page_cache_gib: float = 0.0
     # Beyond the contract: settings as resolved (what render and up launch with)
     max_model_len: int = 0
     max_num_seqs: int = 0

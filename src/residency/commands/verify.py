@@ -68,7 +68,6 @@ def register(app: typer.Typer) -> None:
 
             save_measured(state_dir(Path(spec).resolve()), report)
         if as_json:
-
             from residency.jsonout import dumps
             from residency.verify.report import to_json
 

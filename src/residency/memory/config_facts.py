@@ -114,9 +114,8 @@ def _text_config(top: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, dict) and v:
             return v
     thinker = top.get("thinker_config")  # Qwen-Omni
-    if isinstance(thinker, dict) and isinstance(thinker.get("text_config"), dict):
-        return thinker["text_config"]
-    return top
+    inner = thinker.get("text_config") if isinstance(thinker, dict) else None
+    return inner if isinstance(inner, dict) else top
 
 
 def _missing(field: str, model_id: str, arch: str, what: list[str], why: str = "") -> UnknownModelError:
@@ -490,9 +489,9 @@ def _mamba1_facts(c: _Cfg, hidden: int, w: _Where, ssm_dtype: str | None) -> Mam
 
 def _lightning_facts(c: _Cfg, hidden: int, w: _Where, ssm_dtype: str | None) -> MambaFacts:
     """MiniMax-style lightning attention: state (heads, head_dim, head_dim)."""
-    heads = c.first("num_attention_heads")
-    hd = c.get("head_dim") or (hidden // int(heads) if heads else None)
-    return MambaFacts(kind="linear", num_heads=int(heads), head_dim=int(hd), ssm_dtype=ssm_dtype)
+    heads = int(c.first("num_attention_heads"))  # present: _dims checked it
+    hd = int(c.get("head_dim") or hidden // heads)
+    return MambaFacts(kind="linear", num_heads=heads, head_dim=hd, ssm_dtype=ssm_dtype)
 
 
 def _mamba_facts(c: _Cfg, kinds: set[str], hidden: int, w: _Where) -> MambaFacts | None:
@@ -755,7 +754,8 @@ def _vision_params(top: dict[str, Any]) -> int:
     positions = (int(vc.get("image_size", 0)) // patch) ** 2
     text_h = int(_text_config(top).get("hidden_size") or 0)
     # layers (weights, biases, 2 layer norms) + patch embedding + positions + projector to the text width
-    return int(n) * (4 * h * h + 2 * h * i + 9 * h + i) + 3 * patch * patch * h + positions * h + h * text_h
+    h, i, n = int(h), int(i), int(n)
+    return n * (4 * h * h + 2 * h * i + 9 * h + i) + 3 * patch * patch * h + positions * h + h * text_h
 
 
 # --------------------------------------------------------------------------------------------

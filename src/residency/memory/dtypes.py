@@ -46,8 +46,8 @@ def norm_dtype(v: Any) -> str | None:
     """A config's torch_dtype / dtype string in torch's long spelling ("bf16" -> "bfloat16")."""
     if not isinstance(v, str):
         return None
-    v = v.removeprefix("torch.")
-    return _ALIASES.get(v, v)
+    name = v.removeprefix("torch.")
+    return _ALIASES.get(name, name)
 
 
 # --- quantized weights: bits per stored weight, scales and zero points included --------------------

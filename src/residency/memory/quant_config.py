@@ -30,8 +30,9 @@ def _text_quant_config(config: dict[str, Any]) -> dict[str, Any] | None:
         return qc
     for k in ("text_config", "llm_config", "language_config", "text_model_config"):
         sub = config.get(k)
-        if isinstance(sub, dict) and isinstance(sub.get("quantization_config"), dict):
-            return sub["quantization_config"]
+        inner = sub.get("quantization_config") if isinstance(sub, dict) else None
+        if isinstance(inner, dict):
+            return inner
     return None
 
 

@@ -92,7 +92,6 @@ def run_fleet_plan(
 
     fleet = place_fleet(spec, explain=explain, use_calibration=use_calibration)
     if json_out:
-
         out = fleet.contract()
         if explain:
             out["explain"] = fleet.explain

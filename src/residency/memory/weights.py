@@ -19,7 +19,8 @@ from residency.memory.versions import VersionRules
 # fp8.py:500-564 @0.19.1)
 ONLINE_FP8 = {"fp8": 1, "ptpc_fp8": 1, "fbgemm_fp8": 1}
 DEFAULT_MAX_LEN = 2048  # config/model.py:2089 @0.19.1 (default_max_len)
-VOCAB_PADDING = 64  # DEFAULT_VOCAB_PADDING_SIZE (vocab_parallel_embedding.py:23, all versions)
+# DEFAULT_VOCAB_PADDING_SIZE (vocab_parallel_embedding.py:23 @0.10.1.1, :28 @0.19.1, :36 @0.33.0)
+VOCAB_PADDING = 64
 
 
 def pad_vocab(vocab: int, pad: int = VOCAB_PADDING) -> int:
@@ -27,7 +28,8 @@ def pad_vocab(vocab: int, pad: int = VOCAB_PADDING) -> int:
 
 
 def rope_cache_bytes(f: ModelFacts, max_model_len: int | None = None) -> int:
-    """RotaryEmbedding cos_sin_cache: max_position x rotary_dim x model dtype (persistent buffer)."""
+    """RotaryEmbedding cos_sin_cache: max_position x rotary_dim in the model dtype, a buffer registered
+    at construction (rotary_embedding/base.py:59-63 @0.19.1)."""
     if f.num_attention_layers == 0:
         return 0
     # no max_position_embeddings in the config: vLLM derives max_model_len with a default of 2048

@@ -4,6 +4,7 @@
     ├── SpecError                  bad input (spec, flags, files): names the field and the fix   exit 2
     │   ├── UnknownModelError      a model reference the resolver cannot read
     │   └── StateFileError         a corrupted or foreign `up` state file
+    ├── UnsafePathError            a write target residency refuses (a symlink, not a regular file)   exit 2
     ├── PlanDoesNotFitError        render/up refuse a plan that does not fit                     exit 1
     ├── ChangedFilesError          render would overwrite files changed since the last render    exit 1
     ├── LockedError                another `up`/`down` holds the spec's lock                     exit 1
@@ -56,6 +57,12 @@ class UnknownModelError(SpecError):
 
 class StateFileError(SpecError):
     """The `up` state file cannot be read (truncated, garbage, wrong types, another version)."""
+
+
+class UnsafePathError(ResidencyError):
+    """A write target residency refuses: a symlink, a non-regular file, a name that is not one component."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class PlanDoesNotFitError(ResidencyError):

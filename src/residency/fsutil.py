@@ -21,16 +21,10 @@ import secrets as _secrets
 import stat
 from pathlib import Path
 
-from residency.errors import ResidencyError
+from residency.errors import UnsafePathError
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-class UnsafePathError(ResidencyError):
-    """A write target residency refuses: a symlink, a non-regular file, a name that is not one component."""
-
-    exit_code = 2
 
 
 def _refuse(path: Path, problem: str, fix: str) -> UnsafePathError:

@@ -20,7 +20,16 @@ def test_every_error_the_cli_can_show_derives_from_residency_error():
     from residency.runtime.state import LockedError
     from residency.verify.client import RequestFailed
 
-    for cls in (PlanDoesNotFitError, ChangedFilesError, UpFailed, LockedError, RequestFailed):
+    from residency.fsutil import UnsafePathError
+
+    for cls in (
+        PlanDoesNotFitError,
+        ChangedFilesError,
+        UpFailed,
+        LockedError,
+        RequestFailed,
+        UnsafePathError,
+    ):
         assert issubclass(cls, ResidencyError), cls
         assert getattr(errors, cls.__name__) is cls  # defined once, in residency.errors
         assert cls.exit_code in set(ExitCode)

@@ -14,13 +14,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_error_the_cli_can_show_derives_from_residency_error():
+    from residency.fsutil import UnsafePathError
     from residency.render.stack import PlanDoesNotFitError
     from residency.render.writer import ChangedFilesError
     from residency.runtime.bringup import UpFailed
     from residency.runtime.state import LockedError
     from residency.verify.client import RequestFailed
-
-    from residency.fsutil import UnsafePathError
 
     for cls in (
         PlanDoesNotFitError,

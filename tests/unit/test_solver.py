@@ -126,3 +126,26 @@ def test_free_check_of_later_process_on_unified_memory():
     assert p.fits, p.solver
     for m in p.models:
         assert m.free_at_start_gib >= m.requested_gib
+
+
+def test_one_min_fraction_search_with_and_without_a_hint():
+    """solver.search_min_fraction is the solver's and placement's one search (monotone ok on the 0.01 grid)."""
+    from residency.planner.solver import search_min_fraction
+
+    calls: list[float] = []
+
+    def probe(u: float) -> float:
+        calls.append(u)
+        return u
+
+    ok = lambda u: u >= 0.37  # noqa: E731
+    assert search_min_fraction(probe, ok)[0] == 0.37 and len(calls) <= 8
+    calls.clear()
+    assert search_min_fraction(probe, ok, hint=0.365)[0] == 0.37 and calls == [
+        0.37,
+        0.36,
+    ]  # right hint: 2 runs
+    for hint in (0.2, 0.9, 5.0, -1.0):  # wrong hints still find it
+        assert search_min_fraction(probe, ok, hint=hint)[0] == 0.37
+    assert search_min_fraction(probe, lambda u: False, hi=0.95) == (None, 0.95)
+    assert search_min_fraction(probe, ok, lo=0.5)[0] == 0.5

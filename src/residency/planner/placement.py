@@ -27,7 +27,6 @@ per candidate, which is what makes 500 replicas on 100 hosts take well under a s
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,11 +35,11 @@ from pydantic import BaseModel, Field
 
 from residency.memory.device import resolve_device
 from residency.planner.result import Plan
+from residency.planner.solver import STEP, search_min_fraction
 from residency.ports import DEFAULT_VLLM_PORT
 from residency.spec import DeviceSpec, HostSpec, ModelSpec, StackSpec
 
 EPS = 1e-9
-GRID = 0.01  # fraction grid of the planner's solver (planner/solver.py STEP)
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,8 +90,8 @@ def planner_demand(
     """Demand of one replica of `m` on one GPU of `dev`, from the planner's memory model.
 
     One planner run at a probe fraction gives the non-KV memory and the KV per request (both
-    independent of the fraction), so the minimum fraction is solved directly, then confirmed
-    with one more run (and nudged up by 0.01 while the planner still says it falls short).
+    independent of the fraction), which extrapolate the minimum fraction: the hint of the solver's
+    minimum-fraction search (solver.search_min_fraction), which confirms it or searches around it.
     """
     plan_fn = plan_fn or _plan_stack()
     extra = extra or {}
@@ -120,18 +119,18 @@ def planner_demand(
         total = p.requested_gib / dev.budget
         nonkv = p.requested_gib - p.kv_cache_gib
         kv_per_req = p.kv_cache_gib / p.max_concurrency
-    # the planner's solver works on a 0.01 grid (minimums round up): use the same grid, so the
-    # fractions the per-GPU verification chooses are the ones packing counted on
-    u = math.ceil(round(((nonkv + kv_per_req * need) / total) * 100, 6)) / 100
-    u = min(max(u, GRID), 1.0)
-    for _ in range(12):
-        q = plan_fn(_single_spec(vllm_version, m, dev, u, **extra)).models[0]
-        if q.verdict == "ok" and q.max_concurrency + EPS >= need:
-            return _demand_from(q, need)
-        if u >= dev.budget - EPS:
-            break
-        u = min(round(u + GRID, 2), dev.budget)
-    q = plan_fn(_single_spec(vllm_version, m, dev, dev.budget, **extra)).models[0]
+    # the solver's one search on its 0.01 grid, so the fractions the per-GPU verification chooses are the
+    # ones packing counted on; the extrapolation from the probe is its hint (two runs when it is right)
+    hint = (nonkv + kv_per_req * need) / total
+
+    def probe(u: float):
+        return plan_fn(_single_spec(vllm_version, m, dev, u, **extra)).models[0]
+
+    u, q = search_min_fraction(
+        probe, lambda x: x.verdict == "ok" and x.max_concurrency + EPS >= need, STEP, dev.budget, hint
+    )
+    if u is not None:
+        return _demand_from(q, need)
     why = (
         q.error.message
         if q.error

@@ -10,12 +10,15 @@ slack rounds down (never over budget).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from residency.memory.engine import Startup
 
 STEP = 0.01
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,33 +29,63 @@ class SolveResult:
     min_fractions: dict[int, float]
 
 
+def search_min_fraction(
+    probe: Callable[[float], T],
+    ok: Callable[[T], bool],
+    lo: float = STEP,
+    hi: float = 1.0,
+    hint: float | None = None,
+) -> tuple[float | None, T | None]:
+    """THE minimum-fraction search (the solver's and placement's): the smallest fraction on the 0.01 grid in
+    [lo, hi] whose probe is `ok`, assuming ok is monotone in the fraction (KV grows with it).
+
+    A `hint` (placement extrapolates one from a single probe) is tried first with its neighbour below: two
+    probes when it is right; otherwise a binary search in the bracket the hint leaves. Without a hint, a
+    binary search (~7 probes over 0.01-1.0). Returns (None, probe at hi) when even hi is not ok."""
+    seen: dict[int, tuple[bool, T]] = {}
+
+    def test(k: int) -> tuple[bool, T]:
+        if k not in seen:
+            r = probe(round(k * STEP, 2))
+            seen[k] = (ok(r), r)
+        return seen[k]
+
+    a, b = round(lo / STEP), round(hi / STEP)
+    best: int | None = None
+    if hint is not None:
+        h = min(max(math.ceil(round(hint / STEP, 6)), a), b)
+        if test(h)[0]:
+            best, b = h, h - 1
+            if h == a or not test(h - 1)[0]:
+                return round(h * STEP, 2), seen[h][1]
+        else:
+            a = h + 1
+    if best is None:
+        ok_b, r_b = test(b)
+        if not ok_b:
+            return None, r_b
+        best, b = b, b - 1
+    while a <= b:
+        mid = (a + b) // 2
+        if test(mid)[0]:
+            best, b = mid, mid - 1
+        else:
+            a = mid + 1
+    return round(best * STEP, 2), seen[best][1]
+
+
 def min_fraction(
     run: Callable[[float], Startup], target_concurrency: float | None, lo: float = STEP, hi: float = 1.0
 ) -> tuple[float | None, Startup | None]:
-    """Smallest fraction on the 0.01 grid at which the process loads (free check ignored) and,
-    when given, reaches target_concurrency. Binary search: KV grows monotonically with the fraction."""
+    """Smallest fraction at which the process loads (free check ignored: `run` sees unlimited free memory)
+    and, when given, reaches target_concurrency."""
 
-    def good(u: float) -> tuple[bool, Startup]:
-        st = run(u)
-        ok = st.error_kind is None or st.error_kind == "free_memory"
-        if ok and st.error_kind is None and target_concurrency is not None:
-            ok = st.max_concurrency + 1e-9 >= target_concurrency
-        return ok and st.error_kind is None, st
+    def ok(st: Startup) -> bool:
+        if st.error_kind is not None:
+            return False
+        return target_concurrency is None or st.max_concurrency + 1e-9 >= target_concurrency
 
-    a, b = round(lo / STEP), round(hi / STEP)
-    ok_hi, st_hi = good(b * STEP)
-    if not ok_hi:
-        return None, st_hi
-    best, best_st = b, st_hi
-    while a <= b:
-        mid = (a + b) // 2
-        ok, st = good(mid * STEP)
-        if ok:
-            best, best_st = mid, st
-            b = mid - 1
-        else:
-            a = mid + 1
-    return round(best * STEP, 2), best_st
+    return search_min_fraction(run, ok, lo, hi)
 
 
 def solve(

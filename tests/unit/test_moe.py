@@ -81,3 +81,19 @@ def test_fused_moe_workspace_by_version():
         moe.fused_moe_workspace_bytes(f, 1000, 1, 2, rules_for("0.10.1"), "marlin")
         == 1000 * (k * (2 * 2944 + 2944) + h) * 2
     )
+
+
+def test_flashinfer_mxfp4_padding_by_version():
+    # B200 (cc 10.0) runs FlashInfer TRTLLM: intermediate 2880 -> 3072 (256) before 0.27, 2944 (128) after;
+    # hidden 2880 -> 3072 both; biases fp32
+    f = _gpt_oss_120b()
+
+    def experts(version: str) -> int:
+        return moe.mxfp4_loaded_expert_bytes(f, 1, "flashinfer", rules_for(version), "10.0")
+
+    def expected(i: int) -> int:
+        h, e = 3072, 128
+        return 36 * (e * 3 * i * h // 2 + e * 3 * i * h // 32 + e * (2 * i + h) * 4)
+
+    assert experts("0.26.0") == expected(3072)
+    assert experts("0.27.0") == expected(2944)

@@ -56,16 +56,16 @@ def mxfp4_backend(compute_capability: str | None, rules: VersionRules) -> Mxfp4B
     return "triton"
 
 
-def _mxfp4_padded(f: ModelFacts, tp: int, backend: Mxfp4Backend) -> tuple[int, int]:
+def _mxfp4_padded(f: ModelFacts, tp: int, backend: Mxfp4Backend, rules: VersionRules) -> tuple[int, int]:
     """(intermediate per partition, hidden) after the backend's padding (Mxfp4MoEMethod.create_weights:
     Marlin n % 256 / k % 128, mxfp4.py:155-167 @0.10.1.1; FlashInfer TRTLLM 256/256, mxfp4.py:207-214
-    @0.11.0 (128/256 in oracle/mxfp4.py:851-852 @0.32.0, not modelled); Triton intermediate to 64,
+    @0.11.0, intermediate to 128 from 0.27 (rules.mxfp4_trtllm_pad128); Triton intermediate to 64,
     hidden as is, mxfp4.py:224-226 @0.11.0)."""
     inter = f.moe_intermediate_size // tp
     if backend == "marlin":
         return _round_up(inter, 128), _round_up(f.hidden_size, 256)
     if backend == "flashinfer":
-        return _round_up(inter, 256), _round_up(f.hidden_size, 256)
+        return _round_up(inter, 128 if rules.mxfp4_trtllm_pad128 else 256), _round_up(f.hidden_size, 256)
     return _round_up(inter, 64), f.hidden_size
 
 
@@ -91,7 +91,7 @@ def mxfp4_loaded_expert_bytes(
     gpt-oss-120b, one H100: Triton 64.32 GiB in all (logged 64.38, r017), Marlin 65.91 GiB (logged
     65.97, r015).
     """
-    i, h = _mxfp4_padded(f, tp, backend)
+    i, h = _mxfp4_padded(f, tp, backend, rules)
     e = f.num_experts
     weights = e * 3 * i * h // 2
     scales = e * 3 * i * h // MX_BLOCK
@@ -147,10 +147,10 @@ def fused_moe_workspace_bytes(
         return 0
     k, h = f.num_experts_per_tok, f.hidden_size
     if mxfp4 in ("marlin", "flashinfer"):
-        i, hp = _mxfp4_padded(f, tp, mxfp4)
+        i, hp = _mxfp4_padded(f, tp, mxfp4, rules)
         return tokens * (k * (max(2 * i, hp) + i) + h) * act_bytes
     if mxfp4 == "triton":
-        i, _ = _mxfp4_padded(f, tp, mxfp4)
+        i, _ = _mxfp4_padded(f, tp, mxfp4, rules)
         return tokens * (k * i + h) * act_bytes
     i = f.moe_intermediate_size // tp
     n = 2 * i

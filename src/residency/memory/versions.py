@@ -115,6 +115,10 @@ class VersionRules:
     mxfp4_triton_frees_scales: bool
     # >= 0.32: cc 12.x prefers Marlin over Triton for MXFP4 MoE [V32-mxfp4-sm120-marlin]
     mxfp4_sm120_marlin: bool
+    # >= 0.27: the FlashInfer TRTLLM MXFP4 path pads the expert intermediate size to 128, not 256
+    # (mxfp4_round_up_hidden_size_and_intermediate_size, oracle/mxfp4.py:656-658 @0.27.0; 256 at
+    # :655-657 @0.26.0 and in mxfp4.py:207-214 @0.11.0)
+    mxfp4_trtllm_pad128: bool
 
 
 def SAMPLER_BYTES(k: V) -> int:  # noqa: N802
@@ -287,4 +291,5 @@ def rules_for(version: str) -> VersionRules:
         mxfp4_marlin_stock=not _ge(k, "0.12.0"),
         mxfp4_triton_frees_scales=_ge(k, "0.25.0"),
         mxfp4_sm120_marlin=_ge(k, "0.32.0"),
+        mxfp4_trtllm_pad128=_ge(k, "0.27.0"),
     )

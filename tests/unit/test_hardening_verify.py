@@ -13,9 +13,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from residency.deadline import deadline_client
 from residency.errors import RequestFailed
 from residency.verify.client import Hop, chat, request, stream_chat
-from residency.verify.deadline import deadline_client
 
 
 @contextmanager
@@ -107,3 +107,15 @@ def test_fast_server_unaffected():
     with drip_server(head, max_bytes=0) as url:
         r = request(_hop(url, 5.0), "GET", url + "/v1/models")
         assert r.status == 200 and r.body == {"data": []}
+
+
+@pytest.mark.timeout(30)
+def test_up_health_gate_and_status_metrics_end_at_total_deadline():
+    from residency.runtime.process import http_ok
+    from residency.status.metrics import scrape_metrics
+
+    with drip_server(HEADERS_DRIP, drip=b"X-a: b\r\n") as url:
+        t0 = time.monotonic()
+        assert http_ok(url + "/health", timeout=1.0) is False
+        assert scrape_metrics(url, timeout=1.0) is None
+        assert time.monotonic() - t0 < 15

@@ -103,7 +103,9 @@ def http_ok(url: str, headers: dict | None = None, timeout: float = 2.0) -> bool
     import httpx
 
     try:
-        return httpx.get(url, timeout=timeout, headers=headers or {}).status_code == 200
+        from residency.deadline import deadline_get
+
+        return deadline_get(url, timeout, headers).status_code == 200
     except httpx.HTTPError:
         return False
 

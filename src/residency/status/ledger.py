@@ -285,10 +285,11 @@ def build_ledger(
 ) -> Ledger:
     """Collect one ledger. `plan`/`plan_note` come from `load_plan` (called once per watch);
     `state` defaults to the `up` state file next to the spec; `previous` is the watch's last ledger."""
-    import httpx
 
     own_client = client is None
-    client = client or httpx.Client(timeout=timeout)
+    from residency.deadline import deadline_client
+
+    client = client or deadline_client(timeout)
     try:
         if state is None:
             state = read_state(spec_path)

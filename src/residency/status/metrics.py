@@ -116,7 +116,9 @@ def scrape_metrics(base_url: str, client=None, timeout: float = 2.0) -> VllmMetr
 
     url = base_url.rstrip("/") + "/metrics"
     try:
-        r = client.get(url, timeout=timeout) if client is not None else httpx.get(url, timeout=timeout)
+        from residency.deadline import deadline_get
+
+        r = client.get(url, timeout=timeout) if client is not None else deadline_get(url, timeout)
     except httpx.HTTPError:
         return None
     if r.status_code != 200:

@@ -29,7 +29,6 @@ def iter_ledgers(
 
     A model going down between two ledgers is just a state change; a failing reading never ends
     the loop (build_ledger tolerates every probe failing)."""
-    import httpx
 
     from residency.status.gpu import get_reader
 
@@ -37,7 +36,9 @@ def iter_ledgers(
     reader = reader or get_reader()
     plan, note = load_plan(spec) if use_plan else (None, "no plan: skipped")
     try:
-        with httpx.Client(timeout=3.0) as client:
+        from residency.deadline import deadline_client
+
+        with deadline_client(3.0) as client:
             n = 0
             last: Ledger | None = None
             while count is None or n < count:

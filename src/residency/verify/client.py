@@ -78,7 +78,7 @@ class Hop:
 
     def client(self) -> httpx.Client:
         if self.http is None:
-            from residency.verify.deadline import deadline_client
+            from residency.deadline import deadline_client
 
             self.http = deadline_client(self.timeout)
         return self.http

@@ -229,7 +229,7 @@ def run_verify(
     redact = Redactor(targets.secrets)
     say = progress or (lambda ev, data: None)
     t_start = time.monotonic()
-    from residency.verify.deadline import deadline_client
+    from residency.deadline import deadline_client
 
     # every request (discovery too) under a total deadline of `timeout`, not only per-read timeouts
     with deadline_client(timeout, httpx.Limits(max_connections=128)) as http:

@@ -1,5 +1,8 @@
 """A total deadline per HTTP request (connect + headers + body), which httpx's timeouts are not.
 
+Every HTTP request residency makes to a server it does not control (verify, status, up's health
+gates) goes through `deadline_client` / `deadline_get`.
+
 httpx's timeouts are per phase and per socket operation: a server that drips one byte every 2 s never
 trips a 5 s read timeout, so a request could run for minutes. `DeadlineTransport` arms a timer per
 request; when it fires it shuts the request's socket down, which ends any blocked read at once, and the
@@ -127,5 +130,11 @@ class DeadlineTransport(httpx.BaseTransport):
 
 
 def deadline_client(timeout: float, limits: httpx.Limits | None = None) -> httpx.Client:
-    """The httpx client verify uses: every request under a total deadline of its timeout."""
+    """An httpx client whose every request ends at a total deadline of its timeout (verify, status, up)."""
     return httpx.Client(timeout=timeout, transport=DeadlineTransport(limits=limits))
+
+
+def deadline_get(url: str, timeout: float, headers: dict[str, str] | None = None) -> httpx.Response:
+    """One GET under a total deadline (the body read in full), for callers without a client."""
+    with deadline_client(timeout) as c:
+        return c.get(url, headers=headers or {})

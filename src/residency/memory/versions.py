@@ -116,8 +116,7 @@ class VersionRules:
     # >= 0.32: cc 12.x prefers Marlin over Triton for MXFP4 MoE [V32-mxfp4-sm120-marlin]
     mxfp4_sm120_marlin: bool
     # >= 0.27: the FlashInfer TRTLLM MXFP4 path pads the expert intermediate size to 128, not 256
-    # (mxfp4_round_up_hidden_size_and_intermediate_size, oracle/mxfp4.py:656-658 @0.27.0; 256 at
-    # :655-657 @0.26.0 and in mxfp4.py:207-214 @0.11.0)
+    # (oracle/mxfp4.py:656-658 @0.27.0; 256 before) [V27-mxfp4-trtllm-pad]
     mxfp4_trtllm_pad128: bool
 
 

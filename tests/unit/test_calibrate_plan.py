@@ -77,3 +77,20 @@ def test_calibrated_plan_predicts_the_logged_token_count(tmp_path):
     assert m.kv_cache_tokens % 16 == 0
     # "Maximum concurrency for 131,072 tokens per request: 5.36x" (702,800 / 131,072 = 5.362)
     assert round(m.max_concurrency, 2) == 5.36
+
+
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_unified_calibration_reproduces_its_start_and_predicts_the_other(tmp_path, start):
+    """r053 (Thor, unified memory) calibrated as a launch of the spec's start: that start's KV is the logged
+    85.79 GiB exactly; the other start differs by the checkpoint's page cache (all of it on 0.10.2, whose free
+    reading is MemFree: memory/unified.py)."""
+    from residency.planner.plan import plan_stack
+
+    spec = _thor_llama(tmp_path)
+    spec.device.start = start
+    (launch,) = parse_log((FIXTURES / "v1-0.10.2-llama-thor-ok.log").read_text())
+    store.record_launch(launch, spec=spec, path=spec.calibration_file, source="thor.log")
+    m = plan_stack(spec).model("llama")
+    assert m.calibrated and m.kv_cache_gib == pytest.approx(85.79, abs=0.005)
+    weights = 14.9889  # the log's "Model loading took 14.9889 GiB"
+    assert m.kv_cache_gib_warm - m.kv_cache_gib_cold == pytest.approx(weights, abs=0.01)

@@ -55,6 +55,8 @@ class Measured:
     non_kv_gib: float | None = None  # requested - available KV, as measured
     # >= 0.18: "Estimated CUDA graph memory" - what the budget reserved when graphs are inside it (>= 0.20)
     cudagraph_estimate_gib: float | None = None
+    # unified memory: the start the measured launch was (the spec's device.start); the other start is derived
+    start: str | None = None
 
 
 @dataclass
@@ -202,6 +204,13 @@ def _stage(
     non_kv = weights + activation + non_torch + host + (graphs if rules.cudagraph_in_budget else 0)
     if measured is not None and last and measured.non_kv_gib is not None:
         non_kv = int(measured.non_kv_gib * GiB)
+        if device.uma_gpu and measured.start and measured.start != device.start:
+            # measured at one start, predicted for the other: the page-cache share differs (memory/unified.py)
+            non_kv += uma.page_cache_bytes(device.start, rules, weights) - uma.page_cache_bytes(  # type: ignore[arg-type]
+                measured.start,
+                rules,
+                weights,  # type: ignore[arg-type]
+            )
     layout = kv.build_kv_layout(sf, kv_settings(es, device, facts), rules)
     return _Stage(rank, weights, activation, non_torch, host, graphs, non_kv, layout)
 
@@ -226,6 +235,9 @@ def simulate_startup(
     reported are the last stage's (what a log's "Available KV cache memory" shows, vllm-logs.md
     caveat 4), the checks run on every stage, and every stage gets the smallest stage's block count
     (get_kv_cache_configs step 5, kv_cache_utils.py:1508-1531 @0.19.1).
+
+    Unified memory (device.uma_gpu): the host growth of device.start is charged to the budget
+    (memory/unified.py), no discrete graph term, the front-end processes are in the context.
     """
     total = device.total_bytes
     pp = es.pipeline_parallel_size
@@ -262,7 +274,7 @@ def simulate_startup(
     warmup = sampler_warmup_bytes(facts, ps, rules)
     if fixed_pool:
         available = es.kv_cache_memory_bytes or 0  # §9: profiling measured nothing; the value is used as-is
-        # the sampler warm-up's buffers stay reserved after compile_or_warm_up_model (gpu_worker.py:664-690 @0.20.0)
+        # the sampler warm-up's buffers stay reserved after compile_or_warm_up_model (gpu_worker.py:669-689 @0.20.0)
         footprint = max(
             ctx + sg.weights + sg.non_torch + held_host[sg.rank] + available + sg.graphs + warmup
             for sg in stages
@@ -396,8 +408,8 @@ def _post_allocation(
     """Failures after the pool is sized, in vLLM's order (vllm-memory.md §1 steps 5-6).
 
     The KV tensors are allocated (initialize_from_config), CUDA graphs captured, then the sampler is
-    warmed with min(max_num_seqs, max_num_batched_tokens) dummy requests: gpu_worker.py:664-690 @0.20.0
-    (V1 runner, "called after capture_model on purpose"), gpu_worker.py:1075-1092 @0.33.0; the same step in
+    warmed with min(max_num_seqs, max_num_batched_tokens) dummy requests: gpu_worker.py:669-689 @0.20.0
+    (V1 runner, "called after capture_model on purpose"), gpu_worker.py:1070-1090 @0.33.0; the same step in
     every version 0.10.1-0.33 (gpu_worker.py:320-420 @0.11.0). Its peak is inside the profiled peak
     (profile_run -> _dummy_sampler_run, gpu_model_runner.py:5849-5856 @0.20.0), so a pool sized by the
     fraction leaves room for it unless graphs captured outside the budget took that room; a pinned pool

@@ -112,6 +112,7 @@ def _calibration(spec: StackSpec, m: ModelSpec, device: Device) -> tuple[Measure
         cudagraph_gib=ln.cudagraph_gib,
         non_kv_gib=cal.non_kv_gib,
         cudagraph_estimate_gib=ln.cudagraph_estimate_gib,
+        start=device.start,  # the log is taken as a start of the kind the spec says (cold/warm)
     )
     where = f" from {cal.source}" if cal.source else ""
     graphs = ""

@@ -6,7 +6,8 @@
   fd (fchmod, so a 0600 secret is never readable by others and never chmods someone else's file), it is
   fsynced and renamed over the target. A target that is a symlink (or not a regular file) is refused;
   for a secret (mode without group/other bits) a symlinked parent folder is refused too.
-- `open_append(path)`: a log opened for append with O_NOFOLLOW (mode 0600: logs may hold secrets).
+- `open_append(path)`: a log opened for append with O_NOFOLLOW, in a folder that is not a symlink
+  (mode 0600: logs may hold secrets).
 - `open_lock(path)`: a lock file's fd, O_NOFOLLOW.
 - `read_own_secret(path)`: a secret file's text, only if residency could have written it (see there).
 - `child(folder, name)`: folder/name for a name that must be one path component (log files per model).
@@ -50,7 +51,9 @@ def _open_dir(folder: Path, *, nofollow: bool) -> int:
     except OSError as e:
         if nofollow and os.path.islink(folder):
             raise _refuse(
-                folder, "is a symlink; secrets are only written into a real folder", "use a real folder"
+                folder,
+                "is a symlink; secrets and logs are only written into a real folder",
+                "use a real folder",
             ) from None
         raise _refuse(folder, f"cannot open the folder ({e.strerror})", "check the path") from None
 
@@ -100,22 +103,33 @@ def write_file(path: str | os.PathLike[str], content: str | bytes, mode: int = 0
         os.close(dfd)
 
 
-def _open_nofollow(path: Path, flags: int, mode: int, what: str) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _open_nofollow(path: Path, flags: int, mode: int, what: str, *, real_parent: bool = False) -> int:
+    dfd = _open_dir(path.parent, nofollow=real_parent) if real_parent else None
+    if dfd is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return os.open(path, flags | os.O_CREAT | _NOFOLLOW | _CLOEXEC, mode)
+        return os.open(
+            path.name if dfd is not None else path,
+            flags | os.O_CREAT | _NOFOLLOW | _CLOEXEC,
+            mode,
+            dir_fd=dfd,
+        )
     except OSError as e:
         if os.path.islink(path):
             raise _refuse(
                 path, "is a symlink and residency does not write through symlinks", "remove the link"
             ) from None
         raise _refuse(path, f"cannot open {what} ({e.strerror})", "check the path") from None
+    finally:
+        if dfd is not None:
+            os.close(dfd)
 
 
 def open_append(path: str | os.PathLike[str], mode: int = 0o600):
-    """A binary file object appending to `path`; a symlinked or non-regular `path` is refused."""
+    """A binary file object appending to `path`; a symlinked or non-regular `path`, or a symlinked
+    folder holding it (a planted `logs` link), is refused."""
     path = Path(path)
-    fd = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, mode, "for append")
+    fd = _open_nofollow(path, os.O_WRONLY | os.O_APPEND, mode, "for append", real_parent=True)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise _refuse(path, "exists and is not a regular file", "move it away")

@@ -121,6 +121,12 @@ def test_logs_and_locks_refuse_symlinks(tmp_path):
     with pytest.raises(UnsafePathError):
         open_lock(tmp_path / "lock")
     assert victim.read_text() == "keep"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "logs").symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError, match="real folder"):
+        open_append(tmp_path / "logs" / "m.log")
+    assert list(elsewhere.iterdir()) == []
     with open_append(tmp_path / "ok.log") as f:
         f.write(b"line\n")
     assert stat.S_IMODE((tmp_path / "ok.log").stat().st_mode) == 0o600

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 # Config keys the survey's trimmed copies dropped but vLLM reads; each one is stated by the
@@ -71,7 +72,7 @@ class CatalogEntry:
         return v if isinstance(v, dict) else None
 
 
-def _models_dir():
+def _models_dir() -> Traversable:
     return resources.files("residency.catalog").joinpath("models")
 
 

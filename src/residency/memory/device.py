@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from residency.errors import SpecError
 from residency.memory import unified as unified_mod
 from residency.spec import DeviceSpec
+
+Start = Literal["cold", "warm"]  # unified memory: first load after boot/drop_caches, or a repeat load
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Device:
     used_gib: float = 0.0
     budget: float = 0.95
     # unified memory (memory/unified.py): cold/warm start, host reserve, and what an idle box offers
-    start: str = "cold"
+    start: Start = "cold"
     host_reserve_gib: float = 0.0
     idle_free_gib: float | None = None  # measured idle free (live reading or calibration); None = assumed
     total_source: str = "preset"  # preset | spec | live reading | calibration

@@ -17,6 +17,7 @@ from residency.memory import kv_specs as kv
 from residency.memory import messages
 from residency.memory import unified as uma
 from residency.memory.device import Device
+from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 from residency.memory.moe import mxfp4_backend
 from residency.memory.versions import VersionRules
@@ -101,7 +102,7 @@ def requested_bytes(total_bytes: int, util: float, rules: VersionRules) -> int:
 
 def dtype_bytes_of(facts: ModelFacts, dtype: str) -> int:
     """Bytes per element of the dtype the model runs in (activations, logits, KV with "auto")."""
-    return kv.dtype_bytes(runtime_dtype(facts, dtype))
+    return dtype_bytes(runtime_dtype(facts, dtype))
 
 
 def kv_settings(es: EngineSettings, device: Device, facts: ModelFacts | None = None) -> kv.KVSettings:
@@ -189,9 +190,7 @@ def _stage(
     graphs = act.cudagraph_bytes(sf, ps, rules, device)
     if device.uma_gpu:  # GB10 measures graph memory at ~0 or below (unified-memory.md §5): no discrete term
         graphs = 0
-    host = (
-        uma.host_growth_bytes(device.start, rules, weights) if device.uma_gpu else 0  # type: ignore[arg-type]
-    )
+    host = uma.host_growth_bytes(device.start, rules, weights) if device.uma_gpu else 0
     if measured is not None and last:  # a log's figures are the last stage's (vllm-logs.md caveat 4)
         if measured.weights_gib is not None:
             weights = int(measured.weights_gib * GiB)
@@ -267,7 +266,7 @@ def simulate_startup(
     fixed_pool = es.kv_cache_memory_bytes is not None and rules.has_kv_cache_memory_bytes
     # unified memory: the compile heap of a cold start is freed after profiling; only the rest stays held
     held_host = {
-        sg.rank: sg.host - (uma.page_cache_bytes(device.start, rules, sg.weights) if device.uma_gpu else 0)  # type: ignore[arg-type]
+        sg.rank: sg.host - (uma.page_cache_bytes(device.start, rules, sg.weights) if device.uma_gpu else 0)
         for sg in stages
     }
     page_cache = top.host - held_host[top.rank]

@@ -74,7 +74,7 @@ class LayerKV:
         return self.mamba_blocks * self.page_bytes
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[object, ...]:
         return (self.kind, self.page_bytes, self.block_size, self.window, self.mamba_blocks, self.mamba_all)
 
 
@@ -312,7 +312,7 @@ def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KV
             "page sizes differ across layer types; vLLM would pad/pack them (0.33) - estimate uses the largest page"
         )
     page = max(pages)
-    buckets: dict[tuple, list[int]] = {}
+    buckets: dict[tuple[object, ...], list[int]] = {}
     for i, sp in enumerate(layers):
         buckets.setdefault(sp.key, []).append(i)
     sizes = [len(v) for v in buckets.values()]

@@ -58,7 +58,6 @@ def max_seq_len(
         if estimated > 0
         else ""
     )
-    gib = (lambda b: f"{round(b / GiB, 2)}") if rules.free_message_round_str else (lambda b: f"{b / GiB:.2f}")
     if rules.messages_docs_link:
         tail = (
             "Try increasing `gpu_memory_utilization` (which also controls CPU memory on the CPU backend) or "
@@ -67,8 +66,8 @@ def max_seq_len(
     else:
         tail = "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."
     return (
-        f"To serve at least one request with the {who} max seq len ({max_model_len}), ({gib(needed_b)} GiB KV cache "
-        f"is needed, which is larger than the available KV cache memory ({gib(available_b)} GiB). {est}{tail}"
+        f"To serve at least one request with the {who} max seq len ({max_model_len}), ({_gib(rules, needed_b)} GiB KV cache "
+        f"is needed, which is larger than the available KV cache memory ({_gib(rules, available_b)} GiB). {est}{tail}"
     )
 
 

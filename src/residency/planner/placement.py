@@ -30,16 +30,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from residency.memory.device import resolve_device
-from residency.planner.result import Plan
+from residency.planner.result import ModelPlan, Plan
 from residency.planner.solver import STEP, search_min_fraction
 from residency.ports import DEFAULT_VLLM_PORT
 from residency.spec import DeviceSpec, HostSpec, ModelSpec, StackSpec
 
 EPS = 1e-9
+PlanFn = Callable[..., Plan]  # plan_stack or a stand-in (tests)
+Order = tuple[int, int]  # (model index, replica): launch order within a GPU
+DevKey = tuple[object, ...]
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +80,7 @@ def requirement(m: ModelSpec, resolved_max_num_seqs: int | None = None) -> float
 
 
 def _single_spec(
-    spec_version: str, m: ModelSpec, dev: DeviceSpec, fraction: float | None, **extra
+    spec_version: str, m: ModelSpec, dev: DeviceSpec, fraction: float | None, **extra: Any
 ) -> StackSpec:
     # alone on an empty device: the demand does not depend on what else is there (packing adds that)
     d = dev.model_copy(update={"count": max(dev.count, m.tensor_parallel_size), "used_gib": 0.0})
@@ -85,7 +89,12 @@ def _single_spec(
 
 
 def planner_demand(
-    m: ModelSpec, dev: DeviceSpec, vllm_version: str, *, plan_fn=None, extra: dict | None = None
+    m: ModelSpec,
+    dev: DeviceSpec,
+    vllm_version: str,
+    *,
+    plan_fn: PlanFn | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Demand:
     """Demand of one replica of `m` on one GPU of `dev`, from the planner's memory model.
 
@@ -123,12 +132,14 @@ def planner_demand(
     # ones packing counted on; the extrapolation from the probe is its hint (two runs when it is right)
     hint = (nonkv + kv_per_req * need) / total
 
-    def probe(u: float):
+    def probe(u: float) -> ModelPlan:
         return plan_fn(_single_spec(vllm_version, m, dev, u, **extra)).models[0]
 
-    u, q = search_min_fraction(
-        probe, lambda x: x.verdict == "ok" and x.max_concurrency + EPS >= need, STEP, dev.budget, hint
-    )
+    def enough(x: ModelPlan) -> bool:
+        return x.verdict == "ok" and x.max_concurrency + EPS >= need
+
+    u, q = search_min_fraction(probe, enough, STEP, dev.budget, hint)
+    assert q is not None  # the search probes at least once
     if u is not None:
         return _demand_from(q, need)
     why = (
@@ -139,7 +150,7 @@ def planner_demand(
     return _demand_from(q, need, error=why)
 
 
-def _demand_from(p, need: float, *, fixed: bool = False, error: str | None = None) -> Demand:
+def _demand_from(p: ModelPlan, need: float, *, fixed: bool = False, error: str | None = None) -> Demand:
     return Demand(
         fraction=p.gpu_memory_utilization,
         requested_gib=p.requested_gib,
@@ -154,7 +165,7 @@ def _demand_from(p, need: float, *, fixed: bool = False, error: str | None = Non
     )
 
 
-def _plan_stack():
+def _plan_stack() -> PlanFn:
     from residency.planner.plan import plan_stack
 
     return plan_stack
@@ -167,7 +178,7 @@ def settings_key(m: ModelSpec) -> str:
     )
 
 
-def device_key(d: DeviceSpec) -> tuple:
+def device_key(d: DeviceSpec) -> DevKey:
     """Devices that give the same per-model math (used_gib and budget only matter for packing)."""
     return (d.preset, d.name, d.total_gib, d.unified, d.compute_capability, d.nvml_memory)
 
@@ -215,7 +226,7 @@ class Unplaced(BaseModel):
 class GpuPlan(BaseModel):
     gpu: int
     members: list[str]  # replica ids in launch order
-    plan: dict | None = None  # the planner's contract for this GPU's one-device sub-spec
+    plan: dict[str, Any] | None = None  # the planner's contract for this GPU's one-device sub-spec
 
 
 class HostPlan(BaseModel):
@@ -240,7 +251,7 @@ class FleetPlan(BaseModel):
     explain: list[str] = Field(default_factory=list)
     placement_s: float = 0.0
 
-    def contract(self) -> dict:
+    def contract(self) -> dict[str, Any]:
         """`residency plan --json` for a multi-host spec."""
         d = self.model_dump(mode="json", exclude={"explain", "placement_s"})
         return d
@@ -264,16 +275,16 @@ class Pool:
     total_gib: float
     used_gib: float
     budget: float  # cap on the sum of fractions
-    dkey: tuple
+    dkey: DevKey
     sum_u: float = 0.0
     sum_fp: float = 0.0
-    last_order: tuple = (-1, -1)
+    last_order: Order = (-1, -1)
     last_req: float = 0.0
     last_fp: float = 0.0
-    models: set = field(default_factory=set)
-    members: list = field(default_factory=list)  # (order, replica index in job list)
+    models: set[str] = field(default_factory=set)
+    members: list[tuple[Order, int]] = field(default_factory=list)  # (order, replica index in job list)
 
-    def room_after(self, d: Demand, order: tuple) -> float | None:
+    def room_after(self, d: Demand, order: Order) -> float | None:
         """GiB left after adding d (the tighter of the budget and the free-memory check), or None."""
         su = self.sum_u + d.fraction
         if su > self.budget + EPS:
@@ -290,7 +301,7 @@ class Pool:
         left_free = self.total_gib - self.used_gib - self.sum_fp - d.footprint_gib
         return min(left_budget, left_free)
 
-    def add(self, d: Demand, order: tuple, job: int, model: str) -> None:
+    def add(self, d: Demand, order: Order, job: int, model: str) -> None:
         self.sum_u += d.fraction
         self.sum_fp += d.footprint_gib
         if order > self.last_order:
@@ -328,9 +339,9 @@ def place_fleet(
     demand_fn: DemandFn | None = None,
     verify: bool = True,
     explain: bool = False,
-    plan_fn=None,
+    plan_fn: PlanFn | None = None,
     use_calibration: bool = True,
-    demand_cache: dict | None = None,
+    demand_cache: dict[tuple[str, DevKey], Demand] | None = None,
 ) -> FleetPlan:
     """Place every replica of a multi-host spec; verify each GPU's set with the full planner.
 
@@ -352,7 +363,7 @@ def place_fleet(
     if demand_fn is None:
         pf = plan_fn or (lambda s: _plan_stack()(s, use_calibration=use_calibration))
         extra = {"calibration_file": spec.calibration_file} if spec.calibration_file else {}
-        cache: dict = {}
+        cache: dict[tuple[str, DevKey], Demand] = {}
 
         def demand_fn(m: ModelSpec, d: DeviceSpec, v: str) -> Demand:  # noqa: F811
             return planner_demand(m, d, v, plan_fn=pf, extra=extra)
@@ -371,7 +382,7 @@ def place_fleet(
         return cache[k]
 
     pools, host_pools = _make_pools(hosts, devices)
-    dev_by_key = {}
+    dev_by_key: dict[DevKey, DeviceSpec] = {}
     for d in devices:
         dev_by_key.setdefault(device_key(d), d)
 
@@ -489,7 +500,7 @@ def place_fleet(
     )
 
 
-def _make_pools(hosts, devices) -> tuple[list[Pool], list[list[int]]]:
+def _make_pools(hosts: list[HostSpec], devices: list[DeviceSpec]) -> tuple[list[Pool], list[list[int]]]:
     pools: list[Pool] = []
     host_pools: list[list[int]] = []
     for hi, (h, d) in enumerate(zip(hosts, devices, strict=True)):
@@ -512,7 +523,17 @@ def _make_pools(hosts, devices) -> tuple[list[Pool], list[list[int]]]:
     return pools, host_pools
 
 
-def _pack(spec, jobs, hosts, devices, pools, host_pools, demand, spread: bool, notes: list[str] | None):
+def _pack(
+    spec: StackSpec,
+    jobs: list[_Job],
+    hosts: list[HostSpec],
+    devices: list[DeviceSpec],
+    pools: list[Pool],
+    host_pools: list[list[int]],
+    demand: Callable[[int, DeviceSpec], Demand],
+    spread: bool,
+    notes: list[str] | None,
+) -> tuple[dict[int, list[int]], list[int]]:
     """Greedy placement in job order. Returns ({job: [pool ids]}, [unplaced jobs])."""
     host_index = {h.name: i for i, h in enumerate(hosts)}
     order_jobs = sorted(
@@ -547,6 +568,7 @@ def _pack(spec, jobs, hosts, devices, pools, host_pools, demand, spread: bool, n
                     fits.append((left, pid))
             if len(fits) < tp:
                 continue
+            score: tuple[float, ...]  # smaller is better
             if spread:
                 fits.sort(key=lambda x: (-x[0] / pools[x[1]].total_gib, x[1]))
                 chosen = fits[:tp]
@@ -585,13 +607,20 @@ def _device_for(h: HostSpec) -> DeviceSpec:
     return _resolve_host_device(h)
 
 
-def _why_unplaced(spec, job: _Job, hosts, devices, pools, host_pools, demand, raw_demand) -> Unplaced:
+def _why_unplaced(
+    spec: StackSpec,
+    job: _Job,
+    hosts: list[HostSpec],
+    devices: list[DeviceSpec],
+    pools: list[Pool],
+    host_pools: list[list[int]],
+    demand: Callable[[int, DeviceSpec], Demand],
+    raw_demand: DemandFn,
+) -> Unplaced:
     m = job.spec
     tp = m.tensor_parallel_size
     rid = f"{m.name}#{job.replica}"
-    cand = (
-        [spec.hosts.index(next(h for h in hosts if h.name == m.host))] if m.host else list(range(len(hosts)))
-    )
+    cand = [hosts.index(next(h for h in hosts if h.name == m.host))] if m.host else list(range(len(hosts)))
     where = f"pinned host {m.host}" if m.host else "any host"
     max_count = max(devices[i].count for i in cand)
     if tp > max_count:
@@ -674,7 +703,9 @@ def _why_unplaced(spec, job: _Job, hosts, devices, pools, host_pools, demand, ra
     )
 
 
-def _shorter_len_that_fits(spec, job: _Job, dev: DeviceSpec, free: float, raw_demand: DemandFn) -> int | None:
+def _shorter_len_that_fits(
+    spec: StackSpec, job: _Job, dev: DeviceSpec, free: float, raw_demand: DemandFn
+) -> int | None:
     """Largest max_model_len (a multiple of 1024) whose demand fits in `free`, by bisection."""
     m = job.spec
     cur = m.max_model_len
@@ -703,7 +734,17 @@ def _shorter_len_that_fits(spec, job: _Job, dev: DeviceSpec, free: float, raw_de
 
 
 def _verify(
-    spec, hosts, devices, pools, host_pools, jobs, placements, host_plans, plan_fn, use_calibration, warnings
+    spec: StackSpec,
+    hosts: list[HostSpec],
+    devices: list[DeviceSpec],
+    pools: list[Pool],
+    host_pools: list[list[int]],
+    jobs: list[_Job],
+    placements: dict[int, Placement],
+    host_plans: list[HostPlan],
+    plan_fn: PlanFn | None,
+    use_calibration: bool,
+    warnings: list[str],
 ) -> bool:
     """Run plan_stack on each GPU's one-device sub-spec; keep TP replicas' fractions equal across GPUs."""
     pf = plan_fn or (lambda s: _plan_stack()(s, use_calibration=use_calibration))
@@ -717,18 +758,22 @@ def _verify(
         models = []
         for j in members:
             # pinned to its GPUs: the planner charges its footprint to exactly those
-            upd = {"replicas": 1, "host": None, "port": placements[j].port, "gpus": placements[j].gpus}
+            upd: dict[str, Any] = {
+                "replicas": 1,
+                "host": None,
+                "port": placements[j].port,
+                "gpus": placements[j].gpus,
+            }
             if j in fixed:
                 upd["gpu_memory_utilization"] = fixed[j]
             models.append(jobs[j].spec.model_copy(update=upd))
-        extra = {"calibration_file": spec.calibration_file} if spec.calibration_file else {}
         return StackSpec(
             vllm_version=spec.vllm_version,
             device=d,  # all the host's GPUs, so GPU indices are the real ones; only this GPU's set is in it
             models=models,
             proxy=spec.proxy,
             hf_cache=spec.hf_cache,
-            **extra,
+            calibration_file=spec.calibration_file,
         )
 
     results: dict[int, Plan] = {}
@@ -778,7 +823,7 @@ def _verify(
     return ok
 
 
-def pools_index(hosts, name: str) -> int:
+def pools_index(hosts: list[HostSpec], name: str) -> int:
     for i, h in enumerate(hosts):
         if h.name == name:
             return i

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
 from residency.agents import plan as agent_plan
 from residency.errors import ResidencyError, SpecError
 from residency.memory import messages
-from residency.memory.device import Device, resolve_device
+from residency.memory.device import Device, Start, resolve_device
 from residency.memory.engine import EngineSettings, Measured, Startup, requested_bytes, simulate_startup
 from residency.memory.live import LiveReading
 from residency.memory.messages import MEANINGS
@@ -130,11 +132,17 @@ def _calibration(spec: StackSpec, m: ModelSpec, device: Device) -> tuple[Measure
 class Sim:
     def __init__(self, spec: StackSpec, device: Device, rules: VersionRules, entries: list[Entry]):
         self.spec, self.device, self.rules, self.entries = spec, device, rules, entries
-        self._cache: dict[tuple, Startup] = {}
-        self.starts: list[str | None] = [None] * len(entries)  # per-entry start override (solving)
+        self._cache: dict[tuple[object, ...], Startup] = {}
+        self.starts: list[Start | None] = [None] * len(entries)  # per-entry start override (solving)
 
     def run(
-        self, i: int, u: float, free: int = INF_FREE, foreign: int = 0, start: str | None = None, **changes
+        self,
+        i: int,
+        u: float,
+        free: int = INF_FREE,
+        foreign: int = 0,
+        start: Start | None = None,
+        **changes: Any,
     ) -> Startup:
         start = start or self.starts[i] or self.device.start
         key = (i, round(u, 4), free, foreign, start, tuple(sorted(changes.items())))
@@ -150,7 +158,7 @@ class Sim:
         return st
 
     def sequence(
-        self, fracs: list[float], together: bool = False, changes: list[dict] | None = None
+        self, fracs: list[float], together: bool = False, changes: list[dict[str, Any]] | None = None
     ) -> tuple[list[Startup], list[list[int]]]:
         """Launch in order; each process sees total - used - earlier footprints on its GPUs.
 
@@ -327,11 +335,11 @@ def _max_fraction_seen(sim: Sim, free_seen: int) -> float:
     return _max_fraction_for_free(max(free_seen, 0), sim.device.total_bytes, sim.rules)
 
 
-def _pin(sim: Sim, fracs: list[float], together: bool) -> tuple[list[dict], list[float]]:
+def _pin(sim: Sim, fracs: list[float], together: bool) -> tuple[list[dict[str, Any]], list[float]]:
     """Pinned entries: kv_cache_memory_bytes = the warm-start pool at the solved fraction, and a fraction
     lowered (never raised) to what the startup check reliably finds free (vllm-memory.md §9 planner note)."""
     n = len(fracs)
-    changes: list[dict] = [{} for _ in range(n)]
+    changes: list[dict[str, Any]] = [{} for _ in range(n)]
     if not any(e.pinned for e in sim.entries):
         return changes, fracs
     warm, _ = sim.sequence(fracs, together=together)
@@ -494,7 +502,7 @@ def plan_stack(
             [m.name for m in spec.models],
             [m.priority for m in spec.models],
             [e.target for e in entries],
-            [(lambda u, i=i: sim.run(i, u)) for i in range(len(entries))],
+            [partial(sim.run, i) for i in range(len(entries))],
             sim.first_failure,
             budget,
         )

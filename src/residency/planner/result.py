@@ -5,7 +5,7 @@ All GiB figures are GiB = 2^30 bytes, per GPU (per TP rank) unless named otherwi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -101,6 +101,6 @@ class Plan(BaseModel):
                 return m
         raise KeyError(name)
 
-    def contract(self) -> dict:
+    def contract(self) -> dict[str, Any]:
         """The JSON contract of `residency plan --json` (with the extra fields kept)."""
         return self.model_dump(mode="json")

@@ -35,7 +35,7 @@ def search_min_fraction(
     lo: float = STEP,
     hi: float = 1.0,
     hint: float | None = None,
-) -> tuple[float | None, T | None]:
+) -> tuple[float | None, T]:
     """THE minimum-fraction search (the solver's and placement's): the smallest fraction on the 0.01 grid in
     [lo, hi] whose probe is `ok`, assuming ok is monotone in the fraction (KV grows with it).
 

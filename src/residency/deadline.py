@@ -86,8 +86,8 @@ class _GuardedStream(httpx.SyncByteStream):
 
 
 def _total(request: httpx.Request) -> float | None:
-    t = request.extensions.get("timeout") or {}
-    return t.get("read")
+    t = (request.extensions.get("timeout") or {}).get("read")
+    return t if t is not None and 0 < t < 1e6 else None  # a Timer cannot wait inf/nan/1e300 s
 
 
 class DeadlineTransport(httpx.BaseTransport):

@@ -196,3 +196,20 @@ def test_property_any_file_loads_or_fails_in_one_line(tmp_path_factory, text):
         load_spec(p)
     except SpecError as e:
         assert "\n" not in str(e)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "--url", "http://127.0.0.1:9/v1", "--timeout", "inf"],
+        ["up", "s.yaml", "--settle-seconds", "1e309"],
+        ["up", "s.yaml", "--timeout", "1e300"],
+        ["down", "s.yaml", "--grace", "inf"],
+        ["status", "s.yaml", "--interval", "1e300"],
+    ],
+)
+def test_numeric_options_are_bounded(capsys, argv):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    err = capsys.readouterr().err
+    assert ei.value.code == 2 and len(err.strip().splitlines()) == 1 and argv[-2] in err, err

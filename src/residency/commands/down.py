@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
         state_dir: Annotated[
             Path | None, typer.Option("--state-dir", help="The --state-dir given to `up`")
         ] = None,
-        grace: Annotated[float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL")] = 30.0,
+        grace: Annotated[
+            float, typer.Option("--grace", min=0, max=3600, help="Seconds between SIGTERM and SIGKILL")
+        ] = 30.0,
     ) -> None:
         """Stop the models and the proxy `up` started, and nothing else."""
         from rich.console import Console

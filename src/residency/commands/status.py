@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
         spec: Annotated[Path, typer.Argument(help="Stack spec YAML")],
         watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C")] = False,
         interval: Annotated[
-            float, typer.Option("--interval", min=0.2, help="Seconds between refreshes")
+            float, typer.Option("--interval", min=0.2, max=3600, help="Seconds between refreshes")
         ] = 2.0,
         json_out: Annotated[
             bool, typer.Option("--json", help="Print the ledger as JSON (with --watch: one object per line)")
@@ -23,7 +23,10 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option("--count", min=1, help="With --watch: stop after this many refreshes")
         ] = None,
         drift_pct: Annotated[
-            float, typer.Option("--drift-pct", min=0, help="Warn when a model holds this % more than planned")
+            float,
+            typer.Option(
+                "--drift-pct", min=0, max=100000, help="Warn when a model holds this % more than planned"
+            ),
         ] = 10.0,
         reader: Annotated[
             str | None,

@@ -51,7 +51,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         timeout: Annotated[
             float | None,
-            typer.Option("--timeout", help="Seconds to wait for each model (default: scales with weights)"),
+            typer.Option(
+                "--timeout",
+                min=1,
+                max=86400,
+                help="Seconds to wait for each model (default: scales with weights)",
+            ),
         ] = None,
         no_drop_caches: Annotated[
             bool,
@@ -64,6 +69,8 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option(
                 "--free-wait",
+                min=0,
+                max=86400,
                 help="Unified memory: seconds to wait for free memory (as vLLM reads it) before each engine",
             ),
         ] = 120.0,
@@ -71,11 +78,16 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option(
                 "--settle-seconds",
+                min=0,
+                max=3600,
                 help="Memory must stay within 1% (or 64 MiB) this long before the next start",
             ),
         ] = 6.0,
         grace: Annotated[
-            float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL when stopping")
+            float,
+            typer.Option(
+                "--grace", min=0, max=3600, help="Seconds between SIGTERM and SIGKILL when stopping"
+            ),
         ] = 30.0,
     ) -> None:
         """Start each model in plan order; the next starts after /health, the init-engine line and settled memory."""

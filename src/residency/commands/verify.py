@@ -40,10 +40,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         skip: Annotated[str | None, typer.Option("--skip", help="Comma-separated check ids to skip.")] = None,
         timeout: Annotated[
-            float, typer.Option("--timeout", min=1, help="Seconds per request (a check gets 4x + 10).")
+            float,
+            typer.Option("--timeout", min=1, max=3600, help="Seconds per request (a check gets 4x + 10)."),
         ] = 60.0,
         concurrency: Annotated[
-            int | None, typer.Option("--concurrency", min=1, help="C1 burst size (default max_num_seqs + 4).")
+            int | None,
+            typer.Option("--concurrency", min=1, max=4096, help="C1 burst size (default max_num_seqs + 4)."),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:

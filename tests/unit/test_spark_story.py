@@ -244,3 +244,34 @@ def test_pinned_pool_too_big_for_the_sampler_warm_up():
     assert plan_dict(d).model("m").error.kind == "kv_alloc_oom"
     d["models"][0]["kv_cache_memory_bytes"] = int(60 * 2**30)
     assert plan_dict(d).model("m").verdict == "ok"
+
+
+def test_render_passes_both_flags_and_explain_says_why(capsys):
+    from residency.cli import main
+    from residency.render.flags import serve_args
+
+    s = load_spec(EXAMPLE)
+    p = plan_stack(s, use_calibration=False)
+    for ms, mp in zip(s.models, p.models, strict=True):
+        args = serve_args(ms, mp, vllm_version=s.vllm_version, port=8000)
+        assert args[args.index("--kv-cache-memory-bytes") + 1] == str(mp.kv_cache_memory_bytes)
+        assert float(args[args.index("--gpu-memory-utilization") + 1]) == mp.gpu_memory_utilization
+    with pytest.raises(SystemExit):
+        main(["plan", str(EXAMPLE), "--no-calibration", "--explain"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pinned: on unified memory host growth" in out and "kv_sizing: fraction opts out" in out
+    assert "host reserve 8.20 GiB stays free" in out
+
+
+def test_render_refuses_an_at_risk_plan_up_starts_it_after_reading_free_memory():
+    from residency.errors import ResidencyError
+    from residency.render.stack import require_fit
+
+    d = yaml.safe_load(EXAMPLE.read_text())
+    d["models"][1]["gpu_memory_utilization"] = 0.70  # > what an idle Spark reliably offers after the 4B
+    d["models"][1]["kv_sizing"] = "pinned"
+    p = plan_dict(d)
+    assert p.model("heavy").verdict == "at_risk" and not p.fits
+    with pytest.raises(ResidencyError):
+        require_fit(p)
+    require_fit(p, allow_at_risk=True)  # up: its unified-memory gate reads MemAvailable before the start

@@ -336,8 +336,9 @@ def _max_fraction_seen(sim: Sim, free_seen: int) -> float:
 
 
 def _pin(sim: Sim, fracs: list[float], together: bool) -> tuple[list[dict[str, Any]], list[float]]:
-    """Pinned entries: kv_cache_memory_bytes = the warm-start pool at the solved fraction, and a fraction
-    lowered (never raised) to what the startup check reliably finds free (vllm-memory.md §9 planner note)."""
+    """Pinned entries: kv_cache_memory_bytes = the warm-start pool at the solved (or given) fraction, and a
+    solver-chosen fraction lowered (never raised) to what the startup check reliably finds free (vllm-memory.md
+    §9 planner note); a fraction the spec gives is kept."""
     n = len(fracs)
     changes: list[dict[str, Any]] = [{} for _ in range(n)]
     if not any(e.pinned for e in sim.entries):
@@ -350,7 +351,7 @@ def _pin(sim: Sim, fracs: list[float], together: bool) -> tuple[list[dict[str, A
     sts, _ = sim.sequence(fracs, together=together, changes=changes)
     out = list(fracs)
     for i, st in enumerate(sts):
-        if changes[i] and st.error_kind is None:
+        if changes[i] and st.error_kind is None and sim.entries[i].spec.gpu_memory_utilization is None:
             cap = _max_fraction_seen(sim, _offered_bytes(sim, st.free_at_start_bytes) - st.context_bytes)
             if 0 < cap < out[i]:
                 out[i] = cap

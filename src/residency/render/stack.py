@@ -18,9 +18,12 @@ def plan_for(spec: StackSpec) -> Plan:
     return plan_stack(spec)
 
 
-def require_fit(plan: Plan) -> None:
-    bad = [m for m in plan.models if m.verdict != "ok"]
-    if bad or not plan.fits:
+def require_fit(plan: Plan, allow_at_risk: bool = False) -> None:
+    """Refuse a plan with a failing model. `allow_at_risk`: `up` on the box itself, which reads the real
+    free memory before each engine, may start a fraction the offline idle-Spark assumption calls at risk."""
+    ok = ("ok", "at_risk") if allow_at_risk else ("ok",)
+    bad = [m for m in plan.models if m.verdict not in ok]
+    if bad or not (plan.fits or allow_at_risk and all(m.verdict in ok for m in plan.models)):
         parts = []
         for m in bad:
             if m.error is not None:

@@ -65,6 +65,15 @@ def test_huge_numbers_in_error_lines_parse_and_explain(line):
         assert ex.kind and all(math.isfinite(v) for v in ex.numbers.values())
 
 
+def test_optional_groups_and_absurd_counts_keep_the_error_kind():
+    ln = _one("INFO CUDA graph pool memory: 0.5 GiB (actual)\nINFO reserved 3.0 GiB memory for KV Cache\n")
+    assert (ln.cudagraph_gib, ln.cudagraph_estimate_gib, ln.kv_cache_gib) == (0.5, None, 3.0)
+    ln = _one(f"ERROR CUDA out of memory occurred when warming up sampler with {HUGE} dummy requests\n")
+    assert ln.error.kind == "sampler_oom" and ln.error.numbers == {} and len(ln.error.message) < 700
+    ln = _one(f"ERROR ValueError: max_num_seqs (4) exceeds available Mamba cache blocks ({HUGE})\n")
+    assert ln.error.kind == "mamba_cache_blocks" and ln.max_num_seqs == 4
+
+
 def test_explain_zero_total_free_memory():
     ln = _one(
         "ERROR ValueError: Free memory on device cuda:0 (7.34/0 GiB) on startup is less than desired GPU "
@@ -131,6 +140,13 @@ _TEMPLATES = [
     "INFO Initializing a V1 LLM engine (v0.11.0) with config: model='m', max_seq_len={}, tensor_parallel_size={}",
     "DEBUG Memory profiling takes {} seconds. Total non KV cache memory: {}GiB; torch peak memory increase: {}GiB",
     "INFO GiB {}",
+    "INFO CUDA graph pool memory: {} GiB (actual)",
+    "INFO CUDA graph pool memory: {} GiB (actual), {} GiB (estimated)",
+    "INFO reserved {} GiB memory for KV Cache",
+    "INFO Initial free memory {} GiB, reserved {} GiB memory for KV Cache",
+    "WARNING Free memory on device cuda:0 ({}/{} GiB) on startup. Desired GPU memory utilization is ({}, {} GiB). "
+    "Actual usage is {} GiB for weight, {} GiB for peak activation, {} GiB for non-torch memory, and {} GiB for "
+    "CUDAGraph memory. Replace gpu_memory_utilization config with `--kv-cache-memory={}`",
 ]
 
 

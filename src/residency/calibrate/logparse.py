@@ -321,7 +321,8 @@ def _clean_message(msg: str) -> str:
         msg = msg[:-1].rstrip()
     if msg.startswith(("'", '"')) and msg.count(msg[0]) == 1:
         msg = msg[1:]
-    return msg.strip()
+    msg = msg.strip()
+    return msg if len(msg) <= 600 else msg[:600] + "..."  # an absurd line stays a readable message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,9 +424,10 @@ _RX: dict[str, re.Pattern[str]] = {
         "e_maxlen_v0": rf"The model's max seq len \(({INT})\) is larger than the maximum number of tokens that can be stored in KV cache \(({INT})\)",
         "e_maxlen_loose": rf"({NUM}) GiB KV cache is needed",
         # hybrid models, >= ~0.25 (config/compilation.py); §3.4 profiling assert (strict <= 0.15, >= from 0.16)
-        "e_mamba": rf"(?:max_num_seqs \(({INT})\) )?exceeds available Mamba cache blocks \(({INT})\)",
+        # an absurd count (no group) still names the error kind; the literal prefix keeps the scan linear
+        "e_mamba": rf"(?:max_num_seqs \((?:({INT})|\d+)\) )?exceeds available Mamba cache blocks \((?:({INT})|\d+)\)",
         "e_profiling": rf"Error in memory profiling\. Initial free memory ({NUM}) ?GiB, current free memory ({NUM}) ?GiB",
-        "e_sampler": rf"CUDA out of memory occurred when warming up sampler with ({INT}) dummy requests",
+        "e_sampler": rf"CUDA out of memory occurred when warming up sampler with (?:({INT})|\d+) dummy requests",
         "e_oom": r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory",
         "e_oom_alloc": rf"Tried to allocate ({NUM}) (MiB|GiB)",
         "e_oom_cap": rf"total capacity of ({NUM}) GiB of which ({NUM}) (MiB|GiB) is free",
@@ -435,8 +437,8 @@ _RX: dict[str, re.Pattern[str]] = {
 }
 
 
-def _gib(v: str) -> float:
-    return float(v)
+def _gib(v: str | None) -> float | None:
+    return None if v is None else float(v)
 
 
 def _from(line: str, m: re.Match[str]) -> str:
@@ -775,7 +777,7 @@ def _e_maxlen_loose(b: _Builder, line: str, m: re.Match[str]) -> None:
 
 
 def _e_mamba(b: _Builder, line: str, m: re.Match[str]) -> None:
-    nums = {"mamba_blocks": _gib(m.group(2))}
+    nums = {"mamba_blocks": _gib(m.group(2))} if m.group(2) else {}
     if m.group(1):
         nums["max_num_seqs"] = _gib(m.group(1))
         b.setting("max_num_seqs", _int(m.group(1)), 2)
@@ -789,7 +791,7 @@ def _e_profiling(b: _Builder, line: str, m: re.Match[str]) -> None:
 
 
 def _e_sampler(b: _Builder, line: str, m: re.Match[str]) -> None:
-    b.error("sampler_oom", _from(line, m), {"dummy_requests": _gib(m.group(1))})
+    b.error("sampler_oom", _from(line, m), {"dummy_requests": _gib(m.group(1))} if m.group(1) else {})
 
 
 def _e_capture(b: _Builder, line: str, m: re.Match[str]) -> None:

@@ -58,3 +58,22 @@ def test_every_json_output_carries_schema_version(capsys):
     assert cal and all(x["schema_version"] == SCHEMA_VERSION for x in cal)
     ex = _json_of(["explain", log, "--json"], capsys)
     assert ex and all(x["schema_version"] == SCHEMA_VERSION for x in ex)
+
+
+def test_render_and_down_json(tmp_path, capsys):
+    spec = tmp_path / "stack.yaml"
+    spec.write_text((REPO / "examples" / "dgx-spark-qwen3.yaml").read_text())
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as ei:
+        main(["render", str(spec), "-o", str(out), "--json"])
+    assert ei.value.code == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["schema_version"] == SCHEMA_VERSION and "compose.yaml" in r["created"] and r["updated"] == []
+    assert r["key_file"] == str((out / ".env").resolve())
+    d = _json_of(["down", str(spec), "--json"], capsys)
+    assert d == {
+        "spec": str(spec.resolve()),
+        "state_file": str(spec.parent / ".residency" / "stack" / "state.json"),
+        "stopped": [],
+        "schema_version": SCHEMA_VERSION,
+    }

@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
         grace: Annotated[
             float, typer.Option("--grace", min=0, max=3600, help="Seconds between SIGTERM and SIGKILL")
         ] = 30.0,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the result as JSON on stdout (progress goes to stderr)")
+        ] = False,
     ) -> None:
         """Stop the models and the proxy `up` started, and nothing else."""
         from rich.console import Console
@@ -30,4 +33,10 @@ def register(app: typer.Typer) -> None:
         load_spec(spec)  # bad input is reported like every other command's (exit 2), before anything stops
         spec_path = spec.resolve()
         store = StateStore(default_state_dir(spec_path, state_dir))
-        down_stack(spec_path, store, Console(highlight=False, soft_wrap=True), grace_s=grace)
+        stopped: list[str] = []
+        console = Console(highlight=False, soft_wrap=True, stderr=json_out)
+        down_stack(spec_path, store, console, grace_s=grace, stopped=stopped)
+        if json_out:
+            from residency.jsonout import dumps
+
+            print(dumps({"spec": str(spec_path), "state_file": str(store.path), "stopped": stopped}))

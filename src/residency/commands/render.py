@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,9 @@ def register(app: typer.Typer) -> None:
                 "file is recorded and verify's results are read",
             ),
         ] = None,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the result as JSON on stdout (progress goes to stderr)")
+        ] = False,
     ) -> None:
         """Render the plan into compose.yaml, litellm.yaml, .env (0600), k8s/, agents.md and, for the
         spec's agents, hermes/config.yaml and clawrium.sh."""
@@ -54,16 +58,26 @@ def register(app: typer.Typer) -> None:
                 measured=load_measured(sdir),
             )
         # A rotated key is an explicit request: the .env may change without --force.
-        rep = write_files(out, files, force=force or (rotate_key and _only_env_changed(out, files)))
+        echo = (lambda text: print(text, file=sys.stderr)) if json_out else print  # stdout holds only the JSON
+        rep = write_files(out, files, force=force or (rotate_key and _only_env_changed(out, files)), echo=echo)
+        # up, verify and status find the key here from now on: one key for the stack
+        record_key_file(sdir, out / ".env")
+        key_file = (out / ".env").resolve()
+        if json_out:
+            from residency.jsonout import dumps
+
+            print(dumps({
+                "out": str(out.resolve()), "created": rep.created, "updated": rep.changed,
+                "unchanged": rep.unchanged, "master_key_env": s.proxy.master_key_env, "key_file": str(key_file),
+            }))  # fmt: skip
+            return
         for rel in rep.created:
             print(f"created   {out / rel}")
         for rel in rep.changed:
             print(f"updated   {out / rel}")
         for rel in rep.unchanged:
             print(f"unchanged {out / rel}")
-        # up, verify and status find the key here from now on: one key for the stack
-        record_key_file(sdir, out / ".env")
-        print(f"master key: {s.proxy.master_key_env} in {(out / '.env').resolve()}")
+        print(f"master key: {s.proxy.master_key_env} in {key_file}")
 
 
 def _only_env_changed(out: Path, files) -> bool:

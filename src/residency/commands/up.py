@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
                 "--grace", min=0, max=3600, help="Seconds between SIGTERM and SIGKILL when stopping"
             ),
         ] = 30.0,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the result as JSON on stdout (progress goes to stderr)")
+        ] = False,
     ) -> None:
         """Start each model in plan order; the next starts after /health, the init-engine line and settled memory."""
         from rich.console import Console
@@ -119,7 +122,7 @@ def register(app: typer.Typer) -> None:
             grace_s=grace,
             unified_gate=unified_gate(s, plan, is_cpu, drop=not no_drop_caches, wait_s=free_wait),
         )
-        console = Console(highlight=False, soft_wrap=True)
+        console = Console(highlight=False, soft_wrap=True, stderr=json_out)
         if opts.unified_gate is not None:
             console.print(_live_note(s, plan), markup=False)
         if runtime == Runtime.docker:
@@ -135,7 +138,27 @@ def register(app: typer.Typer) -> None:
             backend = ProcessBackend(
                 s, spec_path.parent, store, vllm=vllm_exe, litellm=litellm_exe, master_key=key
             )
-        up_stack(spec_path, s, plan, backend, store, opts, console)
+        started = up_stack(spec_path, s, plan, backend, store, opts, console)
+        if json_out:
+            from residency.jsonout import dumps
+            from residency.runtime.state import read_state
+
+            st = read_state(spec_path, store.dir)
+            proxy = st.proxy() if st is not None else None
+            print(dumps({
+                "spec": str(spec_path),
+                "runtime": backend.runtime,
+                "state_file": str(store.path),
+                "models": [
+                    {
+                        "name": x.member.key, "model": x.member.spec.name, "pid": x.entry.pid, "port": x.entry.port,
+                        "kept": x.reused, "seconds": round(x.seconds, 1), "kv_cache_gib": x.kv_gib,
+                        "kv_cache_tokens": x.kv_tokens, "log": x.entry.log_path,
+                    }
+                    for x in started
+                ],
+                "proxy": None if proxy is None else {"pid": proxy.pid, "port": proxy.port},
+            }))  # fmt: skip
 
 
 def unified_gate(s, plan, is_cpu: bool, *, drop: bool, wait_s: float):

@@ -8,9 +8,16 @@ from residency.runtime.state import StateStore
 
 
 def down_stack(
-    spec_path: Path, store: StateStore, console, *, grace_s: float = 30.0, docker_runner=None
+    spec_path: Path,
+    store: StateStore,
+    console,
+    *,
+    grace_s: float = 30.0,
+    docker_runner=None,
+    stopped: list[str] | None = None,
 ) -> int:
-    """Stop the stack; returns how many processes/services were stopped."""
+    """Stop the stack; returns how many processes/services were stopped (their names go to `stopped`)."""
+    stopped = stopped if stopped is not None else []
     with store.lock("down"):
         st = store.load()
         if st is None and (st := store.recover(spec_path)) is not None:
@@ -29,6 +36,7 @@ def down_stack(
             dc = DockerCompose(Path(st.compose_file or ""), st.compose_project or "", runner=docker_runner)
             dc.down()
             n = len(st.entries)
+            stopped += [e.name for e in st.entries]
             console.print(f"stopped compose project {st.compose_project} ({n} services)")
         else:
             from residency.runtime.process import stop_process_entry
@@ -42,6 +50,7 @@ def down_stack(
                 st.drop(e.name)
                 store.save(st)
                 n += 1
+                stopped.append(e.name)
                 console.print(f"stopped {e.name} (pid {e.pid})")
         store.clear()
         return n

@@ -57,7 +57,7 @@ class Measured:
     # >= 0.18: "Estimated CUDA graph memory" - what the budget reserved when graphs are inside it (>= 0.20)
     cudagraph_estimate_gib: float | None = None
     # unified memory: the start the measured launch was (the spec's device.start); the other start is derived
-    start: str | None = None
+    start: uma.Start | None = None
 
 
 @dataclass
@@ -205,11 +205,8 @@ def _stage(
         non_kv = int(measured.non_kv_gib * GiB)
         if device.uma_gpu and measured.start and measured.start != device.start:
             # measured at one start, predicted for the other: the page-cache share differs (memory/unified.py)
-            non_kv += uma.page_cache_bytes(device.start, rules, weights) - uma.page_cache_bytes(  # type: ignore[arg-type]
-                measured.start,
-                rules,
-                weights,  # type: ignore[arg-type]
-            )
+            now = uma.page_cache_bytes(device.start, rules, weights)
+            non_kv += now - uma.page_cache_bytes(measured.start, rules, weights)
     layout = kv.build_kv_layout(sf, kv_settings(es, device, facts), rules)
     return _Stage(rank, weights, activation, non_torch, host, graphs, non_kv, layout)
 

@@ -58,8 +58,12 @@ def register(app: typer.Typer) -> None:
                 measured=load_measured(sdir),
             )
         # A rotated key is an explicit request: the .env may change without --force.
-        echo = (lambda text: print(text, file=sys.stderr)) if json_out else print  # stdout holds only the JSON
-        rep = write_files(out, files, force=force or (rotate_key and _only_env_changed(out, files)), echo=echo)
+        echo = (
+            (lambda text: print(text, file=sys.stderr)) if json_out else print
+        )  # stdout holds only the JSON
+        rep = write_files(
+            out, files, force=force or (rotate_key and _only_env_changed(out, files)), echo=echo
+        )
         # up, verify and status find the key here from now on: one key for the stack
         record_key_file(sdir, out / ".env")
         key_file = (out / ".env").resolve()

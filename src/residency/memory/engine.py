@@ -234,6 +234,9 @@ def simulate_startup(
 
     Unified memory (device.uma_gpu): the host growth of device.start is charged to the budget
     (memory/unified.py), no discrete graph term, the front-end processes are in the context.
+
+    Long on purpose: it follows vLLM's own start-up sequence (load, profile, graphs, KV, checks) step by step,
+    so each step sits next to the source it cites.
     """
     total = device.total_bytes
     pp = es.pipeline_parallel_size

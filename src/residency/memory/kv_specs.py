@@ -212,7 +212,9 @@ def hybrid_alignment(facts: ModelFacts, s: KVSettings, rules: VersionRules, mode
 
 
 def build_kv_layout(facts: ModelFacts, s: KVSettings, rules: VersionRules) -> KVLayout:
-    """Per-layer specs, the (possibly bumped) block size and the KV cache groups."""
+    """Per-layer specs, the (possibly bumped) block size and the KV cache groups.
+
+    Long on purpose: it follows vLLM's KV-cache grouping step by step."""
     kinds = list(facts.layer_kinds)
     notes: list[str] = []
     attn_kinds = [k for k in kinds if k in ATTN_KINDS]

@@ -346,6 +346,8 @@ def place_fleet(
 
     `demand_fn` replaces the planner's per-(model, device) math (tests); `demand_cache` (a dict
     keyed by (settings_key(model), device_key(device))) lets a caller reuse or read the demands.
+
+    Long on purpose: demand, pack, explain, ports, verify, in that order; each step is its own function.
     """
     if not spec.hosts:
         from residency.errors import SpecError
@@ -616,6 +618,7 @@ def _why_unplaced(
     demand: Callable[[int, DeviceSpec], Demand],
     raw_demand: DemandFn,
 ) -> Unplaced:
+    """Long on purpose: the refusal reasons are checked in the order a user fixes them."""
     m = job.spec
     tp = m.tensor_parallel_size
     rid = f"{m.name}#{job.replica}"
@@ -745,7 +748,9 @@ def _verify(
     use_calibration: bool,
     warnings: list[str],
 ) -> bool:
-    """Run plan_stack on each GPU's one-device sub-spec; keep TP replicas' fractions equal across GPUs."""
+    """Run plan_stack on each GPU's one-device sub-spec; keep TP replicas' fractions equal across GPUs.
+
+    Long on purpose: one planner run per GPU and the TP-consistency fix-up share the per-GPU state."""
     pf = plan_fn or (lambda s: _plan_stack()(s, use_calibration=use_calibration))
     fixed: dict[int, float] = {}  # job -> fraction forced (TP consistency)
     ok = True

@@ -456,7 +456,10 @@ def plan_stack(
 ) -> Plan:
     """The plan for a one-device spec. `start_together=True` predicts what happens when all engines are
     started at once instead of one after another (what `up` does); the fractions are not solved then.
-    `live`: total and free read on the box now (memory/live.py); they replace the preset and used_gib."""
+    `live`: total and free read on the box now (memory/live.py); they replace the preset and used_gib.
+
+    Long on purpose: one pass in vLLM's start order (resolve, simulate, solve, pin, assemble) reads best top
+    to bottom; the parts that stand alone are Sim, _pin and _fix."""
     if spec.device is None and spec.hosts:
         raise SpecError(
             "hosts",

@@ -34,6 +34,8 @@ def serve_args(
     `model_path` replaces the spec's model reference where the runtime sees it elsewhere (a local
     directory mounted into a container). The served model name is always the spec's `name`, so
     agents and LiteLLM use the same name whatever the checkpoint path is.
+
+    Long on purpose: one flag per vLLM option, in `vllm serve` order.
     """
     args: list[str] = [model_path or ms.model, "--served-model-name", ms.name]
     if host:

@@ -217,6 +217,8 @@ def up_stack(
     opts: UpOptions,
     console,
 ) -> list[Started]:
+    """Long on purpose: the start sequence with its gates and state saves reads in the order it happens; each
+    gate is its own function."""
     mems = members(spec, plan)
     with store.lock("up"):
         st = store.load()

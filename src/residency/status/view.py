@@ -9,6 +9,7 @@ from residency.units import GiB
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.table import Table
 
     from residency.status.ledger import Ledger
 
@@ -23,9 +24,8 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
-def render_ledger(ledger: Ledger) -> RenderableType:
+def _model_table(ledger: Ledger) -> Table:
     from rich import box
-    from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
@@ -89,8 +89,16 @@ def render_ledger(ledger: Ledger) -> RenderableType:
             rw,
             _num(m.generation_tokens_total),
         )
+    return t
 
-    lines: list[RenderableType] = [t]
+
+def render_ledger(ledger: Ledger) -> RenderableType:
+    """The status view: the models table, then the device, the plan, the proxy and the warnings."""
+    from rich.console import Group
+    from rich.text import Text
+
+    d = ledger.device
+    lines: list[RenderableType] = [_model_table(ledger)]
     for dv in d.devices:
         if d.reader == "host":
             continue

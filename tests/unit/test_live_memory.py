@@ -135,3 +135,28 @@ def test_calibrate_learns_the_box_and_later_plans_use_it(tmp_path, capsys):
     learn_box("NVIDIA GB10", 121.69, 111.0, "later.log", str(cal))
     learn_box("NVIDIA GB10", 121.69, 90.0, "busy.log", str(cal))
     assert find_box("NVIDIA GB10", str(cal)).idle_free_gib == 111.0
+
+
+def test_up_learns_the_box_from_each_launch_log(tmp_path):
+    """`up` records the logged total and free at start of every launch on a unified GPU (here a failed one)."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from residency.calibrate.boxes import find_box
+    from residency.calibrate.logparse import parse_log
+    from residency.planner.plan import plan_stack
+    from residency.runtime.bringup import _record_calibration
+    from residency.spec import load_spec
+
+    (launch,) = parse_log(
+        "ValueError: Free memory on device cuda:0 (110.37/121.69 GiB) on startup is less than desired GPU memory "
+        "utilization (0.95, 115.61 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.\n"
+    )
+    spec = load_spec(EXAMPLE).model_copy(update={"calibration_file": str(tmp_path / "cal.json")})
+    plan = plan_stack(spec, use_calibration=False)
+    m = SimpleNamespace(key="heavy", spec=spec.models[1])
+    _record_calibration(spec, plan, m, launch, "heavy.log", Console(file=io.StringIO()))
+    box = find_box("NVIDIA GB10", spec.calibration_file)
+    assert box is not None and (box.total_gib, box.idle_free_gib, box.source) == (121.69, 110.37, "heavy.log")

@@ -182,7 +182,17 @@ def print_failure(console, key: str, f: Failure, log_hint: str | None) -> None:
 
 
 def _record_calibration(spec: StackSpec, plan: Plan, m: Member, launch, source: str, console) -> None:
-    """`up` calibrates from each launch log on its own (residency.calibrate.store)."""
+    """`up` calibrates from each launch log on its own (residency.calibrate.store); on a unified-memory GPU
+    any logged device total (a failed start's too) teaches the box's total and idle free (calibrate/boxes.py)."""
+    if launch is not None and plan.device.unified and "cpu" not in plan.device.name.lower():
+        from residency.calibrate.boxes import learn_box
+
+        try:
+            learn_box(
+                plan.device.name, launch.total_gib, launch.free_at_start_gib, source, spec.calibration_file
+            )
+        except (ValueError, OSError) as ex:
+            console.print(f"  {m.key}: note: box figures not recorded ({ex})", markup=False)
     if launch is None or getattr(launch, "error", None) is not None:
         return
     from residency.calibrate.store import calibration_path, record_launch

@@ -21,8 +21,8 @@ import psutil
 import pytest
 import yaml
 
+from residency.gpu import HostReader
 from residency.spec import load_spec
-from residency.status.gpu import HostReader
 from residency.status.ledger import build_ledger
 
 pytestmark = pytest.mark.e2e

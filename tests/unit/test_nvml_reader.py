@@ -1,4 +1,4 @@
-"""The NVML reader (residency.status.gpu.NvmlReader) on devices this machine lacks.
+"""The NVML reader (residency.gpu.NvmlReader) on devices this machine lacks.
 
 The machine has no GPU, so NVML is replaced by a fake: tests/fixtures/nvml/*.json are SYNTHESISED
 readings (not recordings; each file's `_note` says from what) in the shapes nvidia-ml-py returns,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from residency.status.gpu import GpuReader, HostReader, RecordedReader, get_reader, tree_bytes
+from residency.gpu import GpuReader, HostReader, RecordedReader, get_reader, tree_bytes
 
 FIX = Path(__file__).parent.parent / "fixtures" / "nvml"
 MiB = 1 << 20
@@ -74,7 +74,7 @@ def test_not_supported_processes_and_unknown_usage():
 
 def test_only_not_supported_means_unknown_other_nvml_errors_surface():
     pynvml = pytest.importorskip("pynvml")  # nvidia-ml-py is a runtime dependency: always present
-    from residency.status.gpu import NvmlReader, RecordedNvml
+    from residency.gpu import NvmlReader, RecordedNvml
 
     class LostGpu(RecordedNvml):
         # a GPU that fell off the bus: NVML raises GpuIsLost, which must not read as "not supported"
@@ -117,10 +117,10 @@ def test_host_reader_reads_this_process():
 
 
 def test_gpu_module_imports_without_nvidia_libs():
-    """Up imports residency.status.gpu; it must not pull pynvml (or psutil) at import time."""
+    """Up imports residency.gpu; it must not pull pynvml (or psutil) at import time."""
     code = (
         "import sys; sys.modules['pynvml'] = None\n"
-        "import residency.status.gpu as g\n"
+        "import residency.gpu as g\n"
         "assert 'psutil' not in sys.modules\n"
         "r = g.get_reader()\n"
         "print(r.kind)\n"

@@ -484,8 +484,8 @@ def test_free_memory_and_tree_memory_read_through_the_status_reader(tmp_path):
     """up's free-memory probe and per-process memory use the status package's GpuReader."""
     import os
 
+    from residency.gpu import RecordedReader
     from residency.runtime.memory import FreeMemory, tree_memory_bytes
-    from residency.status.gpu import RecordedReader
 
     gib = 1 << 30
     fixture = {

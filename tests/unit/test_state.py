@@ -12,11 +12,11 @@ import pytest
 from test_runtime_process import _Console, _run_up, _spec, fakes  # noqa: F401 - fakes is a fixture
 
 from residency.errors import ExitCode, StateFileError, UpFailed
+from residency.gpu import RecordedReader
 from residency.runtime.down import down_stack
 from residency.runtime.procs import process_alive
 from residency.runtime.state import ProcEntry, StackState, StateStore, read_state, state_dir
 from residency.spec import load_spec
-from residency.status.gpu import RecordedReader
 from residency.status.ledger import build_ledger
 
 

@@ -83,8 +83,8 @@ def test_bad_spec_is_one_line_exit_2(tmp_path, capsys):
 def test_view_gb10_totals_na_and_busy_model():
     from rich.console import Console
 
+    from residency.gpu import RecordedReader
     from residency.spec import parse_spec
-    from residency.status.gpu import RecordedReader
     from residency.status.ledger import build_ledger
     from residency.status.view import render_ledger
 

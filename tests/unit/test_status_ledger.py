@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from residency.errors import StateFileError
+from residency.gpu import HostMemory, RecordedReader
 from residency.planner.result import DevicePlan, ModelPlan, Plan
 from residency.runtime.state import ProcEntry, StackState
 from residency.spec import parse_spec
-from residency.status.gpu import HostMemory, RecordedReader
 from residency.status.ledger import (
     Ledger,
     Thresholds,
@@ -562,7 +562,7 @@ def test_group_pids_finds_a_child_that_outlived_its_leader():
     import subprocess
     import time
 
-    from residency.status.gpu import group_pids
+    from residency.gpu import group_pids
 
     leader = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(['sleep', '30']); print(p.pid)"],

@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
 
         Exit code without --watch: 0 when every model is ready, 1 otherwise. --watch exits 0 on Ctrl-C.
         """
+        from residency.gpu import get_reader
         from residency.spec import load_spec
-        from residency.status.gpu import get_reader
         from residency.status.ledger import Thresholds
         from residency.status.watch import iter_ledgers
 

@@ -1,6 +1,6 @@
 """Free-memory checks before a start, and "has this engine's memory stopped moving?".
 
-Readings come through the status package's one memory interface (`residency.status.gpu.GpuReader`):
+Readings come through the one memory interface (`residency.gpu.GpuReader`):
 NVML on discrete GPUs, MemAvailable on unified memory (GB10's device queries answer N/A and
 cudaMemGetInfo misleads there) and on the CPU backend.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from residency.gpu import GpuReader, HostReader, get_reader, process_tree, tree_bytes
 from residency.planner.result import DevicePlan, ModelPlan
-from residency.status.gpu import GpuReader, HostReader, get_reader, process_tree, tree_bytes
 from residency.units import GiB
 
 

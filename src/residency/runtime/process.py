@@ -54,7 +54,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def group_members(e: ProcEntry) -> list:
     """Live processes of the entry's process group that we started (created no earlier than it)."""
-    from residency.status.gpu import group_processes
+    from residency.gpu import group_processes
 
     return [] if e.pgid is None else group_processes(e.pgid, e.create_time)
 

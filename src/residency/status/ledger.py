@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from residency.errors import ResidencyError
-from residency.runtime.procs import process_alive
-from residency.status.assess import Thresholds, Warning, assess
-from residency.status.gpu import (
+from residency.gpu import (
     DeviceReading,
     GpuReader,
     HostMemory,
@@ -31,6 +29,8 @@ from residency.status.gpu import (
     process_tree,
     tree_bytes,
 )
+from residency.runtime.procs import process_alive
+from residency.status.assess import Thresholds, Warning, assess
 from residency.status.metrics import VllmMetrics, scrape_metrics
 from residency.status.probes import (
     ProxyStatus,

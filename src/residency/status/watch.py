@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from residency.status.ledger import Ledger, Thresholds, build_ledger, load_plan
 
 if TYPE_CHECKING:
+    from residency.gpu import GpuReader
     from residency.spec import StackSpec
-    from residency.status.gpu import GpuReader
 
 
 def iter_ledgers(
@@ -30,7 +30,7 @@ def iter_ledgers(
     A model going down between two ledgers is just a state change; a failing reading never ends
     the loop (build_ledger tolerates every probe failing)."""
 
-    from residency.status.gpu import get_reader
+    from residency.gpu import get_reader
 
     own_reader = reader is None
     reader = reader or get_reader()

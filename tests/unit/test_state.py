@@ -48,7 +48,7 @@ def test_a_corrupted_state_file_is_one_line_with_the_fix_exit_2(tmp_path, capsys
     assert len(err) == 1, err
     assert err[0].startswith(f"residency: {path}: not a residency state file (")
     assert err[0].endswith(
-        "(delete it and run `residency down SPEC` again: it finds what `up` started by its process tags)"
+        "(delete it: `residency down SPEC` still finds what `up` started, by its process tags)"
     )
 
 

@@ -109,7 +109,7 @@ def parse_state(text: str | bytes, path: Path) -> StackState:
         raise StateFileError(
             str(path),
             f"not a residency state file ({why[:160]})",
-            "delete it and run `residency down SPEC` again: it finds what `up` started by its process tags",
+            "delete it: `residency down SPEC` still finds what `up` started, by its process tags",
         ) from None
 
 

@@ -52,6 +52,15 @@ def test_a_corrupted_state_file_is_one_line_with_the_fix_exit_2(tmp_path, capsys
     )
 
 
+def test_an_oversized_state_file_is_refused_without_reading_it_all(tmp_path):
+    store = StateStore(tmp_path / "s")
+    store.dir.mkdir()
+    with open(store.path, "wb") as f:
+        f.truncate(64 << 20)  # sparse: 64 MiB of zeros
+    with pytest.raises(StateFileError, match="larger than 4 MiB"):
+        store.load()
+
+
 def test_state_file_carries_its_schema_version(tmp_path):
     store = StateStore(tmp_path / "s")
     store.save(StackState(spec_path="a.yaml", runtime="process", entries=[ProcEntry(name="m", pid=1)]))

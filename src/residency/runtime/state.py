@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from residency.errors import LockedError, StateFileError
 
 STATE_SCHEMA_VERSION = 1
+MAX_STATE_BYTES = 4 << 20  # a stack of hundreds of entries is a few hundred KiB
 
 
 class ProcEntry(BaseModel):
@@ -128,13 +129,20 @@ class StateStore:
     def load(self) -> StackState | None:
         """The recorded state; None when there is none; StateFileError when it is not a state file."""
         try:
-            text = self.path.read_bytes()
+            with open(self.path, "rb") as f:
+                text = f.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as e:
             raise StateFileError(
                 str(self.path), f"cannot read the state file ({e.strerror})", "check its permissions"
             ) from None
+        if len(text) > MAX_STATE_BYTES:
+            raise StateFileError(
+                str(self.path),
+                f"larger than {MAX_STATE_BYTES >> 20} MiB, not a state file `up` wrote",
+                "delete it: `residency down SPEC` still finds what `up` started, by its process tags",
+            )
         return parse_state(text, self.path)
 
     def recover(self, spec_path: Path | str, process_iter: object = None) -> StackState | None:

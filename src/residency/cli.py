@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         print(_usage_line(e), file=sys.stderr)
         sys.exit(ExitCode.BAD_INPUT)
-    except _click.Abort:
+    except typer.Abort:  # typer keeps Abort in typer.exceptions, not in its bundled click
         print("residency: aborted", file=sys.stderr)
         sys.exit(ExitCode.FAILED)
     sys.exit(rc if isinstance(rc, int) else ExitCode.OK)

@@ -36,3 +36,33 @@ def test_suggestion_for_an_option_is_kept(capsys):
     with pytest.raises(SystemExit):
         main(["plan", EXAMPLE, "--jsn"])
     assert "--json" in capsys.readouterr().err  # "(Possible options: --json, ...)"
+
+
+def test_abort_is_one_line_exit_1(monkeypatch, capsys):
+    # typer's Abort lives in typer.exceptions; naming it wrongly turned every uncaught exit
+    # (a broken pipe's SystemExit too) into an AttributeError traceback
+    import typer
+
+    import residency.cli as cli
+
+    def aborting(**_kw):
+        raise typer.Abort()
+
+    monkeypatch.setattr(cli, "app", aborting)
+    with pytest.raises(SystemExit) as ex:
+        main(["plan", EXAMPLE])
+    assert ex.value.code == 1
+    assert capsys.readouterr().err == "residency: aborted\n"
+
+
+def test_systemexit_from_click_passes_through(monkeypatch):
+    # click answers a broken pipe (`residency plan --json | head`) with sys.exit(1)
+    import residency.cli as cli
+
+    def broken_pipe(**_kw):
+        raise SystemExit(1)
+
+    monkeypatch.setattr(cli, "app", broken_pipe)
+    with pytest.raises(SystemExit) as ex:
+        main(["plan", EXAMPLE])
+    assert ex.value.code == 1

@@ -48,6 +48,14 @@ def _usage_line(e: _click.ClickException) -> str:
     ctx = getattr(e, "ctx", None)
     where = ctx.command_path if ctx is not None else "residency"
     msg = " ".join(e.format_message().split())
+    if isinstance(e, _click.NoArgsIsHelpError):
+        # no command: typer has printed the help already and left the message empty
+        names = (
+            ctx.command.list_commands(ctx)
+            if ctx is not None and hasattr(ctx.command, "list_commands")
+            else []
+        )
+        msg = f"give a command ({', '.join(names)})"
     if ctx is None:
         return f"{where}: {msg}"
     return f"{where}: {msg} (see '{where} --help')"

@@ -66,3 +66,15 @@ def test_systemexit_from_click_passes_through(monkeypatch):
     with pytest.raises(SystemExit) as ex:
         main(["plan", EXAMPLE])
     assert ex.value.code == 1
+
+
+def test_no_command_prints_help_and_one_line(capsys):
+    with pytest.raises(SystemExit) as ex:
+        main([])
+    out, err = capsys.readouterr()
+    assert ex.value.code == 2
+    assert "Usage" in out  # the help
+    assert (
+        err == "residency: give a command (plan, render, up, down, verify, status, calibrate, explain)"
+        " (see 'residency --help')\n"
+    )

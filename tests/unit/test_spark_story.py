@@ -275,3 +275,44 @@ def test_render_refuses_an_at_risk_plan_up_starts_it_after_reading_free_memory()
     with pytest.raises(ResidencyError):
         require_fit(p)
     require_fit(p, allow_at_risk=True)  # up: its unified-memory gate reads MemAvailable before the start
+
+
+def _fractions_in(fix: str) -> list[float]:
+    import re
+
+    return [float(x) for x in re.findall(r"gpu_memory_utilization (?:to |lowered to )?([01]\.\d\d)", fix)]
+
+
+def test_a_cold_failure_never_proposes_a_fraction_the_startup_check_cannot_grant():
+    """0.75 cold: raising the fraction to 1.00 was offered (no check passes above total - used - own context)."""
+    h = plan_file(STORY / "1-cold-075.yaml").model("heavy")
+    ceiling = (119.67 - 1.0 - h.context_gib) / 119.67
+    assert _fractions_in(h.error.fix) and all(f <= ceiling for f in _fractions_in(h.error.fix))
+    assert "1.00" not in h.error.fix
+
+
+def test_the_pinned_fix_for_a_cold_failure_is_not_itself_at_risk():
+    """0.85 alone on the preset Spark, cold: the proposed pin keeps a fraction an idle Spark's check passes, and
+    planning with exactly what the fix says loads."""
+    import re
+
+    d = {
+        "vllm_version": "0.33.0",
+        "device": {"preset": "dgx-spark", "start": "cold"},
+        "models": [
+            {
+                "name": "heavy",
+                "model": "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+                "gpu_memory_utilization": 0.85,
+                "max_model_len": 65536,
+                "max_num_seqs": 4,
+            }
+        ],
+    }
+    h = plan_dict(d).model("heavy")
+    assert h.error.kind == "no_cache_blocks"
+    kv = int(re.search(r"kv_cache_memory_bytes (\d+)", h.error.fix).group(1))
+    u = _fractions_in(h.error.fix)[0]
+    assert u < 0.85
+    d["models"][0].update(gpu_memory_utilization=u, kv_cache_memory_bytes=kv)
+    assert plan_dict(d).model("heavy").verdict == "ok"

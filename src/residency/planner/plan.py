@@ -251,7 +251,12 @@ def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
             f"the weights need {st.weights_bytes / GiB:.2f} GiB per GPU"
         )
     raise_txt = ""
-    if umin is not None and umin > u:
+    # the most this engine's check can ever grant it: the box with no earlier engine (and, on an idle unified
+    # box, only what it reliably offers); a higher fraction is no fix, however much is freed
+    ceiling = _max_fraction_seen(
+        sim, _offered_bytes(sim, total - int(sim.device.used_gib * GiB)) - st.context_bytes
+    )
+    if umin is not None and u < umin <= ceiling:
         raise_txt = f"raise gpu_memory_utilization to {umin:.2f}"
         if umin > umax:
             need = (requested_bytes(total, umin, rules) - seen) / GiB
@@ -263,6 +268,11 @@ def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
         alt = ""
         if e.settings.max_num_batched_tokens > 2048:
             alt = f", or lower max_num_batched_tokens from {e.settings.max_num_batched_tokens} to 2048"
+        if not raise_txt and (umin is None or umin > ceiling):
+            return (
+                f"no gpu_memory_utilization its startup check can grant (at most {ceiling:.2f} here) leaves room "
+                "for KV: use a smaller or quantized checkpoint, lower max_model_len, or more GPUs"
+            ) + alt
         return (raise_txt or "raise gpu_memory_utilization") + alt
     if kind == "sampler_oom":
         rows = min(e.settings.max_num_seqs, e.settings.max_num_batched_tokens)
@@ -306,8 +316,15 @@ def _cold_cause(sim: Sim, i: int, st: Startup, u: float) -> str:
     grow = (st.host_overhead_bytes - warm.host_overhead_bytes) / GiB
     pin = ""
     if sim.rules.has_kv_cache_memory_bytes:
+        # the fraction then only has to pass the startup check: never propose one an idle box may refuse
+        cap = _max_fraction_seen(sim, _offered_bytes(sim, st.free_at_start_bytes) - st.context_bytes)
+        keep = (
+            f"gpu_memory_utilization {u:.2f} kept"
+            if cap >= u
+            else f"gpu_memory_utilization lowered to {cap:.2f} ({u:.2f} needs more than the box reliably offers)"
+        )
         pin = (
-            f"pin the pool: kv_cache_memory_bytes {warm.available_kv_bytes} with gpu_memory_utilization {u:.2f} kept "
+            f"pin the pool: kv_cache_memory_bytes {warm.available_kv_bytes} with {keep} "
             "for the startup check (vLLM then skips the measurement; what `kv_sizing: pinned` proposes), or "
         )
     return (

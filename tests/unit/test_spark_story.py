@@ -316,3 +316,13 @@ def test_the_pinned_fix_for_a_cold_failure_is_not_itself_at_risk():
     assert u < 0.85
     d["models"][0].update(gpu_memory_utilization=u, kv_cache_memory_bytes=kv)
     assert plan_dict(d).model("heavy").verdict == "ok"
+
+
+def test_the_pinned_note_says_a_fraction_sized_pool_gets_nothing_cold_not_a_negative_pool():
+    notes = {m.name: " ".join(m.notes) for m in plan_file(EXAMPLE).models}
+    assert (
+        "none cold:" in notes["heavy"]
+        and "GiB short, 'No available memory for the cache blocks'" in notes["heavy"]
+    )
+    assert "(-" not in notes["heavy"]
+    assert " GiB cold; " in notes["fast"]  # the 4B's fraction-sized pool survives a cold load

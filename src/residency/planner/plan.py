@@ -557,10 +557,15 @@ def plan_stack(
         if e.pinned and changes[i]:
             fc = sim.run(i, solved[i], st.free_at_start_bytes, start="cold").available_kv_bytes / GiB
             fw = sim.run(i, solved[i], st.free_at_start_bytes, start="warm").available_kv_bytes / GiB
+            cold_txt = (
+                f"{fc:.2f} GiB cold"
+                if fc > 0
+                else f"none cold: {-fc:.2f} GiB short, 'No available memory for the cache blocks'"
+            )
             notes.append(
                 f"kv_cache_memory_bytes {changes[i]['kv_cache_memory_bytes']} pinned: on unified memory host growth "
                 "between vLLM's baseline and the end of profiling (page cache of a cold load, torch.compile heaps) "
-                f"is charged to a fraction-sized pool ({fc:.2f} GiB cold, {fw:.2f} GiB warm at {solved[i]:.2f}); "
+                f"is charged to a fraction-sized pool ({cold_txt}; {fw:.2f} GiB warm at {solved[i]:.2f}); "
                 "with the pool pinned vLLM skips that measurement (vllm-memory.md §9). gpu_memory_utilization "
                 f"{u:.2f} only passes the startup check. kv_sizing: fraction opts out"
             )

@@ -175,3 +175,17 @@ def test_version_missing_from_log(capsys, tmp_path):
     assert code == 0
     (c,) = store.load(cal)
     assert c.key.vllm_version == "0.20.0" and c.key.kv_cache_dtype == "fp8_e4m3"
+
+
+@pytest.mark.parametrize(
+    "cmd", [["calibrate", "--dry-run"], ["calibrate"], ["explain"], ["explain", "--json"]]
+)
+def test_a_log_without_a_vllm_start_is_bad_input(capsys, tmp_path, cmd):
+    # the wrong file is bad input (exit 2, one line), not "ok, nothing to say" (exit 0)
+    junk = tmp_path / "junk.log"
+    junk.write_text("hello world\n")
+    code, out, err = run(
+        capsys, *cmd, str(junk), *(["--file", str(tmp_path / "c.json")] if cmd == ["calibrate"] else [])
+    )
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "junk.log: no vLLM engine start found" in err

@@ -34,6 +34,17 @@ def read_log(path: Path) -> str:
         raise SpecError(str(path), f"cannot read it ({e.strerror})") from None
 
 
+def no_launch_error(paths: list[str]) -> Exception:
+    """A log with no vLLM engine start is the wrong file: bad input, exit 2."""
+    from residency.errors import SpecError
+
+    return SpecError(
+        ", ".join(paths),
+        "no vLLM engine start found",
+        "give the log of a `vllm serve` run from its first lines, which carry the version and settings",
+    )
+
+
 def launch_object(launch: Any, source: str, index: int) -> dict[str, Any]:
     d = launch.model_dump(mode="json")
     out: dict[str, Any] = {k: d.get(k) for k in CONTRACT_FIELDS}
@@ -104,6 +115,8 @@ def register(app: typer.Typer) -> None:
         for src, text in texts:
             for i, ln in enumerate(parse_log(text), 1):
                 found.append((src, i, ln))
+        if not found:
+            raise no_launch_error([src for src, _ in texts])
 
         if dry_run:
             if json_out:
@@ -143,12 +156,7 @@ def register(app: typer.Typer) -> None:
                 idle = f", idle free {b.idle_free_gib:.2f} GiB" if b.idle_free_gib is not None else ""
                 print(f"box {b.device}: total {b.total_gib:.2f} GiB{idle} (later plans for it use these)")
         if not stored and not learned:
-            why = (
-                "no launch found in the log(s)"
-                if not found
-                else "no launch reached KV sizing without an error"
-            )
-            raise ResidencyError(f"nothing calibrated: {why}")
+            raise ResidencyError("nothing calibrated: no launch reached KV sizing without an error")
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -167,9 +175,6 @@ def _print_table(found: list[tuple[str, int, Any]], results: dict[tuple[str, int
     from rich.table import Table
 
     con = Console()
-    if not found:
-        con.print("no vLLM engine start found in the log(s)")
-        return
     if con.width < 150:
         _print_cards(con, found, results)
         return

@@ -22,10 +22,12 @@ def register(app: typer.Typer) -> None:
         """
         from residency.calibrate.explain import explain_launch
         from residency.calibrate.logparse import parse_log
-        from residency.commands.calibrate import read_log
+        from residency.commands.calibrate import no_launch_error, read_log
         from residency.jsonout import dumps
 
         launches = parse_log(read_log(log))
+        if not launches:
+            raise no_launch_error([str(log)])
         picked = [(i, ln) for i, ln in enumerate(launches, 1) if ln.error is not None]
         if not picked and launches:
             picked = [(len(launches), launches[-1])]
@@ -47,9 +49,6 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         con = Console()
-        if not items:
-            con.print(f"no vLLM engine start found in {escape(str(log))}")
-            return
         for it in items:
             head = f"launch {it['launch']} of {len(launches)}"
             if it["model"] or it["vllm_version"]:

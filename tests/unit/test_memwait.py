@@ -152,3 +152,18 @@ def test_bringup_checks_through_the_gate_before_each_engine(tmp_path):
     m = SimpleNamespace(key="heavy", plan=heavy)
     _check_free_memory(m, plan, UpOptions(unified_gate=g), con, SimpleNamespace(entries=[]), tmp_path)
     assert drops == [1] and "waiting up to" in out.getvalue()
+
+
+def test_root_without_a_writable_drop_caches_says_so_and_still_waits():
+    """Root inside a container or user namespace: /proc/sys is read-only; the start goes on, no traceback."""
+    g, _, _ = gate([100.0], root=True)
+
+    def read_only() -> None:
+        raise OSError(30, "Read-only file system")
+
+    g.dropper = read_only
+    con, out = console()
+    assert g.before_start("heavy", 86.0, "fast", con) == pytest.approx(100.0)
+    text = out.getvalue()
+    assert "page cache not dropped" in text and "Read-only file system" in text and DROP_COMMAND in text
+    assert "dropped the page cache (" not in text

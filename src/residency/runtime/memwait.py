@@ -56,10 +56,18 @@ class UnifiedGate:
         """Drop caches (or say the command once), then wait until free >= need; the free GiB seen."""
         if self.drop_caches:
             if self.is_root():
-                self.dropper()
-                console.print(
-                    f"  {key}: dropped the page cache ({DROP_COMMAND.replace('sudo ', '')})", markup=False
-                )
+                try:
+                    self.dropper()
+                except OSError as e:  # root in a container or user namespace: /proc/sys is often read-only
+                    console.print(
+                        f"  {key}: page cache not dropped ({DROP_CACHES}: {e.strerror or e}); on the host run: "
+                        f"{DROP_COMMAND}",
+                        markup=False,
+                    )
+                else:
+                    console.print(
+                        f"  {key}: dropped the page cache ({DROP_COMMAND.replace('sudo ', '')})", markup=False
+                    )
             elif not self.said_command:
                 self.said_command = True
                 console.print(

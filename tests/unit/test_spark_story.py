@@ -326,3 +326,26 @@ def test_the_pinned_note_says_a_fraction_sized_pool_gets_nothing_cold_not_a_nega
     )
     assert "(-" not in notes["heavy"]
     assert " GiB cold; " in notes["fast"]  # the 4B's fraction-sized pool survives a cold load
+
+
+def test_no_cache_blocks_at_any_grantable_fraction_says_the_model_does_not_fit():
+    """An H100 with 3 GiB held elsewhere: at 0.95 (the most its check grants) the 80B's weights leave no KV; a
+    higher fraction is no fix, so none is offered."""
+    d = {
+        "vllm_version": "0.33.0",
+        "device": {"preset": "h100-80gb", "used_gib": 3},
+        "models": [
+            {
+                "name": "heavy",
+                "model": "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+                "gpu_memory_utilization": 0.95,
+                "max_model_len": 65536,
+                "max_num_seqs": 4,
+                "max_num_batched_tokens": 2048,
+            }
+        ],
+    }
+    h = plan_dict(d).model("heavy")
+    assert h.error.kind == "no_cache_blocks"
+    assert h.error.fix.startswith("no gpu_memory_utilization its startup check can grant (at most 0.95 here)")
+    assert "raise gpu_memory_utilization" not in h.error.fix

@@ -271,7 +271,7 @@ def _fix(sim: Sim, i: int, st: Startup, u: float) -> str:
         if not raise_txt and (umin is None or umin > ceiling):
             return (
                 f"no gpu_memory_utilization its startup check can grant (at most {ceiling:.2f} here) leaves room "
-                "for KV: use a smaller or quantized checkpoint, lower max_model_len, or more GPUs"
+                "for KV: use a smaller or quantized checkpoint, or more GPUs (tensor_parallel_size)"
             ) + alt
         return (raise_txt or "raise gpu_memory_utilization") + alt
     if kind == "sampler_oom":

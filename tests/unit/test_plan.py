@@ -245,3 +245,19 @@ def test_free_memory_of_later_models_follows_earlier_footprints():
     p = plan(d)
     f, h, t = p.models
     assert t.free_at_start_gib == pytest.approx(119.67 - 5 - f.footprint_gib - h.footprint_gib, abs=0.01)
+
+
+@pytest.mark.parametrize("example", ["h100.yaml", "dgx-spark-qwen3.yaml"])
+def test_together_predicts_the_planned_fractions_started_at_once(example):
+    # --together used to set every unset fraction to vLLM's 0.9 (sum 1.72 on the Spark example, marked as
+    # the solver's choice): it must start what the sequential plan renders, fractions and pinned pools alike
+    spec = load_spec(REPO / "examples" / example)
+    seq = plan_stack(spec, use_calibration=False)
+    tog = plan_stack(spec, use_calibration=False, start_together=True)
+    assert [m.gpu_memory_utilization for m in tog.models] == [m.gpu_memory_utilization for m in seq.models]
+    assert tog.utilization_sum <= spec.device.budget
+    if spec.device.preset == "dgx-spark":  # pinned pools: vLLM skips the measurement, so together is fine
+        assert [m.kv_cache_memory_bytes for m in tog.models] == [m.kv_cache_memory_bytes for m in seq.models]
+        assert [m.verdict for m in tog.models] == ["ok", "ok"]
+    else:  # profiled pools: the second engine's profile is charged the first one's loading
+        assert tog.models[1].verdict == "fail" and tog.models[1].error.kind == "no_cache_blocks"

@@ -352,7 +352,7 @@ def _max_fraction_seen(sim: Sim, free_seen: int) -> float:
     return _max_fraction_for_free(max(free_seen, 0), sim.device.total_bytes, sim.rules)
 
 
-def _pin(sim: Sim, fracs: list[float], together: bool) -> tuple[list[dict[str, Any]], list[float]]:
+def _pin(sim: Sim, fracs: list[float]) -> tuple[list[dict[str, Any]], list[float]]:
     """Pinned entries: kv_cache_memory_bytes = the warm-start pool at the solved (or given) fraction, and a
     solver-chosen fraction lowered (never raised) to what the startup check reliably finds free (vllm-memory.md
     §9 planner note); a fraction the spec gives is kept."""
@@ -360,12 +360,12 @@ def _pin(sim: Sim, fracs: list[float], together: bool) -> tuple[list[dict[str, A
     changes: list[dict[str, Any]] = [{} for _ in range(n)]
     if not any(e.pinned for e in sim.entries):
         return changes, fracs
-    warm, _ = sim.sequence(fracs, together=together)
+    warm, _ = sim.sequence(fracs)
     for i, e in enumerate(sim.entries):
         if e.pinned and warm[i].error_kind is None and warm[i].available_kv_bytes > 0:
             changes[i] = {"kv_cache_memory_bytes": int(warm[i].available_kv_bytes)}
     sim.starts = [None] * n
-    sts, _ = sim.sequence(fracs, together=together, changes=changes)
+    sts, _ = sim.sequence(fracs, changes=changes)
     out = list(fracs)
     for i, st in enumerate(sts):
         if changes[i] and st.error_kind is None and sim.entries[i].spec.gpu_memory_utilization is None:
@@ -517,7 +517,7 @@ def plan_stack(
     budget = device.budget
     fixed = [m.gpu_memory_utilization for m in spec.models]
     solver_text: str | None = None
-    if any(f is None for f in fixed) and not start_together:
+    if any(f is None for f in fixed):
         res = solver.solve(
             fixed,
             [m.name for m in spec.models],
@@ -533,7 +533,8 @@ def plan_stack(
     else:
         fracs = [float(f) if f is not None else 0.9 for f in fixed]
     solved = list(fracs)
-    changes, fracs = _pin(sim, fracs, start_together)
+    # --together predicts the planned deployment (the sequential solve and pins, as rendered) started at once
+    changes, fracs = _pin(sim, fracs)
     lowered = [
         f"{e.spec.name} {solved[i]:.2f} -> {fracs[i]:.2f}"
         for i, e in enumerate(entries)

@@ -70,3 +70,17 @@ def test_bad_input_exits_2_with_one_line(cmd, case, tmp_path, capsys, monkeypatc
     assert where in line and problem in line and fix in line, line
     # nothing was started or written
     assert not (tmp_path / "out").exists() and not (tmp_path / "state").exists()
+
+
+def test_a_solver_failure_is_printed_once(tmp_path, capsys):
+    # the solver's text is its own line; its copy in the warnings is not printed again
+    spec = tmp_path / "one.yaml"
+    spec.write_text(
+        'vllm_version: "0.33.0"\ndevice: {preset: h100-80gb}\nmodels:\n'
+        "  - {name: quick, model: meta-llama/Llama-3.1-8B-Instruct, max_model_len: 8192}\n"
+    )
+    with pytest.raises(SystemExit) as ex:
+        main(["plan", str(spec), "--no-calibration"])
+    out = capsys.readouterr().out
+    assert ex.value.code == 1
+    assert " ".join(out.split()).count("cannot serve 1024 requests") == 1

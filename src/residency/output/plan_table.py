@@ -113,6 +113,8 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
             con.print(f"   means: {m.error.meaning}")
             con.print(f"   [bold]fix[/]: {m.error.fix}")
     for w in plan.warnings:
+        if plan.solver and w.startswith("solver: ") and plan.solver.startswith(w[len("solver: ") :]):
+            continue  # printed just above as the solver line
         con.print(f"[yellow]warning[/]: {w}")
     if explain:
         if d.host_reserve_gib:

@@ -77,10 +77,10 @@ def test_a_solver_failure_is_printed_once(tmp_path, capsys):
     spec = tmp_path / "one.yaml"
     spec.write_text(
         'vllm_version: "0.33.0"\ndevice: {preset: h100-80gb}\nmodels:\n'
-        "  - {name: quick, model: meta-llama/Llama-3.1-8B-Instruct, max_model_len: 8192}\n"
+        "  - {name: quick, model: meta-llama/Llama-3.1-8B-Instruct, max_model_len: 8192, max_num_seqs: 4096}\n"
     )
     with pytest.raises(SystemExit) as ex:
         main(["plan", str(spec), "--no-calibration"])
     out = capsys.readouterr().out
     assert ex.value.code == 1
-    assert " ".join(out.split()).count("cannot serve 1024 requests") == 1
+    assert " ".join(out.split()).count("cannot serve 4096 requests") == 1

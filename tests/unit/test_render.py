@@ -293,3 +293,11 @@ def test_writer_loose_env_mode_counts_as_change(tmp_path):
         write_files(out, render_files(spec, plan, out), force=False)
     write_files(out, render_files(spec, plan, out), force=True)
     assert stat.S_IMODE((out / ".env").stat().st_mode) == 0o600
+
+
+def test_k8s_secret_placeholder_warns_before_it_overwrites_a_created_secret(rendered):
+    # `kubectl create secret ... --from-env-file` then `kubectl apply -f k8s/` would put the placeholder back
+    text = rendered[2]["k8s/litellm.yaml"].content
+    head = text.split("apiVersion:", 1)[0]
+    assert "--from-env-file=../.env" in head and "puts the placeholder back" in head
+    assert "LITELLM_MASTER_KEY: ${LITELLM_MASTER_KEY}" in text  # the placeholder

@@ -60,6 +60,7 @@ LITELLM_HEADER = """\
 # from the rendered .env without printing the key, e.g.
 #   set -a; . ../.env; set +a; envsubst < litellm.yaml | kubectl apply -f -
 # or create it directly:  kubectl create secret generic {secret} --from-env-file=../.env
+# and then apply this file without its Secret document (applying it as is puts the placeholder back).
 """
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from residency.cli import main
 from residency.planner.placement import place_fleet
 from residency.spec import load_spec
 
@@ -138,3 +139,16 @@ def test_render_cli_writes_per_host_compose_and_one_proxy_config(tmp_path):
         if ln.startswith("LITELLM_MASTER_KEY=")
     )
     assert key and key not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("flag", [["--svg", "x.svg"], ["--together"], ["--live"]])
+def test_one_device_options_are_refused_for_a_fleet(flag, tmp_path, capsys):
+    # they were silently ignored: `plan fleet.yaml --svg F` wrote nothing and exited 0
+    fleet = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
+    args = [str(tmp_path / a) if a.endswith(".svg") else a for a in flag]
+    with pytest.raises(SystemExit) as ex:
+        main(["plan", str(fleet), *args])
+    err = capsys.readouterr().err
+    assert ex.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"residency: {flag[0]}: applies to a one-device spec")
+    assert not (tmp_path / "x.svg").exists()

@@ -40,7 +40,14 @@ def register(app: typer.Typer) -> None:
 
         s = load_spec(spec)
         if s.hosts:  # multi-host spec: fleet placement (issue 7)
+            from residency.errors import SpecError
             from residency.output.placement_table import run_fleet_plan
+
+            for flag, given in (("--svg", svg is not None), ("--together", together), ("--live", live)):
+                if given:  # one device's options: refused rather than silently ignored
+                    raise SpecError(
+                        flag, "applies to a one-device spec, not to one with hosts:", f"drop {flag}"
+                    )
 
             raise typer.Exit(
                 run_fleet_plan(s, json_out=json_out, explain=explain, use_calibration=not no_calibration)

@@ -138,7 +138,7 @@ def vllm_service(spec: StackSpec, m: Member, previous: str | None, spec_dir: Pat
             "test": ["CMD", "python3", "-c", _PY_HEALTH.format(port=port, path=HEALTH_PATH)],
             # no start_interval: Debian's docker-compose 1.29 rejects the key (and engines < 25
             # ignore it), so a short interval keeps the start chain quick
-            "interval": "10s",
+            "interval": "5s",
             "timeout": "5s",
             "retries": 3,
             "start_period": f"{start_period_seconds(m.plan.weights_gib)}s",
@@ -175,7 +175,7 @@ def proxy_service(spec: StackSpec, last: str | None) -> dict[str, Any]:
         "labels": {LABEL_KIND: "proxy"},
         "healthcheck": {
             "test": ["CMD", "python3", "-c", _PY_HEALTH.format(port=port, path="/health/liveliness")],
-            "interval": "10s",
+            "interval": "5s",
             "timeout": "5s",
             "retries": 3,
             "start_period": "60s",

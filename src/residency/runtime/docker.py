@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from residency.errors import ResidencyError
-from residency.render.common import Member, service_name
+from residency.render.common import HEALTH_PATH, Member, service_name
 from residency.render.compose import PROXY_SERVICE, host_network, vllm_args, vllm_port
 from residency.runtime.state import ProcEntry, StackState, StateStore
 from residency.spec import StackSpec
@@ -250,7 +250,14 @@ class DockerBackend:
 
     def healthy(self, e: ProcEntry) -> bool:
         c = self.dc.container(e.service or "")
-        return c is not None and c["status"] == "running" and c["health"] == "healthy"
+        if c is None or c["status"] != "running":
+            return False
+        if e.port and e.kind == "vllm" and host_network(self.spec):
+            # on the host network /health answers directly, without the health check's interval lag
+            from residency.runtime.process import http_ok
+
+            return http_ok(f"http://127.0.0.1:{e.port}{HEALTH_PATH}")
+        return c["health"] == "healthy"
 
     def log_text(self, e: ProcEntry) -> str:
         return self.dc.logs(e.service or "")
@@ -272,4 +279,14 @@ class DockerBackend:
         return self._entry("litellm", PROXY_SERVICE, "proxy", [], self.spec.proxy.port)
 
     def proxy_ready(self, e: ProcEntry) -> bool:
-        return self.healthy(e)
+        if not host_network(self.spec):
+            return self.healthy(e)
+        c = self.dc.container(e.service or "")
+        if c is None or c["status"] != "running":
+            return False
+        from residency.runtime.process import http_ok
+
+        base = f"http://127.0.0.1:{e.port}"  # ready means serving the models with the stack's key
+        return http_ok(f"{base}/health/readiness") and http_ok(
+            f"{base}/v1/models", headers={"Authorization": f"Bearer {self.master_key}"}
+        )

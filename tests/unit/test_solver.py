@@ -149,3 +149,33 @@ def test_one_min_fraction_search_with_and_without_a_hint():
         assert search_min_fraction(probe, ok, hint=hint)[0] == 0.37
     assert search_min_fraction(probe, lambda u: False, hi=0.95) == (None, 0.95)
     assert search_min_fraction(probe, ok, lo=0.5)[0] == 0.5
+
+
+def test_a_spec_silent_on_concurrency_plans_one_full_length_request(tmp_path):
+    """One 8B on an H100 with no max_num_seqs: vLLM's default 1,024 is a cap, not a target; the plan
+    fits (it used to demand 1,024 x 8,192 tokens, fail and show the model at fraction 0.00)."""
+    from residency.planner.plan import plan_stack
+    from residency.spec import load_spec
+
+    f = tmp_path / "one.yaml"
+    f.write_text(
+        'vllm_version: "0.33.0"\ndevice: {preset: h100-80gb}\nmodels:\n'
+        "  - {name: llama, model: meta-llama/Llama-3.1-8B-Instruct, max_model_len: 8192}\n"
+    )
+    p = plan_stack(load_spec(f), use_calibration=False)
+    assert p.fits and p.models[0].verdict == "ok"
+    assert p.models[0].gpu_memory_utilization >= 0.5  # slack goes to the only model
+
+
+def test_an_unmeetable_demand_fails_the_plan_without_a_zero_fraction(tmp_path):
+    from residency.planner.plan import plan_stack
+    from residency.spec import load_spec
+
+    f = tmp_path / "one.yaml"
+    f.write_text(
+        'vllm_version: "0.33.0"\ndevice: {preset: h100-80gb}\nmodels:\n'
+        "  - {name: llama, model: meta-llama/Llama-3.1-8B-Instruct, max_model_len: 8192, max_num_seqs: 4096}\n"
+    )
+    p = plan_stack(load_spec(f), use_calibration=False)
+    assert not p.fits and "cannot serve 4096 requests" in (p.solver or "")
+    assert p.models[0].gpu_memory_utilization > 0.0

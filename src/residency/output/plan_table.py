@@ -39,7 +39,11 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
     )
     t = Table(
         show_lines=False,
-        caption="GiB per GPU; other = non-torch + unified-memory host overhead; conc = max concurrency at max_model_len"
+        caption=(
+            "GiB per GPU; other = non-torch"
+            + (" + unified-memory host overhead" if d.unified else "")
+            + "; conc = max concurrency at max_model_len"
+        )
         + ("; KV cold..warm on unified memory" if d.unified else ""),
     )
     for col, j in [

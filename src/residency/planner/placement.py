@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from residency.memory.device import resolve_device
 from residency.planner.result import ModelPlan, Plan
-from residency.planner.solver import STEP, search_min_fraction
+from residency.planner.solver import STEP, requirement, search_min_fraction
 from residency.ports import DEFAULT_VLLM_PORT
 from residency.spec import DeviceSpec, HostSpec, ModelSpec, StackSpec
 
@@ -73,12 +73,6 @@ class Demand:
 DemandFn = Callable[[ModelSpec, DeviceSpec, str], Demand]
 
 
-def requirement(m: ModelSpec, resolved_max_num_seqs: int | None = None) -> float:
-    """Requests at max_model_len the KV pool must hold, as the planner's solver counts them:
-    min_concurrency, else max_num_seqs (vLLM's version default when the spec is silent)."""
-    return float(m.min_concurrency or m.max_num_seqs or resolved_max_num_seqs or 1)
-
-
 def _single_spec(
     spec_version: str, m: ModelSpec, dev: DeviceSpec, fraction: float | None, **extra: Any
 ) -> StackSpec:
@@ -107,7 +101,7 @@ def planner_demand(
     fixed = m.gpu_memory_utilization is not None
     probe_u = m.gpu_memory_utilization or min(0.9, dev.budget)
     p = plan_fn(_single_spec(vllm_version, m, dev, probe_u, **extra)).models[0]
-    need = requirement(m, p.max_num_seqs)
+    need = requirement(m)
     total = p.requested_gib / probe_u if probe_u else 0.0
     if fixed:
         err = None

@@ -500,7 +500,7 @@ def plan_stack(
         es, notes = engine_settings(m, f, device, rules)
         es, notes = agent_plan.plan_context(spec, m, es, notes)
         meas, cal_note = _calibration(spec, m, device) if use_calibration else (None, None)
-        target = float(m.min_concurrency or es.max_num_seqs)
+        target = solver.requirement(m)
         entries.append(Entry(m, f, es, meas, cal_note, notes, target))
     for e in entries:
         e.pinned = (
@@ -517,6 +517,7 @@ def plan_stack(
     budget = device.budget
     fixed = [m.gpu_memory_utilization for m in spec.models]
     solver_text: str | None = None
+    solver_ok = True  # a demand the solver could not meet fails the plan even if every engine loads
     if any(f is None for f in fixed):
         res = solver.solve(
             fixed,
@@ -528,6 +529,7 @@ def plan_stack(
             budget,
         )
         fracs, solver_text = res.fractions, res.text
+        solver_ok = res.ok
         if not res.ok:
             warnings.append("solver: " + res.text)
     else:
@@ -692,7 +694,7 @@ def plan_stack(
             host_reserve_gib=device.host_reserve_gib,
             total_source=device.total_source,
         ),
-        fits=all(m.verdict == "ok" for m in models),
+        fits=solver_ok and all(m.verdict == "ok" for m in models),
         utilization_sum=usum,
         launch_order=[m.name for m in models],
         models=models,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from residency.memory.engine import Startup
+from residency.spec import ModelSpec
 
 STEP = 0.01
 T = TypeVar("T")
@@ -74,6 +75,15 @@ def search_min_fraction(
     return round(best * STEP, 2), seen[best][1]
 
 
+def requirement(m: ModelSpec) -> float:
+    """Requests at max_model_len the KV pool must hold, as the planner's solver counts them:
+    min_concurrency, else the max_num_seqs the spec sets, else one. vLLM's own default max_num_seqs
+    (256 or 1024 by version and device) is a scheduler cap, not a demand: 1,024 full-length requests is
+    a pool no single GPU holds, so a spec silent on both asks for one full-length request (the solver
+    then spreads the slack)."""
+    return float(m.min_concurrency or m.max_num_seqs or 1)
+
+
 def min_fraction(
     run: Callable[[float], Startup], target_concurrency: float | None, lo: float = STEP, hi: float = 1.0
 ) -> tuple[float | None, Startup | None]:
@@ -102,10 +112,15 @@ def solve(
     n = len(fixed)
     free_idx = [i for i in range(n) if fixed[i] is None]
     mins: dict[int, float] = {}
+    shown: dict[int, float] = {}  # what a model that misses its target is shown at
     problems: list[str] = []
     for i in free_idx:
         u, st = min_fraction(runs[i], targets[i])
         if u is None:
+            # the smallest fraction that loads at all, else the whole budget: the verdict then shows the
+            # real failure, never a 0.00 that vLLM would refuse for a reason the plan does not name
+            loads, _ = min_fraction(runs[i], None)
+            shown[i] = loads if loads is not None else round(budget, 2)
             why = (
                 st.error_kind
                 if st is not None and st.error_kind
@@ -120,7 +135,7 @@ def solve(
             mins[i] = u
     if problems:
         return SolveResult(
-            [f if f is not None else mins.get(i, 0.0) for i, f in enumerate(fixed)],
+            [f if f is not None else mins.get(i, shown.get(i, budget)) for i, f in enumerate(fixed)],
             "; ".join(problems),
             False,
             mins,

@@ -349,3 +349,23 @@ def test_no_cache_blocks_at_any_grantable_fraction_says_the_model_does_not_fit()
     assert h.error.kind == "no_cache_blocks"
     assert h.error.fix.startswith("no gpu_memory_utilization its startup check can grant (at most 0.95 here)")
     assert "raise gpu_memory_utilization" not in h.error.fix
+
+
+def test_footprints_over_an_idle_sparks_offer_are_warned_about_since_up_waits_for_them():
+    """The example's engines need ~109 GiB; a stock Spark offers ~100 GiB to vLLM at idle: the plan says
+    that up (which waits for each footprint, runtime/memory.needed_gib) would stop before the last."""
+    from pathlib import Path
+
+    from residency.planner.plan import plan_stack
+    from residency.spec import load_spec
+
+    root = Path(__file__).resolve().parents[2]
+    p = plan_stack(load_spec(root / "examples" / "dgx-spark-qwen3.yaml"), use_calibration=False)
+    engines = sum(m.footprint_gib for m in p.models)
+    assert engines > 100.0
+    assert any("footprints sum to" in w and "up" in w for w in p.warnings)
+    # a box measured to offer more (calibration or --live) is not warned about
+    spec = load_spec(root / "examples" / "dgx-spark-qwen3.yaml")
+    spec.device.total_gib = 119.67
+    p2 = plan_stack(spec, use_calibration=False)
+    assert not any("footprints sum to" in w for w in p2.warnings)

@@ -348,6 +348,15 @@ def _offered_bytes(sim: Sim, free: int) -> int:
     return free - unoffered
 
 
+def _idle_offer_gib(d: Device) -> float | None:
+    """What an idle unified box offers all engines together (its measured idle free, else the GB10 field
+    figure for a preset box), or None where no such figure applies (_offered_bytes' rule)."""
+    if not d.uma_gpu or (d.idle_free_gib is None and not (d.is_gb10 and d.total_source == "preset")):
+        return None
+    idle = d.idle_free_gib if d.idle_free_gib is not None else idle_offered_gib(d.total_gib)
+    return max(0.0, idle - max(0.0, d.used_gib - (d.total_gib - idle)))
+
+
 def _max_fraction_seen(sim: Sim, free_seen: int) -> float:
     return _max_fraction_for_free(max(free_seen, 0), sim.device.total_bytes, sim.rules)
 
@@ -681,6 +690,17 @@ def plan_stack(
         m.footprint_gib for m, st in zip(models, sts, strict=True) if st.error_kind is None
     ) / max(1, device.count)
     headroom = device.total_gib - used_total
+    offered = _idle_offer_gib(device)
+    engines = used_total - device.used_gib
+    if offered is not None and engines > offered + 1e-6:
+        # up's unified-memory gate waits for each engine's footprint to be free as vLLM reads it
+        # (runtime/memory.needed_gib), so on a box offering only this much it stops before the last engine
+        warnings.append(
+            f"the footprints sum to {engines:.2f} GiB, more than the ~{offered:.1f} GiB an idle box of this kind "
+            "reliably offers (unified-memory.md §2): `up` waits for each engine's footprint and stops (exit 1) "
+            "before the one that does not fit; read the real figure with `plan --live` on the box, or lower "
+            "max_model_len/max_num_seqs"
+        )
     return Plan(
         vllm_version=rules.version,
         device=DevicePlan(

@@ -78,3 +78,19 @@ def test_no_command_prints_help_and_one_line(capsys):
         err == "residency: give a command (plan, render, up, down, verify, status, calibrate, explain)"
         " (see 'residency --help')\n"
     )
+
+
+def test_verify_takes_no_key_on_the_command_line_but_reads_a_key_file(tmp_path, capsys):
+    """Secrets never in argv: --key is gone (a usage error), --key-file's first line is the key."""
+    from residency.commands.verify import _read_key_file
+
+    with pytest.raises(SystemExit) as ex:
+        main(["verify", "--url", "http://127.0.0.1:9/v1", "--key", "sk-secret"])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err
+    assert "sk-secret" not in err and len(err.strip().splitlines()) == 1
+    f = tmp_path / "k"
+    f.write_text("sk-from-file\nignored\n")
+    assert _read_key_file(str(f)) == "sk-from-file"
+    (tmp_path / "e").write_text("LITELLM_MASTER_KEY=sk-env-style\n")
+    assert _read_key_file(str(tmp_path / "e")) == "sk-env-style"

@@ -22,10 +22,12 @@ def register(app: typer.Typer) -> None:
         url: Annotated[
             str | None, typer.Option("--url", help="Proxy or vLLM base URL, e.g. http://127.0.0.1:4000/v1.")
         ] = None,
-        key: Annotated[
+        key_file: Annotated[
             str | None,
             typer.Option(
-                "--key", help="Proxy key (default: $LITELLM_MASTER_KEY or the spec's key env / .env file)."
+                "--key-file",
+                help="File whose first line is the proxy key (default: $LITELLM_MASTER_KEY or the spec's key "
+                "env / .env file). A key is never taken from the command line, where ps and shell history see it.",
             ),
         ] = None,
         model: Annotated[
@@ -56,6 +58,7 @@ def register(app: typer.Typer) -> None:
         if (spec is None) == (url is None):
             raise SpecError("verify", "give either a SPEC file or --url", "e.g. residency verify stack.yaml")
         checks = select_checks(only, skip)
+        key = _read_key_file(key_file) if key_file else None
         if url:
             targets = targets_from_url(url, key, model or [], direct or [])
         else:
@@ -112,3 +115,29 @@ def _run(targets, checks, timeout: float):
                 prog.advance(task)
 
         return run_verify(targets, checks, timeout, progress=on)
+
+
+def _read_key_file(path: str) -> str:
+    """The first line of a regular file (not a FIFO or device, which could block), at most 4 KiB."""
+    import os
+    import stat
+
+    from residency.errors import SpecError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise SpecError("--key-file", f"cannot read {path}: {e.strerror}", "give a readable file") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecError("--key-file", f"{path} is not a regular file", "give a file holding the key")
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    lines = data.decode("utf-8", "replace").splitlines()
+    key = lines[0].strip() if lines else ""
+    if key.startswith(("LITELLM_MASTER_KEY=", "export ")):
+        key = key.split("=", 1)[-1].strip().strip("'\"")
+    if not key:
+        raise SpecError("--key-file", f"{path} holds no key on its first line", "write the key on line 1")
+    return key

@@ -369,3 +369,13 @@ def test_footprints_over_an_idle_sparks_offer_are_warned_about_since_up_waits_fo
     spec.device.total_gib = 119.67
     p2 = plan_stack(spec, use_calibration=False)
     assert not any("footprints sum to" in w for w in p2.warnings)
+
+
+def test_messages_residency_predicts_are_not_shown_as_vllms_words():
+    from residency.memory import messages
+
+    for text in (messages.graph_capture_oom(2 * 2**30, 2**30), messages.kv_alloc_oom(2**33, 2**32)):
+        assert not text.startswith("torch.OutOfMemoryError: CUDA out of memory.")  # torch's own wording
+        assert "expected" in text
+    assert {"graph_capture_oom", "kv_alloc_oom", "agent_context"} <= messages.PREDICTED_TEXT
+    assert "sampler_oom" not in messages.PREDICTED_TEXT  # verbatim vLLM text

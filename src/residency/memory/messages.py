@@ -102,18 +102,24 @@ def sampler_oom(num_reqs: int) -> str:
     )
 
 
+# Kinds whose message is residency's own prediction, not text vLLM prints: the plan must not show them as
+# "vLLM says" (torch's real OutOfMemoryError names sizes residency cannot know in advance).
+PREDICTED_TEXT = frozenset({"graph_capture_oom", "kv_alloc_oom", "overcommit", "agent_context"})
+
+
 def graph_capture_oom(graphs_b: float, left_b: float) -> str:
-    """torch's allocator error inside capture_model (gpu_model_runner.capture_model), after the KV pool exists."""
+    """Predicted torch.OutOfMemoryError inside capture_model (gpu_model_runner.capture_model), after the KV
+    pool exists; torch's own text names the failing allocation instead."""
     return (
-        f"torch.OutOfMemoryError: CUDA out of memory while capturing CUDA graphs: the graph pool needs about "
+        f"CUDA out of memory expected while capturing CUDA graphs (torch.OutOfMemoryError): the graph pool needs about "
         f"{graphs_b / GiB:.2f} GiB and {left_b / GiB:.2f} GiB is left after the KV cache."
     )
 
 
 def kv_alloc_oom(kv_b: float, free_b: float) -> str:
-    """torch's allocator error when the KV tensors are allocated (initialize_from_config)."""
+    """Predicted torch.OutOfMemoryError when the KV tensors are allocated (initialize_from_config)."""
     return (
-        f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {kv_b / GiB:.2f} GiB for the KV cache "
+        f"CUDA out of memory expected (torch.OutOfMemoryError) allocating {kv_b / GiB:.2f} GiB for the KV cache "
         f"with {free_b / GiB:.2f} GiB free on the device at startup (weights and the rest included)."
     )
 

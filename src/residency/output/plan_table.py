@@ -110,9 +110,11 @@ def print_plan(plan: Plan, explain: bool = False) -> None:
     for m in plan.models:
         if m.error:
             n += 1
+            from residency.memory.messages import PREDICTED_TEXT
+
             who = "at risk: on some boxes vLLM says" if m.error.kind == "at_risk" else "vLLM says"
-            if m.error.kind == "overcommit":
-                who = "overcommit"
+            if m.error.kind in PREDICTED_TEXT:
+                who = {"overcommit": "overcommit", "agent_context": "agent clients"}.get(m.error.kind, "predicted")
             con.print(f"[bold red]{n}. {m.name}[/]: {who}: {m.error.message}")
             con.print(f"   means: {m.error.meaning}")
             con.print(f"   [bold]fix[/]: {m.error.fix}")

@@ -348,3 +348,29 @@ def test_cli_text_report_renders(capsys):
     render(_report((FAIL, True, "start vLLM with X"), (PASS, True, None)), con)
     out = con.export_text()
     assert "FAIL [1]" in out and "1. start vLLM with X" in out and "NOT OK" in out
+
+
+def _streamed(chunks: int, content: str):
+    from residency.verify.client import Streamed
+    from residency.verify.sse import StreamResult
+
+    r = StreamResult(
+        frames=chunks + 1, chunks=chunks, done=True, roles=["assistant"], content=content,
+        content_chunks=max(1, chunks - 2), finish_reasons=["stop"], usage={"total_tokens": 9},
+    )
+    return Streamed(r, [0.5 + i * 1e-4 for i in range(chunks + 1)], 200)
+
+
+@pytest.mark.parametrize(
+    "chunks,content,status",
+    [(4, "Hi", PASS), (12, "a longer answer of many tokens", WARN)],
+)
+def test_m2_calls_buffering_only_on_streams_long_enough_to_span_engine_steps(monkeypatch, chunks, content, status):
+    """A two-token answer can come out of one engine step and arrive at once (CI saw it warn through the
+    proxy); a long stream arriving within 2 ms is buffered somewhere."""
+    from residency.verify.checks import chat as chat_checks
+    from residency.verify.client import Hop
+
+    monkeypatch.setattr(chat_checks, "stream_chat", lambda hop, body, timeout=None: _streamed(chunks, content))
+    out = chat_checks.m2_stream(_ctx(), Hop("proxy", "http://127.0.0.1:9/v1", "m"))
+    assert out.status == status, out.detail

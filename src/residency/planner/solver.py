@@ -78,7 +78,8 @@ def search_min_fraction(
 def requirement(m: ModelSpec) -> float:
     """Requests at max_model_len the KV pool must hold, as the planner's solver counts them:
     min_concurrency, else the max_num_seqs the spec sets, else one. vLLM's own default max_num_seqs
-    (256 or 1024 by version and device) is a scheduler cap, not a demand: 1,024 full-length requests is
+    (256 or 1024 by device memory, docs/vllm-versions.md rows V10-batch-defaults and V28-big-tier) is a
+    scheduler cap, not a demand: 1,024 full-length requests is
     a pool no single GPU holds, so a spec silent on both asks for one full-length request (the solver
     then spreads the slack)."""
     return float(m.min_concurrency or m.max_num_seqs or 1)

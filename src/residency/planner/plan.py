@@ -339,21 +339,26 @@ def _offered_bytes(sim: Sim, free: int) -> int:
     """Of `free` (total - used - earlier footprints), what vLLM's check reliably finds on a unified box: an
     idle box offers only its idle free (measured, else memory/unified.py's field figure)."""
     d = sim.device
-    if not d.uma_gpu or (d.idle_free_gib is None and not (d.is_gb10 and d.total_source == "preset")):
-        return (
-            free  # the idle figure is a GB10 field measurement for an undescribed box (unified-memory.md §2)
-        )
-    idle = d.idle_free_gib if d.idle_free_gib is not None else idle_offered_gib(d.total_gib)
+    idle = _idle_gib(d)
+    if idle is None:
+        return free
     unoffered = max(0, d.total_bytes - int(d.used_gib * GiB) - int(idle * GiB))
     return free - unoffered
 
 
-def _idle_offer_gib(d: Device) -> float | None:
-    """What an idle unified box offers all engines together (its measured idle free, else the GB10 field
-    figure for a preset box), or None where no such figure applies (_offered_bytes' rule)."""
+def _idle_gib(d: Device) -> float | None:
+    """An idle unified box's free memory as vLLM's check reads it: measured (calibration, live), else the
+    GB10 field figure for an undescribed preset box (unified-memory.md §2); None where neither applies."""
     if not d.uma_gpu or (d.idle_free_gib is None and not (d.is_gb10 and d.total_source == "preset")):
         return None
-    idle = d.idle_free_gib if d.idle_free_gib is not None else idle_offered_gib(d.total_gib)
+    return d.idle_free_gib if d.idle_free_gib is not None else idle_offered_gib(d.total_gib)
+
+
+def _idle_offer_gib(d: Device) -> float | None:
+    """What an idle unified box offers all engines together, after used_gib beyond its unoffered part."""
+    idle = _idle_gib(d)
+    if idle is None:
+        return None
     return max(0.0, idle - max(0.0, d.used_gib - (d.total_gib - idle)))
 
 

@@ -30,10 +30,22 @@ app = typer.Typer(
 _debug = False
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"residency {version('residency')}")
+        raise typer.Exit(ExitCode.OK)
+
+
 @app.callback()
 def _options(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback behind an error's one-line message")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print residency's version and exit"),
     ] = False,
 ) -> None:
     global _debug

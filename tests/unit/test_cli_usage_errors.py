@@ -94,3 +94,13 @@ def test_verify_takes_no_key_on_the_command_line_but_reads_a_key_file(tmp_path, 
     assert _read_key_file(str(f)) == "sk-from-file"
     (tmp_path / "e").write_text("LITELLM_MASTER_KEY=sk-env-style\n")
     assert _read_key_file(str(tmp_path / "e")) == "sk-env-style"
+
+
+def test_version_prints_the_installed_distribution_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as ex:
+        main(["--version"])
+    out, err = capsys.readouterr()
+    assert ex.value.code == 0 and err == ""
+    assert out == f"residency {version('residency')}\n"

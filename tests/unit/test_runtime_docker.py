@@ -79,10 +79,11 @@ class FakeDocker:
     """Answers like docker + docker-compose 1.29 (no v2 plugin): a service becomes healthy two
     inspects after `up`; the failing one exits after its first inspect."""
 
-    def __init__(self, fail_service: str | None = None):
+    def __init__(self, fail_service: str | None = None, fail_up: str | None = None):
         self.calls: list[list[str]] = []
         self.up: dict[str, int] = {}  # service -> inspects since up
         self.fail = fail_service
+        self.fail_up = fail_up  # `docker-compose up` of this service fails, leaving a created container
 
     def _ids(self, cmd):
         pre = "label=com.docker.compose.service="
@@ -120,6 +121,10 @@ class FakeDocker:
                 out = "Available KV cache memory: 12.00 GiB\ninit engine (profile, create kv cache, warmup model) took 40.1 seconds"
         elif cmd[0] == "docker-compose" and "up" in cmd:
             self.up[cmd[-1]] = 0
+            if cmd[-1] == self.fail_up:
+                return subprocess.CompletedProcess(
+                    cmd, 1, "", "ERROR: for qwen3-4b  Cannot start service qwen3-4b: address already in use"
+                )
         elif cmd[0] == "docker-compose" and "down" in cmd:
             self.up.clear()
         elif cmd[:2] == ["docker", "rm"]:
@@ -214,3 +219,24 @@ def test_docker_failed_service_with_rollback_removes_everything(tmp_path, monkey
     assert fake.verbs()[-1][0] == "down"  # the last container gone: the project (network) too
     assert fake.up == {} and not store.path.exists()
     assert "rolled back" in console.text
+
+
+@pytest.mark.parametrize("rollback", [False, True])
+def test_docker_service_that_compose_cannot_start_leaves_a_stated_stack(tmp_path, monkeypatch, rollback):
+    """`docker-compose up` itself fails (a port taken, an image missing): the half-created container is
+    removed, the stack is left as after a failed start, and --rollback stops what this run started."""
+    fake = FakeDocker(fail_up="qwen3-4b")
+    spec, plan, spec_path, store, b = _backend(tmp_path, fake)
+    monkeypatch.setattr(bu, "choose_probe", lambda *a, **k: (None, "test: no probe"))
+    console = _Console()
+    opts = UpOptions(rollback=rollback, poll_s=0.01, settle=Settle(window_s=0), timeout_s=5)
+    with pytest.raises(UpFailed, match="qwen3-4b could not be started"):
+        up_stack(spec_path, spec, plan, b, store, opts, console)
+    assert "address already in use" in console.text
+    assert ("rm", "qwen3-4b") in fake.verbs() and "qwen3-4b" not in fake.up
+    assert ("up", "litellm") not in fake.verbs()
+    if rollback:
+        assert fake.up == {} and not store.path.exists() and "rolled back" in console.text
+    else:
+        assert [e.name for e in store.load().entries] == ["qwen3-next"]
+        assert "qwen3-next kept running" in console.text

@@ -290,7 +290,14 @@ def up_stack(
             _check_free_memory(m, plan, opts, console, st, spec_path)
             console.print(f"[bold]{m.key}[/]: starting ({m.spec.model})")
             t0 = time.monotonic()
-            e = backend.start(m, st)
+            try:
+                e = backend.start(m, st)
+            except ResidencyError as err:
+                # nothing of this engine runs (the backend cleans up its own half-start); the stack is left
+                # as a failed wait would leave it, so --rollback holds here too
+                console.print(f"{m.key}: could not be started: {err}", markup=False)
+                _leave_stack(backend, store, st, opts, console, spec_path, failed=m.key)
+                raise UpFailed(f"{m.key} could not be started: cause above") from err
             e.model, e.replica = m.spec.name, m.plan.replica
             st.put(e)
             store.save(st)
@@ -328,7 +335,12 @@ def up_stack(
             pe = None
         if pe is None:
             console.print("[bold]litellm[/]: starting the proxy")
-            pe = backend.start_proxy(mems, st)
+            try:
+                pe = backend.start_proxy(mems, st)
+            except ResidencyError as err:
+                console.print(f"litellm: could not be started: {err}", markup=False)
+                _leave_stack(backend, store, st, opts, console, spec_path, failed="litellm")
+                raise UpFailed("the LiteLLM proxy could not be started: cause above") from err
             st.put(pe)
             store.save(st)
             if not _wait_proxy(backend, pe, opts):

@@ -235,11 +235,19 @@ class DockerBackend:
             log_path=f"docker logs {c['name'] if c else service}",
         )  # type: ignore[arg-type]
 
+    def _up(self, svc: str) -> None:
+        try:
+            self.dc.up(svc)
+        except ResidencyError:
+            # compose can leave a created-but-not-started container (a port taken, an entrypoint missing)
+            self.dc.stop(svc, 0)
+            raise
+
     def start(self, m: Member, st: StackState) -> ProcEntry:
         st.compose_project = self.dc.project
         st.compose_file = str(self.dc.file)
         svc = service_name(m.key)
-        self.dc.up(svc)
+        self._up(svc)
         # host network: the engine answers on its own port, which `status` probes
         port = vllm_port(self.spec, m) if host_network(self.spec) else None
         return self._entry(m.key, svc, "vllm", self.expected_command(m, None), port)
@@ -275,7 +283,7 @@ class DockerBackend:
     def start_proxy(self, mems: list[Member], st: StackState) -> ProcEntry:
         st.compose_project = self.dc.project
         st.compose_file = str(self.dc.file)
-        self.dc.up(PROXY_SERVICE)
+        self._up(PROXY_SERVICE)
         return self._entry("litellm", PROXY_SERVICE, "proxy", [], self.spec.proxy.port)
 
     def proxy_ready(self, e: ProcEntry) -> bool:

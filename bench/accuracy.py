@@ -144,29 +144,6 @@ HAND_MODELS: dict[str, dict] = {
         },
         "weights_gib_logged": 3.8844,
     },
-    "Qwen/Qwen3-VL-30B-A3B-Instruct-FP8": {
-        "config": {
-            "architectures": ["Qwen3MoeForCausalLM"],
-            "model_type": "qwen3_moe",
-            "hidden_size": 2048,
-            "num_hidden_layers": 48,
-            "num_attention_heads": 32,
-            "num_key_value_heads": 4,
-            "head_dim": 128,
-            "intermediate_size": 6144,
-            "moe_intermediate_size": 768,
-            "num_experts": 128,
-            "num_experts_per_tok": 8,
-            "vocab_size": 151936,
-            "max_position_embeddings": 262144,
-            "tie_word_embeddings": False,
-            "torch_dtype": "bfloat16",
-            "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
-        },
-        # text FP8 checkpoint (Qwen3-30B-A3B-*-FP8, 31,170,895,872 B) + ~0.6 B vision params in bf16
-        "total_size": 31170895872 + 1_150_000_000,
-        "multimodal_note": "vision tower modelled only as its weights",
-    },
     "RedHatAI/Mixtral-8x7B-Instruct-v0.1-FP8": {
         "config": {
             "architectures": ["MixtralForCausalLM"],
@@ -186,6 +163,61 @@ HAND_MODELS: dict[str, dict] = {
         },
         "total_size": 47_000_000_000,
     },
+}
+# Qwen3-VL-30B-A3B-Instruct: config.json as vendored by aiconfigurator-core 0.12.0 (PyPI,
+# aiconfigurator_core/model_configs/Qwen--Qwen3-VL-30B-A3B-Instruct_config.json), + the FP8 checkpoint's
+# block quantization (as for the text Qwen3-30B-A3B FP8 checkpoints).
+_QWEN3_VL_30B = {
+    "architectures": ["Qwen3VLMoeForConditionalGeneration"],
+    "model_type": "qwen3_vl_moe",
+    "text_config": {
+        "head_dim": 128,
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "max_position_embeddings": 262144,
+        "mlp_only_layers": [],
+        "model_type": "qwen3_vl_moe_text",
+        "moe_intermediate_size": 768,
+        "num_attention_heads": 32,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "num_hidden_layers": 48,
+        "num_key_value_heads": 4,
+        "vocab_size": 151936,
+        "dtype": "bfloat16",
+    },
+    "tie_word_embeddings": False,
+    "vision_config": {
+        "deepstack_visual_indexes": [8, 16, 24],
+        "depth": 27,
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_size": 1152,
+        "in_channels": 3,
+        "intermediate_size": 4304,
+        "model_type": "qwen3_vl_moe",
+        "num_heads": 16,
+        "num_position_embeddings": 2304,
+        "out_hidden_size": 2048,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    },
+    "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
+}
+# Vision tower parameters from vLLM's module shapes for that vision_config (qwen3_vl.py:346-600@0.20.2):
+# patch embed 3x2x16x16x1152 + 1152, positions 2304 x 1152, 27 blocks x 15,239,504 (2 layer norms, qkv,
+# proj, fc1, fc2 with biases), merger 30,678,848, 3 deepstack mergers x 30,685,760 = 538,627,568.
+_QWEN3_VL_VISION_PARAMS = 1_770_624 + 2_654_208 + 27 * 15_239_504 + 30_678_848 + 3 * 30_685_760
+HAND_MODELS["Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"] = {
+    "config": _QWEN3_VL_30B,
+    # the Qwen3-VL processor's maximum image: 16,384 tokens of 32 x 32 pixels = 16,777,216 pixels
+    # (qwen-vl-utils 0.0.14, Qwen's own package on PyPI: vision_process.py:27 IMAGE_MAX_TOKEN_NUM = 16384,
+    # max_pixels = IMAGE_MAX_TOKEN_NUM x (patch 16 x merge 2)^2, :132); the checkpoint's
+    # preprocessor_config.json carries it as size.longest_edge
+    "preprocessor": {"size": {"longest_edge": 16384 * 32 * 32, "shortest_edge": 65536}, "patch_size": 16},
+    # text FP8 checkpoint (same text tensors as Qwen3-30B-A3B-*-FP8, 31,170,895,872 B exact inventory)
+    # + the vision tower in bf16 (an estimate: whether the FP8 checkpoint keeps it unquantized is unchecked)
+    "total_size": 31_170_895_872 + 2 * _QWEN3_VL_VISION_PARAMS,
 }
 _QWEN25_7B = {  # the catalog's Qwen/Qwen2.5-7B-Instruct architecture (published config values)
     "architectures": ["Qwen2ForCausalLM"],
@@ -323,6 +355,8 @@ def _local_model(name: str, tmp: Path) -> str:
     d = tmp / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text(json.dumps(h["config"]))
+    if "preprocessor" in h:
+        (d / "preprocessor_config.json").write_text(json.dumps(h["preprocessor"]))
     total = h.get("total_size")
     if total is None:
         total = int(h["weights_gib_logged"] * 2**30)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from residency.memory import moe
 from residency.memory import unified as uma
 from residency.memory.device import Device
-from residency.memory.model_facts import ModelFacts
+from residency.memory.model_facts import ModelFacts, VisionFacts
 from residency.memory.versions import VersionRules, profile_sampler_bytes, warmup_sampler
 from residency.memory.weights import pad_vocab
 from residency.units import GiB, MiB
@@ -75,17 +75,26 @@ GRAPH_BASE = 0.05 * GiB
 # MoE, 0.73 GiB) - both only partly expressible, so rough.
 GRAPH_MOE_FACTOR = 1.5
 GRAPH_MAMBA_FACTOR = 1.5
-# Vision encoder forward on the largest dummy item in the profile run (§4.1 step 1): depends on the
-# encoder and the item size, which ModelFacts does not carry; fitted to the one VL record r050.
+# --- multimodal encoder profile (vLLM profile_run, v1/worker/gpu_model_runner.py:5788-5840@0.20.2) ---
+# Before the text dummy run, vLLM encodes N dummy images of the processor's maximum size and keeps
+# the outputs in the encoder cache (and the batched dummy inputs in a local) until profile_run ends.
+# N = max(1, min(encoder_budget // tokens_per_item, max_num_seqs x items_per_prompt)), encoder_budget
+# = max(max_num_batched_tokens, tokens_per_item), items_per_prompt = max(1, min(limit, max_model_len //
+# tokens_per_item)) (MultiModalBudget._get_max_items, multimodal/encoder_budget.py:140-180@0.20.2,
+# v1/worker/utils.py:82-125@0.10.1: the same rule 0.10.1-0.33.0; compute_mm_encoder_budget,
+# v1/core/encoder_cache_manager.py:309-314@0.20.2). Chunked prefill (the V1 default) is assumed.
+# --limit-mm-per-prompt default per modality (config/multimodal.py:19, :270@0.20.2)
+MM_LIMIT_PER_PROMPT = 999
+# Checkpoints flagged multimodal whose vision tower residency cannot read (no vision_config, e.g.
+# the catalog's trimmed Mistral-Small-3.2 / gemma-3-4b copies, or a tower other than Qwen-VL and
+# gemma-3's SigLIP): a placeholder, NOT derived and not fitted to any record (the one VL record,
+# r050, now has its tower read from its config); plus budget x hidden x MM_EMBED_COPIES of outputs.
 MM_ENCODER_PEAK = 1.5 * GiB
-# The encoder budget is max(max_num_encoder_input_tokens (= max_num_batched_tokens), the largest
-# multimodal item's token count) (compute_mm_encoder_budget, encoder_cache_manager.py:309-311 and
-# config/scheduler.py:234 @0.19.1); the per-item maximum is model-specific and not in ModelFacts:
-# 8192 stands for it (not derived; Qwen-VL items reach 16384, gemma-3's are 256).
+# the per-item token count stood in for by 8192 in that placeholder (Qwen-VL items reach 16384,
+# gemma-3's are 256)
 MM_ITEM_TOKENS = 8192
-# Encoder outputs alive at the peak, per budget token: the encoder output, the scattered
-# multimodal embeddings and the merged inputs_embeds (gpu_model_runner._execute_mm_encoder /
-# _gather_mm_embeddings @0.19.1), counted from the code path, not measured.
+# encoder output, scattered multimodal embeddings and merged inputs_embeds
+# (gpu_model_runner._execute_mm_encoder / _gather_mm_embeddings @0.19.1) - placeholder path only
 MM_EMBED_COPIES = 3
 
 
@@ -196,23 +205,95 @@ def sampler_bytes_per_elem(logits_bytes: int, base: int) -> int:
     return base - 6 + (4 if logits_bytes >= 4 else logits_bytes + 4)
 
 
-def encoder_profile_bytes(f: ModelFacts, s: ProfileSettings) -> int:
-    """Multimodal encoder-cache profile (§4.1 step 1): encoder_budget tokens x hidden, live at the peak."""
-    if not f.multimodal:
+def mm_dummy_items(v: VisionFacts, s: ProfileSettings) -> int:
+    """How many images of the maximum size the profile run encodes (see MM_LIMIT_PER_PROMPT).
+    Qwen3-VL at 16,384 tokens per image, 8192 batched tokens, 4 seqs: budget 16,384 -> 1 image;
+    gemma-3 (256 tokens) at 8192 batched tokens, 256 seqs: min(32, 256 x 999) = 32 images."""
+    t = v.item_tokens
+    budget = max(s.max_num_batched_tokens, t)
+    per_prompt = max(1, min(MM_LIMIT_PER_PROMPT, s.max_model_len // t))
+    return max(1, min(budget // t, s.max_num_seqs * per_prompt))
+
+
+def _block_live_width(v: VisionFacts, tp: int) -> int:
+    """Widths (x patches x bytes) alive at an encoder block's peak, per rank; the larger of attention
+    and MLP. The tower is split by TP like the text model (mm_encoder_tp_mode "weights", the default).
+
+    qwen-vl attention (Qwen2_5_VisionAttention.forward, model_executor/models/qwen2_5_vl.py:362-419
+    @0.20.2; Qwen3_VisionBlock uses it, qwen3_vl.py:412-463; Qwen2VisionAttention, qwen2_vl.py:354-400,
+    holds the same tensors): residual x + norm1(x) held by the caller, the qkv output (3), the
+    contiguous q/k copy (2) and its rotated copy (2, ApplyRotaryEmb is out of place:
+    rotary_embedding/common.py:226-247), the attention output (1), then proj's output (1):
+    2 + 8/tp + 1 widths. siglip (SiglipAttention.forward, siglip.py:420-430@0.20.2; q/k/v are views of
+    the qkv output): 2 + (3 + 1)/tp + 1.
+    MLP: residual + norm2(x) + fc1 output + activation output (Qwen3_VisionMLP.forward qwen3_vl.py:407-409,
+    SiglipMLP.forward siglip.py:471-475): 2 + 2 I/tp; gated (Qwen2_5_VisionMLP.forward,
+    qwen2_5_vl.py:302-306): gate_up (2 I) + SiluAndMul output (I): 2 + 3 I/tp.
+    """
+    h, i = v.hidden_size, v.intermediate_size
+    attn = 3 * h + (8 if v.kind == "qwen-vl" else 4) * h // tp
+    mlp = 2 * h + (3 if v.gated_mlp else 2) * i // tp
+    return max(attn, mlp)
+
+
+def encoder_profile(v: VisionFacts, s: ProfileSettings) -> tuple[int, int]:
+    """(peak while the vision tower runs, bytes held through the text dummy run that follows).
+
+    Peak: the dummy pixel values (already in the model dtype: multimodal/processing/context.py:225-236
+    @0.20.2), Qwen3-VL's interpolated position embeddings (one width per patch, kept in the encoder
+    metadata: qwen3_vl.py:721, :800@0.20.2) and its deepstack features (one merged output per level, kept to
+    the end: qwen3_vl.py:804-823), plus the block peak (_block_live_width). Held: the pixel values
+    (profile_run's batched_dummy_mm_inputs) and the encoder outputs in the encoder cache
+    (gpu_model_runner.py:5830-5845@0.20.2), tokens x out_width each.
+    Not counted (< 1 %): the rotary cos/sin tables (head_dim per patch), FlashAttention's fp32 LSE.
+    Qwen3-VL-30B-A3B (1152 wide, 4304 MLP, 3 deepstack levels, out 2048) at 1 image of 65,536 patches,
+    bf16: block 11 x 1152; pixels 1536 + positions 1152 + deepstack 3 x 2048 / 4 per patch:
+    65,536 x (1536 + 1152 + 1536 + 12,672) x 2 B = 2.06 GiB; held 65,536 x 1536 x 2 + 16,384 x 8192 x 2
+    = 0.44 GiB.
+    """
+    b, tp = s.act_bytes, max(1, s.tensor_parallel_size)
+    items = mm_dummy_items(v, s)
+    n = items * v.item_patches
+    tokens = items * v.item_tokens
+    pixels = n * v.patch_values * b
+    positions = n * v.hidden_size * b if v.pos_embeds else 0
+    deepstack = tokens * (v.out_width // (1 + v.deepstack)) * v.deepstack * b
+    peak = pixels + positions + deepstack + n * _block_live_width(v, tp) * b
+    held = pixels + tokens * v.out_width * b
+    return int(peak), int(held)
+
+
+def deepstack_buffer_bytes(f: ModelFacts, s: ProfileSettings) -> int:
+    """Qwen3-VL's deepstack input buffers, allocated with the model (so in vLLM's "Model loading took"
+    figure): one max_num_batched_tokens x text hidden tensor per deepstack level, in the model dtype
+    (Qwen3VLForConditionalGeneration.__init__, qwen3_vl.py:1669-1677@0.20.2, :1156-1161@0.11.0,
+    :2031-2037@0.33.0). Qwen3-VL-30B-A3B at 8192 tokens: 3 x 8192 x 2048 x 2 B = 96 MiB."""
+    if f.vision is None or not f.vision.deepstack:
         return 0
+    return f.vision.deepstack * s.max_num_batched_tokens * f.hidden_size * s.act_bytes
+
+
+def _placeholder_encoder_bytes(f: ModelFacts, s: ProfileSettings) -> int:
+    """Multimodal checkpoints without readable vision facts: MM_ENCODER_PEAK + outputs (not derived)."""
     budget = max(s.max_num_batched_tokens, MM_ITEM_TOKENS)
     return int(MM_ENCODER_PEAK + budget * f.hidden_size * s.act_bytes * MM_EMBED_COPIES)
 
 
 def activation_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
-    """Peak torch increase of the profile run: max(forward, hidden + sampler) + base + encoder."""
+    """Peak torch increase of the profile run: base + max(forward, hidden + sampler) [+ PP buffers],
+    with a multimodal model's encoder first: max(encoder peak, what it leaves held + the rest)."""
     peak = forward_peak_bytes(f, s, rules)
     if s.runs_sampler:
         hidden_rows = min(s.max_num_seqs, s.max_num_batched_tokens) * f.hidden_size * s.act_bytes
         peak = max(peak, hidden_rows + sampler_peak_bytes(f, s, rules))
     if s.receives_intermediate:  # PP stages after the first: hidden_states + residual, kept
         peak += 2 * s.max_num_batched_tokens * f.hidden_size * s.act_bytes
-    return int(ACT_BASE + peak + encoder_profile_bytes(f, s))
+    if f.vision is not None:
+        enc_peak, held = encoder_profile(f.vision, s)
+        peak = max(enc_peak, held + peak)
+    elif f.multimodal:
+        peak += _placeholder_encoder_bytes(f, s)
+    return int(ACT_BASE + peak)
 
 
 def non_torch_bytes(s: ProfileSettings, rules: VersionRules) -> int:

@@ -31,6 +31,7 @@ from residency.errors import UnknownModelError
 from residency.memory.dtypes import DTYPE_BYTES, norm_dtype
 from residency.memory.model_facts import LayerKind, MambaFacts, ModelFacts
 from residency.memory.quant_config import Quant, read_quantization
+from residency.memory.vision import vision_facts
 from residency.units import GiB
 
 # transformers config-class defaults for keys real config.json files often omit (vLLM reads the
@@ -921,11 +922,13 @@ def facts_from_config(
     hf_quant_config: dict[str, Any] | None = None,
     multimodal: bool | None = None,
     notes: tuple[str, ...] = (),
+    preprocessor: dict[str, Any] | None = None,
 ) -> ModelFacts:
     """Read config.json into ModelFacts. Raises UnknownModelError naming what it cannot read.
 
     `field` is the spec path for errors (e.g. "models[1:big].model"). `checkpoint_bytes` is the
     sum of tensor bytes when known; otherwise `estimated_bytes` carries the config-based estimate.
+    `preprocessor` is the checkpoint's preprocessor_config.json (the largest image vLLM profiles with).
     """
     if not isinstance(config, dict):
         raise UnknownModelError(field, f"config.json of {model_id!r} is not a JSON object", "check the file")
@@ -981,6 +984,7 @@ def facts_from_config(
         checkpoint_bytes=checkpoint_bytes,
         param_count=param_count,
         multimodal=bool(mm),
+        vision=vision_facts(top, d.hidden, preprocessor) if mm else None,
         parallel_mamba=parallel,
     )
     out_notes = list(notes) + _layout_notes(c, quant, d.mla, parallel)

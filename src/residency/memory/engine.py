@@ -183,6 +183,7 @@ def _stage(
     weights = weights_bytes_per_rank(
         facts, tp, es.max_model_len, es.quantization, es.dtype, pp, rank, rules, cc
     )
+    weights += act.deepstack_buffer_bytes(facts, ps)  # allocated at model init: in the loading figure
     if (facts.quantization or "").lower() == "mxfp4":
         ps = replace(ps, mxfp4_backend=mxfp4_backend(cc, rules))
     activation = act.activation_bytes(facts, ps, rules)

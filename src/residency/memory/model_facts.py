@@ -41,6 +41,30 @@ class MambaFacts:
 
 
 @dataclass(frozen=True)
+class VisionFacts:
+    """The vision tower's shape and the processor's largest image, as vLLM's profile run uses them.
+
+    Read by memory/vision.py from config.json's `vision_config` and preprocessor_config.json; the
+    encoder's profile peak is computed from them in activation.encoder_profile.
+    """
+
+    # the encoder code path: "qwen-vl" (Qwen2-VL / Qwen2.5-VL / Qwen3-VL: packed patches, rotary
+    # attention) or "siglip" (gemma-3: a batch of fixed-size crops)
+    kind: Literal["qwen-vl", "siglip"]
+    depth: int
+    hidden_size: int  # the tower's width
+    intermediate_size: int
+    gated_mlp: bool  # gate_up + SiluAndMul (Qwen2.5-VL) instead of fc1 + act
+    patch_values: int  # pixel values per patch (channels x temporal patch x patch x patch)
+    item_patches: int  # patches of the largest dummy image (the processor's maximum size)
+    item_tokens: int  # decoder tokens that image becomes (after spatial merge / pooling)
+    out_width: int  # encoder output width per token (text hidden x (1 + deepstack levels))
+    deepstack: int = 0  # Qwen3-VL deepstack levels (their merged features stay alive to the end)
+    pos_embeds: bool = False  # learned position embeddings interpolated per patch (Qwen3-VL)
+    max_pixels_source: str = ""  # where the maximum image size came from
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     id: str
     architecture: str
@@ -78,6 +102,7 @@ class ModelFacts:
     unloaded_bytes: int = 0
     param_count: int | None = None
     multimodal: bool = False
+    vision: VisionFacts | None = None  # None: no vision_config residency can read (see activation)
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Added by the resolver (optional):
     # Falcon-H1-style parallel hybrids: every decoder layer runs attention AND a Mamba2 mixer, and

@@ -257,6 +257,7 @@ def _read_json(p: Path, field: str) -> dict[str, Any]:
 def _facts_from_files(d: Path, *, model_id: str, source: str, field: str) -> ModelFacts:
     cfg = _read_json(d / "config.json", field)
     hqc = d / "hf_quant_config.json"
+    pre = d / "preprocessor_config.json"  # the processor's largest image (memory/vision.py)
     return facts_from_config(
         cfg,
         model_id=model_id,
@@ -264,6 +265,7 @@ def _facts_from_files(d: Path, *, model_id: str, source: str, field: str) -> Mod
         checkpoint_bytes=checkpoint_bytes_in_dir(d, field),
         field=field,
         hf_quant_config=_read_json(hqc, field) if hqc.is_file() else None,
+        preprocessor=_read_json(pre, field) if pre.is_file() else None,
     )
 
 
@@ -351,7 +353,21 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
         ) from None
     cfg = _read_json(Path(cfg_path), field)
     size = _hub_checkpoint_bytes(repo_id, kw)
-    return facts_from_config(cfg, model_id=repo_id, source="hub", checkpoint_bytes=size, field=field)
+    pre = _hub_preprocessor(repo_id, kw, field) if "vision_config" in cfg else None
+    return facts_from_config(
+        cfg, model_id=repo_id, source="hub", checkpoint_bytes=size, field=field, preprocessor=pre
+    )
+
+
+def _hub_preprocessor(repo_id: str, kw: dict[str, Any], field: str) -> dict[str, Any] | None:
+    """preprocessor_config.json (the largest image vLLM profiles with), or None: the processor default."""
+    import huggingface_hub as hh
+
+    try:
+        p = hh.hf_hub_download(repo_id, "preprocessor_config.json", etag_timeout=HUB_TIMEOUT_S, **kw)
+    except Exception:
+        return None
+    return _read_json(Path(p), field)
 
 
 def _probe(endpoint: str) -> None:

@@ -111,9 +111,6 @@ QUANTIZATION_METHODS = (  # model_executor/layers/quantization/__init__.py Quant
     "torchao", "tpu_int8",
     "aqlm", "marlin", "qqq", "neuron_quant", "modelopt_nvfp4",  # 0.10-0.12 (hand-added, later removed)
 )  # fmt: skip
-# config/cache.py@0.13-0.17: BlockSize = Literal[1, 8, 16, 32, 64, 128, 256]; later releases take any
-# int > 0 but the attention kernels need a multiple of 16 (hybrid models align it to larger multiples).
-BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 
 
 def _one_of(allowed: tuple[str, ...], what: str):
@@ -126,15 +123,10 @@ def _one_of(allowed: tuple[str, ...], what: str):
     return AfterValidator(check)
 
 
-def _block_size(v: int) -> int:
-    if v not in BLOCK_SIZES and (v % 16 or v > 4096):
-        raise ValueError(f"{v} is not a vLLM block size; use one of {', '.join(map(str, BLOCK_SIZES))}")
-    return v
-
-
 ModelDType = Annotated[str, _one_of(MODEL_DTYPES, "dtype")]
 KVCacheDType = Annotated[str, _one_of(KV_CACHE_DTYPES, "kv_cache_dtype")]
 MambaDType = Annotated[str, _one_of(MAMBA_DTYPES, "mamba_ssm_cache_dtype")]
 Quantization = Annotated[str, _one_of(QUANTIZATION_METHODS, "quantization method")]
-BlockSize = Annotated[int, BeforeValidator(_no_bool), Field(ge=1), AfterValidator(_block_size)]
+# Which sizes vLLM takes depends on its version: StackSpec checks them (memory/versions.block_size_refusal)
+BlockSize = Int(1, MAX_TOKENS)
 ComputeCapability = Annotated[str, Field(pattern=r"^\d{1,2}\.\d{1,2}$")]

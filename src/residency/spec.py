@@ -239,7 +239,23 @@ class StackSpec(_Strict):
                 )
         else:
             _check_single_box(self)
+        _check_block_sizes(self)
         return self
+
+
+def _check_block_sizes(spec: StackSpec) -> None:
+    """A block size is refused only where the spec's vLLM version refuses it (memory/versions.py)."""
+    from residency.memory.versions import block_size_fix, block_size_refusal, rules_for
+
+    rules = rules_for(spec.vllm_version)
+    for i, m in enumerate(spec.models):
+        if m.block_size is not None and (why := block_size_refusal(rules, m.block_size)) is not None:
+            # SpecError is not a ValueError: pydantic lets it through with its field path intact
+            raise SpecError(
+                f"models[{i}:{m.name}].block_size",
+                f"{m.block_size}: {why}",
+                block_size_fix(rules, m.block_size),
+            )
 
 
 def _check_unique_names(models: list[ModelSpec]) -> None:

@@ -74,7 +74,7 @@ BAD = {
     "dtype": (_with("models.0.dtype", "float128"), "dtype", "not a vLLM dtype"),
     "kv-dtype": (_with("models.0.kv_cache_dtype", "bogus"), "kv_cache_dtype", "not a vLLM"),
     "quant": (_with("models.0.quantization", "bogus"), "quantization", "not a vLLM"),
-    "block": (_with("models.0.block_size", 7), "block_size", "not a vLLM block size"),
+    "block": (_with("models.0.block_size", 7), "block_size", "need a multiple of 16"),
     "cc": (_with("device.compute_capability", "twelve"), "compute_capability", "pattern"),
     "seqs-bool": (_with("models.0.max_num_seqs", True), "max_num_seqs", "not true/false"),
     "weights-inf": (_with("models.0.facts", {"weights_gib": float("inf")}), "weights_gib", "finite"),

@@ -118,6 +118,11 @@ class VersionRules:
     # >= 0.27: the FlashInfer TRTLLM MXFP4 path pads the expert intermediate size to 128, not 256
     # (oracle/mxfp4.py:656-658 @0.27.0; 256 before) [V27-mxfp4-trtllm-pad]
     mxfp4_trtllm_pad128: bool
+    # --block-size: the argparse choices (CacheConfig's BlockSize Literal; None = any int > 0)
+    # [V10-block-size], [V11.1-block-size], [V18-block-size]; and the multiple every CUDA attention
+    # backend vLLM can pick needs (1: FlexAttention takes any size) [V10-block-size], [V21-block-size]
+    block_size_choices: tuple[int, ...] | None
+    block_size_multiple: int  # [V10-block-size], [V11.1-block-size], [V21-block-size]
 
 
 def SAMPLER_BYTES(k: V) -> int:  # noqa: N802
@@ -219,6 +224,45 @@ def warmup_sampler(
     return rows, per
 
 
+# CacheConfig's BlockSize Literal, the --block-size choices (config/cache.py:24@0.10.1, :23@0.11.1)
+_BLOCK_CHOICES_010 = (1, 8, 16, 32, 64, 128)
+_BLOCK_CHOICES_0111 = (1, 8, 16, 32, 64, 128, 256)
+
+
+def block_size_refusal(rules: VersionRules, block_size: int) -> str | None:
+    """Why this vLLM version refuses `--block-size N` on a CUDA device, or None when it takes it.
+
+    Only vLLM's own refusals: the CLI choices (argparse: "invalid choice") and the attention backend
+    selection ("No valid attention backend found" from 0.21, FlashAttention's "Block size must be a
+    multiple of 16." at KV-cache setup before 0.11.1). A size only FlexAttention takes is accepted
+    (see flex_only_block_size)."""
+    ch = rules.block_size_choices
+    if ch is not None and block_size not in ch:
+        return f"vLLM {rules.version} takes --block-size {', '.join(map(str, ch))} only"
+    m = rules.block_size_multiple
+    if block_size % m:
+        return f"vLLM {rules.version}'s CUDA attention backends need a multiple of {m}"
+    return None
+
+
+def block_size_fix(rules: VersionRules, block_size: int) -> str:
+    """The accepted sizes nearest a refused one, as 'use 16 or 32'."""
+    m = rules.block_size_multiple
+    ok = [c for c in rules.block_size_choices or () if c % m == 0]
+    if not ok:
+        lo = block_size // m * m
+        ok = [x for x in (lo, lo + m) if x > 0]
+    near = sorted(sorted(ok, key=lambda c: abs(c - block_size))[:2])
+    return "use " + " or ".join(map(str, near))
+
+
+def flex_only_block_size(rules: VersionRules, block_size: int) -> bool:
+    """A block size vLLM accepts but only FlexAttention runs (0.11.1-0.20.x, not a multiple of 16):
+    slower, and refused for MLA models, whose backends all need multiples of 16 or more
+    [V11.1-block-size], [V18-block-size]."""
+    return block_size % 16 != 0 and block_size_refusal(rules, block_size) is None
+
+
 def _v2_scheme(k: V) -> V2Scheme:
     for v, s in (("0.29.0", "all"), ("0.28.0", "v028"), ("0.25.0", "v025"), ("0.24.0", "v024")):
         if _ge(k, v):
@@ -291,4 +335,10 @@ def rules_for(version: str) -> VersionRules:
         mxfp4_triton_frees_scales=_ge(k, "0.25.0"),
         mxfp4_sm120_marlin=_ge(k, "0.32.0"),
         mxfp4_trtllm_pad128=_ge(k, "0.27.0"),
+        block_size_choices=None
+        if _ge(k, "0.18.0")
+        else _BLOCK_CHOICES_0111
+        if _ge(k, "0.11.1")
+        else _BLOCK_CHOICES_010,
+        block_size_multiple=1 if _ge(k, "0.11.1") and not _ge(k, "0.21.0") else 16,
     )

@@ -22,7 +22,7 @@ from residency.memory.live import LiveReading
 from residency.memory.messages import MEANINGS
 from residency.memory.model_facts import ModelFacts
 from residency.memory.unified import PRESET_ASSUMPTION, idle_offered_gib
-from residency.memory.versions import VersionRules, rules_for
+from residency.memory.versions import VersionRules, flex_only_block_size, rules_for
 from residency.memory.weights import DEFAULT_MAX_LEN
 from residency.planner import solver
 from residency.planner.result import DevicePlan, ModelPlan, Plan, PlanError
@@ -95,6 +95,25 @@ def engine_settings(
         quantization=m.quantization,
     )
     return es, notes
+
+
+def _flex_block_size(m: ModelSpec, f: ModelFacts, rules: VersionRules, notes: list[str]) -> None:
+    """A block size only FlexAttention runs (vLLM 0.11.1-0.20, not a multiple of 16) is vLLM's to take:
+    a note, not an error [V11.1-block-size], [V18-block-size]. MLA backends all need a multiple of 16
+    or more: 0.11.1-0.17 force 64/128 for FlashMLA/CUTLASS MLA (platforms/cuda.py:205-226@0.14.0),
+    0.18-0.20 keep the user's size and may find no backend; which one depends on the GPU."""
+    if m.block_size is None or not flex_only_block_size(rules, m.block_size):
+        return
+    if "mla" in f.layer_kinds:
+        notes.append(
+            f"block_size {m.block_size}: no MLA attention backend of vLLM {rules.version} takes it; vLLM "
+            "replaces it (FlashMLA: 64) or refuses to start ('No valid attention backend found'): use 64"
+        )
+        return
+    notes.append(
+        f"block_size {m.block_size}: vLLM {rules.version} runs it on FlexAttention only (the other CUDA "
+        "backends need a multiple of 16), slower; a multiple of 16 keeps FlashAttention/FlashInfer"
+    )
 
 
 def _calibration(spec: StackSpec, m: ModelSpec, device: Device) -> tuple[Measured | None, str | None]:
@@ -512,6 +531,7 @@ def plan_stack(
                 "raise device.count or lower tensor_parallel_size",
             )
         es, notes = engine_settings(m, f, device, rules)
+        _flex_block_size(m, f, rules, notes)
         es, notes = agent_plan.plan_context(spec, m, es, notes)
         meas, cal_note = _calibration(spec, m, device) if use_calibration else (None, None)
         target = solver.requirement(m)

@@ -11,6 +11,9 @@
 - `open_lock(path)`: a lock file's fd, O_NOFOLLOW.
 - `read_own_secret(path)`: a secret file's text, only if residency could have written it (see there).
 - `child(folder, name)`: folder/name for a name that must be one path component (log files per model).
+- `refuse_linked_folders(base, *parts)`: residency's own folders under `base` (the state folder) must not
+  be symlinks: a planted `.residency` link would move state.json, the stack's key and the logs into a
+  folder someone else controls, and `down` acts on the pids a state.json there names.
 
 Do not write files any other way (no Path.write_text, open(..., "w"), tempfile + os.replace).
 """
@@ -170,3 +173,17 @@ def child(folder: str | os.PathLike[str], name: str, suffix: str = "") -> Path:
     if not name or name in (".", "..") or "/" in name or "\0" in name or len(name) > 200:
         raise _refuse(Path(folder) / "?", f"{name[:40]!r} is not a plain file name", "rename it in the spec")
     return Path(folder) / f"{name}{suffix}"
+
+
+def refuse_linked_folders(base: str | os.PathLike[str], *parts: str) -> Path:
+    """base/parts..., refusing it when any of the folders residency names under `base` is a symlink
+    (a missing one is fine: mkdir makes a real folder). `base` itself is the user's choice."""
+    p = Path(base)
+    for part in parts:
+        p = p / part
+        if p.is_symlink():
+            raise UnsafePathError(
+                f"{p}: is a symlink; residency keeps a stack's state, key and logs only in a real folder "
+                "(remove the link, or pass --state-dir with a real folder)"
+            )
+    return p

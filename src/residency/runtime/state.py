@@ -93,10 +93,16 @@ class StackState(BaseModel):
 
 
 def state_dir(spec_path: Path, override: Path | None = None) -> Path:
+    """The stack's state folder: `--state-dir`, else <spec folder>/.residency/<spec stem>. A symlink at
+    `.residency`, at the stack's folder or at `--state-dir` itself is refused (fsutil.refuse_linked_folders):
+    the folders above are the user's own path (/home may be a link), these are residency's."""
+    from residency.fsutil import refuse_linked_folders
+
     if override is not None:
-        return Path(override)
+        o = Path(override)
+        return refuse_linked_folders(o.parent, o.name) if o.name else o
     spec_path = Path(spec_path).resolve()
-    return spec_path.parent / ".residency" / spec_path.stem
+    return refuse_linked_folders(spec_path.parent, ".residency", spec_path.stem)
 
 
 def parse_state(text: str | bytes, path: Path) -> StackState:

@@ -8,7 +8,7 @@ from memfacts import dense
 from residency.errors import SpecError
 from residency.memory import activation as act
 from residency.memory.device import PRESETS, resolve_device
-from residency.memory.versions import rules_for
+from residency.memory.versions import cudagraphs_in_budget, rules_for
 from residency.spec import DeviceSpec
 
 
@@ -27,6 +27,7 @@ from residency.spec import DeviceSpec
         ("mamba_cache_modes", "0.14.1", "0.15.1"),
         ("gdn_ssm_dtype_separate", "0.16.0", "0.17.1"),
         ("block_from_backend", "0.19.1", "0.20.0"),
+        ("v2_graph_estimate", "0.28.0", "0.29.0"),
     ],
 )
 def test_rule_switches_on_at_its_version(field, before, after):
@@ -170,7 +171,6 @@ def test_forward_peak_llama_8b():
     assert act.forward_peak_bytes(llama, P(mnbt=8192), rules_for("0.19.1")) == per_tok * 8192
 
 
-
 def test_v2_runner_default_by_version():
     from residency.memory.versions import uses_v2_runner
 
@@ -184,3 +184,24 @@ def test_v2_runner_default_by_version():
     assert v2("0.25.0", "Gemma2ForCausalLM") and not v2("0.25.0", "Qwen3MoeForCausalLM", moe=True)
     assert not v2("0.27.0", "NemotronHForCausalLM", stateful=True)  # hybrids stay on V1 until 0.29
     assert v2("0.29.0", "Qwen3NextForCausalLM", moe=True, stateful=True)  # every model [V29-v2-runner]
+
+
+@pytest.mark.parametrize(
+    "version,arch,moe,in_budget",
+    [
+        ("0.19.1", "Qwen3ForCausalLM", False, False),  # graphs after the KV pool before 0.20
+        ("0.20.2", "Qwen3ForCausalLM", False, True),  # V1 runner subtracts its estimate
+        (
+            "0.22.0",
+            "Qwen3ForCausalLM",
+            False,
+            False,
+        ),  # V2 runner (Qwen3 dense): profile_cudagraph_memory -> 0
+        ("0.28.0", "Qwen3ForCausalLM", False, False),
+        ("0.22.0", "Qwen3MoeForCausalLM", True, True),  # MoE stays on V1 in 0.22
+        ("0.29.0", "Qwen3ForCausalLM", False, True),  # V2 estimates from 0.29
+    ],
+)
+def test_graph_estimate_in_budget_by_runner(version, arch, moe, in_budget):
+    rules = rules_for(version)
+    assert cudagraphs_in_budget(rules, arch, moe=moe, quantized=False, stateful=False) is in_budget

@@ -20,7 +20,7 @@ from residency.memory.device import Device
 from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 from residency.memory.moe import mxfp4_backend
-from residency.memory.versions import VersionRules
+from residency.memory.versions import VersionRules, cudagraphs_in_budget
 from residency.memory.weights import pp_layer_partition, runtime_dtype, weights_bytes_per_rank
 from residency.units import GiB
 
@@ -98,6 +98,17 @@ def requested_bytes(total_bytes: int, util: float, rules: VersionRules) -> int:
     if rules.requested_ceil:
         return math.ceil(total_bytes * util)
     return int(total_bytes * util)
+
+
+def graphs_in_budget(facts: ModelFacts, rules: VersionRules) -> bool:
+    """The budget reserves the graph estimate (>= 0.20), unless the V2 runner estimates 0 (0.22-0.28)."""
+    return cudagraphs_in_budget(
+        rules,
+        facts.architecture,
+        moe=facts.num_experts > 0,
+        quantized=facts.quantization is not None,
+        stateful=facts.mamba is not None,
+    )
 
 
 def dtype_bytes_of(facts: ModelFacts, dtype: str) -> int:
@@ -201,7 +212,7 @@ def _stage(
             non_torch = int(measured.non_torch_gib * GiB)
         if measured.cudagraph_gib is not None:
             graphs = max(0, int(measured.cudagraph_gib * GiB))
-    non_kv = weights + activation + non_torch + host + (graphs if rules.cudagraph_in_budget else 0)
+    non_kv = weights + activation + non_torch + host + (graphs if graphs_in_budget(facts, rules) else 0)
     if measured is not None and last and measured.non_kv_gib is not None:
         non_kv = int(measured.non_kv_gib * GiB)
         if device.uma_gpu and measured.start and measured.start != device.start:
@@ -253,7 +264,7 @@ def simulate_startup(
         top.host,
     )
     ctx = act.context_bytes(device, ps, rules)
-    in_budget = rules.cudagraph_in_budget
+    in_budget = graphs_in_budget(facts, rules)
     notes: list[str] = []
     if foreign_growth_bytes:
         for sg in stages:

@@ -77,6 +77,8 @@ class VersionRules:
     # CUDA graphs
     capture_scheme: Literal["step8", "step16", "v033"]  # [V11.1-capture-sizes], [V33-capture-sizes]
     cudagraph_in_budget: bool  # [V18-graph-estimate] (computed, not applied), [V20-graphs-in-budget]
+    # the V2 runner estimates its graphs (>= 0.29); 0.22-0.28 it returns 0 [V22-v2-no-graph-estimate]
+    v2_graph_estimate: bool
     # checks
     need_minus_null_block: bool  # [V29-null-block]
     models_typo: bool  # [V22-typo]
@@ -182,6 +184,20 @@ def uses_v2_runner(
     if s == "v025":  # [V25-v2-runner]: any dense model, listed MoE; no hybrids
         return not stateful and (listed or not moe)
     return listed or (not moe and not stateful)  # v028 [V28-v2-runner]: listed hybrids too
+
+
+def cudagraphs_in_budget(
+    rules: VersionRules, architecture: str, *, moe: bool, quantized: bool, stateful: bool
+) -> bool:
+    """Whether the KV budget reserves the CUDA graph estimate [V20-graphs-in-budget]. The V2 model
+    runner's profile_cudagraph_memory returns 0 in 0.22-0.28 (gpu/model_runner.py:620-622@0.22.0,
+    :843-845@0.28.0) [V22-v2-no-graph-estimate]: its graphs are captured after the KV pool is sized,
+    outside the budget, as before 0.20; it estimates them from 0.29 (:896-898@0.29.0)."""
+    if not rules.cudagraph_in_budget:
+        return False
+    if rules.v2_graph_estimate:
+        return True
+    return not uses_v2_runner(rules, architecture, moe=moe, quantized=quantized, stateful=stateful)
 
 
 def profile_sampler_bytes(
@@ -311,6 +327,7 @@ def rules_for(version: str) -> VersionRules:
         v2_runner=_v2_scheme(k),
         capture_scheme=scheme,
         cudagraph_in_budget=_ge(k, "0.20.0"),
+        v2_graph_estimate=_ge(k, "0.29.0"),
         need_minus_null_block=_ge(k, "0.29.0"),
         models_typo=not _ge(k, "0.22.0"),
         messages_docs_link=_ge(k, "0.33.0"),

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -75,6 +76,8 @@ def _handler(hub: FakeHub):
             if fname not in files:
                 return self._send(404, b"Entry not found", {"X-Error-Code": "EntryNotFound"}, head)
             body = files[fname]
+            if "__drip__" in files and fname == "config.json" and not head:
+                return self._drip(body)
             headers = {"X-Repo-Commit": SHA, "ETag": '"' + hashlib.sha1(body).hexdigest() + '"'}
             rng = self.headers.get("Range") or self.headers.get("range")
             if rng and not head:
@@ -83,6 +86,21 @@ def _handler(hub: FakeHub):
                 headers["Content-Range"] = f"bytes {a}-{a + len(part) - 1}/{len(body)}"
                 return self._send(206, part, headers, head)
             return self._send(200, body, headers, head)
+
+        def _drip(self, body: bytes) -> None:
+            """A stalled download: the headers promise the body, which then comes one byte per 0.1 s."""
+            etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+            self.send_response(200)
+            for k, v in {"X-Repo-Commit": SHA, "ETag": etag, "Content-Length": str(len(body))}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            for i in range(min(len(body), 300)):  # bounded: the server stops by itself
+                try:
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
 
         def do_HEAD(self):  # noqa: N802
             self._serve(head=True)
@@ -191,3 +209,45 @@ def test_hub_gated_repo_says_to_accept_the_licence(fake_hub):
         resolve_model(ModelSpec(name="g", model="meta-llama/Secret-1B"))
     assert ei.value.field == "models[g].model"
     assert "gated" in ei.value.problem and "HF_TOKEN" in ei.value.fix
+
+
+@pytest.mark.timeout(60)  # a hang guard; the resolve itself must end near its total deadline
+def test_hub_stalled_download_ends_at_the_total_deadline(fake_hub, monkeypatch):
+    """huggingface_hub's own timeouts are per read (10 s for a download, and it retries): a server that
+    drips config.json one byte per 0.1 s would hold `plan` for ~10 s x retries. Under residency's
+    budget the whole resolve ends at HUB_TOTAL_S with one line."""
+    from huggingface_hub.utils import _http as hf_http
+
+    before = hf_http._GLOBAL_CLIENT_FACTORY
+    monkeypatch.setattr(resolve, "HUB_TOTAL_S", 1.5)
+    fake_hub.repos["acme/stalled"] = {"config.json": json.dumps(TINY_CONFIG).encode() * 20, "__drip__": b""}
+    t0 = time.monotonic()
+    with pytest.raises(SpecError) as ei:
+        resolve_model(ModelSpec(name="st", model="acme/stalled"))
+    took = time.monotonic() - t0
+    assert ei.value.field == "models[st].model"
+    assert "could not be reached" in ei.value.problem and "total deadline of 1.5s" in ei.value.problem
+    assert took < 8, took  # 1.5 s budget; without it, one 10 s read timeout alone
+    assert hf_http._GLOBAL_CLIENT_FACTORY is before  # huggingface_hub's client factory restored
+    gets = [p for m, p, _ in fake_hub.requests if m == "GET" and p.endswith("config.json")]
+    assert len(gets) == 1  # the deadline is final: huggingface_hub did not retry it
+
+
+def test_hub_requests_go_through_the_deadline_transport(fake_hub, monkeypatch):
+    from residency import deadline
+
+    seen = []
+    real = deadline.deadline_transport
+
+    def spy(mod, budget=None, **kw):
+        seen.append((mod.__name__, budget is not None))
+        return real(mod, budget, **kw)
+
+    monkeypatch.setattr(deadline, "deadline_transport", spy)
+    fake_hub.repos["acme/ok"] = {"config.json": json.dumps(TINY_CONFIG).encode()}
+    assert resolve_model(ModelSpec(name="ok", model="acme/ok")).source == "hub"
+    import huggingface_hub.utils._http as hf_http
+
+    flavour = "httpx2" if hasattr(hf_http, "httpx2") else "httpx"
+    assert ("httpx", True) in seen  # the probe
+    assert (flavour, True) in seen  # huggingface_hub's shared client

@@ -9,7 +9,9 @@
      `refs/<revision or main>` points at;
   4. ModelSpec.facts alone when it describes the whole model (source "manual"), before any network;
   5. the Hub (huggingface_hub): config.json and the safetensors index / header only, never the
-     weights; honours HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE, with short timeouts.
+     weights; honours HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE. Every Hub request runs under
+     residency's total deadlines (deadline.py): HUB_TIMEOUT_S per request, HUB_TOTAL_S for the whole
+     resolve including huggingface_hub's retries.
 ModelSpec.facts then applies on top of whatever was found.
 
 Results are cached in-process, so `residency plan` pays for each model once.
@@ -21,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,9 +36,11 @@ from residency.memory.config_facts import apply_override, facts_from_config, fac
 from residency.memory.model_facts import ModelFacts
 
 if TYPE_CHECKING:
+    from residency.deadline import Budget
     from residency.spec import ModelSpec
 
 HUB_TIMEOUT_S = 5.0  # per request; the Hub path is a fallback, it must not stall `plan`
+HUB_TOTAL_S = 30.0  # one model's whole Hub resolve (probe, config, index or header, preprocessor)
 INDEX_FILE = "model.safetensors.index.json"
 
 
@@ -327,14 +333,52 @@ def find_cached_snapshot(
 
 def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, field: str) -> ModelFacts:
     """config.json + checkpoint size from the Hub (HF_ENDPOINT), downloading no weights."""
+    endpoint = (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+    token = os.environ.get("HF_TOKEN") or None
+    cache_dir = next(iter(hub_cache_dirs(hf_cache)), None)
+    kw: dict[str, Any] = {"revision": revision, "endpoint": endpoint, "token": token, "cache_dir": cache_dir}
+    with _hub_deadline(HUB_TOTAL_S) as budget:
+        _probe(endpoint or "https://huggingface.co", budget)
+        cfg = _hub_config(repo_id, kw, field)
+        size = _hub_checkpoint_bytes(repo_id, kw)
+        pre = _hub_preprocessor(repo_id, kw, field) if "vision_config" in cfg else None
+    return facts_from_config(
+        cfg, model_id=repo_id, source="hub", checkpoint_bytes=size, field=field, preprocessor=pre
+    )
+
+
+@contextmanager
+def _hub_deadline(total_s: float) -> Iterator[Budget]:
+    """huggingface_hub's requests under one Budget: its shared client comes from our factory (deadline
+    transport of the httpx flavour it uses) for the duration; the previous factory is restored after."""
+    from huggingface_hub.utils import _http as hf_http
+
+    from residency.deadline import Budget, deadline_transport
+
+    mod = getattr(hf_http, "httpx2", None) or getattr(hf_http, "httpx")  # noqa: B009 - 1.x: httpx, 2.x: httpx2
+    budget = Budget(total_s)
+    hook = getattr(hf_http, "hf_request_event_hook", None)
+
+    def factory() -> Any:
+        return mod.Client(
+            event_hooks={"request": [hook]} if hook else None,
+            follow_redirects=True,
+            timeout=None,
+            transport=deadline_transport(mod, budget),
+        )
+
+    before = getattr(hf_http, "_GLOBAL_CLIENT_FACTORY", hf_http.default_client_factory)
+    hf_http.set_client_factory(factory)
+    try:
+        yield budget
+    finally:
+        hf_http.set_client_factory(before)
+
+
+def _hub_config(repo_id: str, kw: dict[str, Any], field: str) -> dict[str, Any]:
     import huggingface_hub as hh
     from huggingface_hub import errors as hf_errors
 
-    endpoint = (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
-    token = os.environ.get("HF_TOKEN") or None
-    _probe(endpoint or "https://huggingface.co")
-    cache_dir = next(iter(hub_cache_dirs(hf_cache)), None)
-    kw: dict[str, Any] = {"revision": revision, "endpoint": endpoint, "token": token, "cache_dir": cache_dir}
     try:
         cfg_path = hh.hf_hub_download(repo_id, "config.json", etag_timeout=HUB_TIMEOUT_S, **kw)
     except hf_errors.GatedRepoError:
@@ -347,16 +391,11 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
         raise _NotFound(f"the Hub has no such repository or revision ({type(e).__name__})") from None
     except hf_errors.RemoteEntryNotFoundError:
         raise _NotFound("the Hub repository has no config.json") from None
-    except Exception as e:  # network down, proxy refused, timeout, offline mode
+    except Exception as e:  # network down, proxy refused, timeout, offline mode, our total deadline
         raise _NotFound(
-            f"the Hub could not be reached ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            f"the Hub could not be reached ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})"
         ) from None
-    cfg = _read_json(Path(cfg_path), field)
-    size = _hub_checkpoint_bytes(repo_id, kw)
-    pre = _hub_preprocessor(repo_id, kw, field) if "vision_config" in cfg else None
-    return facts_from_config(
-        cfg, model_id=repo_id, source="hub", checkpoint_bytes=size, field=field, preprocessor=pre
-    )
+    return _read_json(Path(cfg_path), field)
 
 
 def _hub_preprocessor(repo_id: str, kw: dict[str, Any], field: str) -> dict[str, Any] | None:
@@ -370,14 +409,17 @@ def _hub_preprocessor(repo_id: str, kw: dict[str, Any], field: str) -> dict[str,
     return _read_json(Path(p), field)
 
 
-def _probe(endpoint: str) -> None:
+def _probe(endpoint: str, budget: Budget) -> None:
     """One quick request before huggingface_hub, whose HEAD retries a refused connection 5 times
     with backoff (~25 s). Any HTTP answer means reachable; honours proxy variables like the Hub client."""
     import httpx
 
+    from residency.deadline import DeadlineExceeded, deadline_transport
+
     try:
-        httpx.head(endpoint, timeout=HUB_TIMEOUT_S)
-    except httpx.HTTPError as e:
+        with httpx.Client(timeout=HUB_TIMEOUT_S, transport=deadline_transport(httpx, budget)) as c:
+            c.head(endpoint)
+    except (httpx.HTTPError, DeadlineExceeded) as e:
         raise _NotFound(f"the Hub at {endpoint} could not be reached ({type(e).__name__})") from None
 
 

@@ -5,7 +5,8 @@ A1  the context window the proxy advertises (LiteLLM /model/info max_input_token
 A2  a request with the max_tokens each client sends (Hermes: the rendered model.max_tokens;
     Clawrium's Hermes: 65,536, it cannot be configured) is accepted;
 A3  a Hermes-shaped request (streamed, tools offered, a system prompt, no temperature, no
-    tool_choice) yields a structured streamed tool call.
+    tool_choice) yields a structured streamed tool call whose arguments parse as a JSON object that
+    fits the called tool's schema (required keys, property types): Hermes runs the tool with them.
 
 Client facts come from residency.agents.clients; the checks are skipped when the spec declares no
 agents (or verify runs with --url).
@@ -13,13 +14,15 @@ agents (or verify runs with --url).
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from residency.agents.clients import CLIENTS, Client, hermes_max_tokens
 from residency.verify import prompts as P
-from residency.verify.checks.base import FAIL, PASS, SKIP, ModelCtx, Outcome, failure
+from residency.verify.checks.base import FAIL, PASS, SKIP, ModelCtx, Outcome, failure, schema_problems
 from residency.verify.checks.tools import _stream_calls
-from residency.verify.client import Hop, RequestFailed, error_message, stream_chat
+from residency.verify.client import Hop, RequestFailed, Streamed, error_message, stream_chat
 
 # A3 offers the tools and shape Hermes does but bounds the output: a model that answers in prose
 # instead of calling would otherwise generate up to max_tokens (A2 covers max_tokens itself).
@@ -154,6 +157,27 @@ def a3_hermes_stream(ctx: ModelCtx, hop: Hop) -> Outcome:
     except RequestFailed as e:
         return failure(e, ctx, hop)
     out = _stream_calls(ctx, hop, s, P.TOOL_NAMES, "Hermes-shaped (no temperature)", None)
+    if out.status != FAIL and s.result.tool_calls():
+        out = _a3_arguments(ctx, s, out)
     if out.status == FAIL and out.fix:
         out.fix += f" (Hermes sees no tool call from models[{ctx.name}] until this passes)"
     return out
+
+
+def _a3_arguments(ctx: ModelCtx, s: Streamed, out: Outcome) -> Outcome:
+    """A3's arguments check: each call's arguments (a JSON object, or _stream_calls failed already) fit
+    its tool's schema."""
+    params = {t["function"]["name"]: t["function"]["parameters"] for t in P.TOOLS}
+    bad = []
+    for c in s.result.tool_calls():
+        args = json.loads(c.arguments)  # _stream_calls failed the check unless each is a JSON object
+        if c.name in params and (probs := schema_problems(args, params[c.name])):
+            bad.append(f"call {c.index} {c.name}({c.arguments[:60]}): " + ", ".join(probs))
+    if not bad:
+        return out
+    return Outcome(
+        FAIL,
+        "; ".join(bad),
+        f"models[{ctx.name}] fills the tool's parameters wrongly: check that --tool-call-parser matches the "
+        "model's chat template (a mismatched parser mistypes or drops values), else use a larger model",
+    )

@@ -228,6 +228,38 @@ def _check_calls(
     return errors, warns, parsed
 
 
+# JSON Schema "type" -> the Python types json.loads gives for it (bool is not a number here)
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def schema_problems(args: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """How parsed tool-call arguments break the tool's `parameters` schema, as a tool runner (Hermes
+    passes them as keyword arguments) would meet it: required keys, top-level property types, and
+    keys the schema forbids (additionalProperties false). Empty when they fit."""
+    out = [f"required {k!r} missing" for k in params.get("required") or [] if k not in args]
+    props = params.get("properties") or {}
+    for k, v in args.items():
+        spec = props.get(k)
+        if spec is None:
+            if params.get("additionalProperties") is False:
+                out.append(f"{k!r} is not a parameter")
+            continue
+        want = spec.get("type") if isinstance(spec, dict) else None
+        names = [want] if isinstance(want, str) else want if isinstance(want, list) else []
+        ok = [t for n in names for t in _JSON_TYPES.get(n, ())]
+        if ok and (not isinstance(v, tuple(ok)) or (isinstance(v, bool) and bool not in ok)):
+            out.append(f"{k!r} is {type(v).__name__}, the schema says {want}")
+    return out
+
+
 def _describe_calls(calls: list[dict]) -> str:
     out = []
     for c in calls[:3]:

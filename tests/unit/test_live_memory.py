@@ -102,7 +102,7 @@ def test_plan_live_uses_the_reading_and_says_so(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["plan", str(EXAMPLE), "--no-calibration", "--live"])
     out = capsys.readouterr().out
-    assert out.startswith("live reading: total from cudaMemGetInfo (cuda-bindings), free from MemAvailable")
+    assert out.startswith("live reading of CUDA device 0 (name unknown): total from cudaMemGetInfo (cuda-bindings), free")
     assert "121.69 GiB unified" in out and "11.69 GiB used before the stack" in out
 
 

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         if live:
             reading = live_reading_or_exit(s)
             if not json_out:
-                print(f"live reading: {reading.source}")
+                print(f"live reading of {reading.device}: {reading.source}")
         p = plan_stack(s, use_calibration=not no_calibration, start_together=together, live=reading)
         if json_out:
             from residency.jsonout import dumps
@@ -76,8 +76,8 @@ def register(app: typer.Typer) -> None:
 def live_reading_or_exit(s):
     """The box's total and free as vLLM will read them, or one line saying why not (exit 2)."""
     from residency.errors import SpecError
-    from residency.memory.device import resolve_device
-    from residency.memory.live import read_live
+    from residency.memory.device import is_cpu_name, resolve_device
+    from residency.memory.live import live_mismatch, read_live
     from residency.memory.versions import rules_for
 
     if s.device is None:
@@ -87,5 +87,14 @@ def live_reading_or_exit(s):
     if reading is None:
         raise SpecError(
             "--live", f"cannot read this machine's memory: {why}", "run it on the box, or drop --live"
+        )
+    bad = live_mismatch(
+        reading, name=dev.name, total_gib=dev.total_gib, unified=dev.unified, cpu=is_cpu_name(dev.name)
+    )
+    if bad is not None:  # the plan would show the spec's device with this machine's figures
+        raise SpecError(
+            "--live",
+            f"this machine is not the spec's device: {bad}",
+            "run plan --live on the box the spec describes, or drop --live",
         )
     return reading

@@ -88,13 +88,26 @@ def import_cuda_runtime() -> Any:
 
 
 class CudaSource:
-    """cudaMemGetInfo on device `index` (what vLLM's MemorySnapshot calls through torch)."""
+    """cudaMemGetInfo on device `index` (what vLLM's MemorySnapshot calls through torch), and which device
+    that is (cudaGetDeviceProperties: name, integrated)."""
 
     name = "cudaMemGetInfo (cuda-bindings)"
 
     def __init__(self, runtime: Any, index: int = 0):
         self.rt = runtime
         self.index = index
+
+    def device(self) -> tuple[str | None, bool | None]:
+        """(device name, integrated) of the device read, or (None, None) when the runtime cannot say."""
+        try:
+            err, prop = self.rt.cudaGetDeviceProperties(self.index)
+            _check(err)
+        except Exception:  # noqa: BLE001 - an older binding or a failing driver: the name stays unknown
+            return None, None
+        raw = getattr(prop, "name", None)
+        name = raw.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw, bytes) else raw
+        integrated = getattr(prop, "integrated", None)
+        return (str(name)[:80] if name else None), (bool(integrated) if integrated is not None else None)
 
     def read(self) -> tuple[int | None, int]:
         (err,) = self.rt.cudaSetDevice(self.index)[:1]
@@ -110,12 +123,17 @@ def _check(err: Any) -> None:
         raise OSError(f"CUDA runtime error {err}")
 
 
+HOST_RAM = "this host's RAM (no CUDA device read)"
+
+
 @dataclass(frozen=True)
 class LiveReading:
     total_gib: float
     free_gib: float
     total_source: str
     free_source: str
+    device: str = HOST_RAM  # what was read: the CUDA device's name, or this host's RAM
+    integrated: bool | None = None  # the CUDA device's flag; None when no device was read or it was unknown
 
     @property
     def source(self) -> str:
@@ -139,24 +157,28 @@ def read_live(
     rt = cuda if cuda is not None else (import_cuda_runtime() if use_cuda else None)
     cuda_src = CudaSource(rt) if rt is not None else None
     c_total = c_free = None
+    dev_name: str | None = None
+    integrated: bool | None = None
     cuda_err = "cuda-bindings is not installed (pip install 'residency[cuda]')"
     if cuda_src is not None:
         try:
             c_total, c_free = cuda_src.read()
+            dev_name, integrated = cuda_src.device()
         except Exception as e:  # noqa: BLE001 - no driver/device: fall back, say why
             cuda_err = f"cudaMemGetInfo failed ({e})"
+    device = f"CUDA device {cuda_src.index if cuda_src else 0} ({dev_name or 'name unknown'})"
     if not unified:
         if c_total is None or c_free is None:
             return None, cuda_err
         n = CudaSource.name
-        return LiveReading(c_total / GiB, c_free / GiB, n, n), ""
+        return LiveReading(c_total / GiB, c_free / GiB, n, n, device, integrated), ""
     mi = meminfo or MeminfoSource(free_field(rules))
     try:
         m_total, m_free = mi.read()
     except OSError as e:
         return None, f"cannot read free memory: {e}"
     if c_total is not None:
-        return LiveReading(c_total / GiB, m_free / GiB, CudaSource.name, mi.name), ""
+        return LiveReading(c_total / GiB, m_free / GiB, CudaSource.name, mi.name, device, integrated), ""
     return (
         LiveReading(
             (m_total or 0) / GiB,
@@ -166,3 +188,24 @@ def read_live(
         ),
         "",
     )
+
+
+# How far the total read may be from the spec's device total and still be that device: CUDA's total on
+# a GB10 is 119.6-121.69 GiB against a 128 GB label, MemTotal close to it (unified-memory.md §1, the
+# total-memory table); the next card sizes differ by >= 15% (H100 80 vs 94 GB, 40 vs 48 GB, 24 vs 32 GB).
+LIVE_TOTAL_TOLERANCE = 0.10
+
+
+def live_mismatch(r: LiveReading, *, name: str, total_gib: float, unified: bool, cpu: bool) -> str | None:
+    """Why the reading is not of the spec's device (a plan would carry the spec's name with this machine's
+    figures), or None. A CPU-backend device is this host, whose RAM is the reading."""
+    if cpu:
+        return None
+    if r.integrated is not None and r.integrated != unified:
+        kind = "an integrated (unified-memory) GPU" if r.integrated else "a discrete GPU"
+        return f"read {r.device}, {kind}, but the spec's device {name} is {'' if unified else 'not '}unified"
+    if total_gib > 0 and abs(r.total_gib - total_gib) / total_gib > LIVE_TOTAL_TOLERANCE:
+        return (
+            f"read {r.device}: {r.total_gib:.2f} GiB total, but the spec's device {name} has {total_gib:.2f} GiB"
+        )
+    return None

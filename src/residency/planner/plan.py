@@ -481,7 +481,7 @@ def _box_device(spec: StackSpec, device: Device, live: LiveReading | None, use_c
             total_gib=round(live.total_gib, 3),
             used_gib=round(max(0.0, live.total_gib - live.free_gib), 3),
             idle_free_gib=round(live.free_gib, 3),
-            total_source=f"live reading: {live.source}",
+            total_source=f"live reading of {live.device}: {live.source}",
         )
     if not use_calibration or not device.unified or (spec.device and spec.device.total_gib is not None):
         return device

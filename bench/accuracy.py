@@ -206,8 +206,8 @@ _QWEN3_VL_30B = {
 }
 # Vision tower parameters from vLLM's module shapes for that vision_config (qwen3_vl.py:346-600@0.20.2):
 # patch embed 3x2x16x16x1152 + 1152, positions 2304 x 1152, 27 blocks x 15,239,504 (2 layer norms, qkv,
-# proj, fc1, fc2 with biases), merger 30,678,848, 3 deepstack mergers x 30,685,760 = 538,627,568.
-_QWEN3_VL_VISION_PARAMS = 1_770_624 + 2_654_208 + 27 * 15_239_504 + 30_678_848 + 3 * 30_685_760
+# proj, fc1, fc2 with biases), merger 30,679,808, 3 deepstack mergers x 30,686,720 = 538,631,408.
+_QWEN3_VL_VISION_PARAMS = 1_770_624 + 2_654_208 + 27 * 15_239_504 + 30_679_808 + 3 * 30_686_720
 HAND_MODELS["Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"] = {
     "config": _QWEN3_VL_30B,
     # the Qwen3-VL processor's maximum image: 16,384 tokens of 32 x 32 pixels = 16,777,216 pixels

@@ -33,6 +33,7 @@ def _catalog_facts(model_id: str, *, with_param_count: bool = True):
         dtype=e.dtype,
         hf_quant_config=e.hf_quant_config,
         multimodal=e.multimodal or None,
+        preprocessor=e.preprocessor_config,
     )
 
 
@@ -71,6 +72,25 @@ CATALOG = [
         None,
         17776454656,
     ),
+    # Nemotron-3-Nano: "MEMEM*EMEMEM*...": 23 Mamba2, 23 MoE (no KV), 6 attention
+    (
+        "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
+        52,
+        2,
+        128,
+        {"full": 6, "mamba2": 23, "none": 23},
+        None,
+        None,
+    ),
+    (
+        "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4",
+        52,
+        2,
+        128,
+        {"full": 6, "mamba2": 23, "none": 23},
+        "modelopt_fp4",
+        None,
+    ),
     ("nvidia/Qwen3-235B-A22B-NVFP4", 94, 4, 128, {"full": 94}, "modelopt_fp4", None),
     ("nvidia/Qwen3-30B-A3B-NVFP4", 48, 4, 128, {"full": 48}, "modelopt_fp4", None),
     ("nvidia/Qwen3-32B-NVFP4", 64, 8, 128, {"full": 64}, "modelopt_fp4", None),
@@ -91,6 +111,9 @@ CATALOG = [
     ("Qwen/Qwen3-8B", 36, 8, 128, {"full": 36}, None, 16381470720),
     ("Qwen/Qwen3-8B-FP8", 36, 8, 128, {"full": 36}, "fp8", 9436551168),
     ("Qwen/Qwen3-Coder-30B-A3B-Instruct", 48, 4, 128, {"full": 48}, None, 61064245248),
+    ("Qwen/Qwen3-VL-30B-A3B-Instruct", 48, 4, 128, {"full": 48}, None, None),
+    ("Qwen/Qwen3-VL-4B-Instruct", 36, 8, 128, {"full": 36}, None, None),
+    ("Qwen/Qwen3-VL-8B-Instruct", 36, 8, 128, {"full": 36}, None, None),
     # Qwen2.5-7B: published config values (not a copied file, see the entry's sources); 3584 / 28 = 128
     ("Qwen/Qwen2.5-7B", 28, 4, 128, {"full": 28}, None, 15231233024),
     ("Qwen/Qwen2.5-7B-Instruct", 28, 4, 128, {"full": 28}, None, 15231233024),
@@ -693,3 +716,39 @@ def test_nemotron_h_moe_layer_types_count_their_experts():
     assert with_types.layer_kinds == with_pattern.layer_kinds
     assert with_types.estimated_bytes == with_pattern.estimated_bytes
     assert with_types.num_experts == 8
+
+
+def test_nemotron3_nano_nvfp4_keeps_the_excluded_mixers_unquantized():
+    # hf_quant_config exclude_modules names, layer by layer, the 6 attention mixers ("backbone.layers.5.mixer.q_proj")
+    # and the in/out projections of the 6 Mamba layers before them ("backbone.layers.4.mixer.in_proj"); the other
+    # Mamba layers only list conv1d (not a linear). Those 12 mixers stay bf16:
+    # Mamba2 (h 2688, 64 x 64 heads = 4096, conv 4096 + 2 x 8 x 128 = 6144): in_proj 2688 x (4096 + 6144 + 64)
+    # + out_proj 4096 x 2688 = 38,707,200; attention q 2688 x 32 x 128 + k/v 2 x 2688 x 2 x 128 + o 4096 x 2688
+    # = 23,396,352 -> 6 x (38,707,200 + 23,396,352) = 372,621,312 params at 2 B instead of 4.5 bits (0.5625 B).
+    e = catalog.lookup("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4")
+    assert e is not None and e.hf_quant_config is not None
+    excluded = facts_from_config(e.config, model_id=e.id, source="catalog", hf_quant_config=e.hf_quant_config)
+    q = dict(e.hf_quant_config["quantization"], exclude_modules=["lm_head"])
+    ignored = facts_from_config(
+        e.config, model_id=e.id, source="catalog", hf_quant_config={**e.hf_quant_config, "quantization": q}
+    )
+    assert excluded.estimated_bytes - ignored.estimated_bytes == 372_621_312 * (2 - 0.5625)
+    # Qwen3-Next FP8 lists side tensors (linear_attn.in_proj_ba, conv1d) per layer: no mixer excluded
+    nx = catalog.lookup("Qwen/Qwen3-Next-80B-A3B-Instruct-FP8")
+    assert nx is not None and not read_quantization(nx.config).excluded_mixers
+
+
+def test_qwen3_vl_catalog_entry_carries_the_processor_maximum():
+    f = _catalog_facts("Qwen/Qwen3-VL-30B-A3B-Instruct")
+    assert f.multimodal and f.vision is not None
+    # 16,384 x 32 x 32 pixels (qwen-vl-utils IMAGE_MAX_TOKEN_NUM) -> 16,384 tokens, 65,536 patches
+    assert (f.vision.item_tokens, f.vision.item_patches, f.vision.out_width) == (16_384, 65_536, 2048 * 4)
+    # tower parameters module by module (qwen3_vl.py@0.20.2), counted in the estimate at 2 B each:
+    # 538,631,408 (see bench/accuracy.py _QWEN3_VL_VISION_PARAMS for the inventory)
+    assert estimate_params(e_cfg("Qwen/Qwen3-VL-30B-A3B-Instruct"), f).vision == 538_631_408
+
+
+def e_cfg(model_id: str) -> dict:
+    e = catalog.lookup(model_id)
+    assert e is not None
+    return e.config

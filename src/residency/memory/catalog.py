@@ -71,6 +71,12 @@ class CatalogEntry:
         v = self.extra.get("hf_quant_config")
         return v if isinstance(v, dict) else None
 
+    @property
+    def preprocessor_config(self) -> dict[str, Any] | None:
+        """The processor's image size facts (preprocessor_config.json keys), where the entry has them."""
+        v = self.extra.get("preprocessor_config")
+        return v if isinstance(v, dict) else None
+
 
 def _models_dir() -> Traversable:
     return resources.files("residency.catalog").joinpath("models")

@@ -632,10 +632,12 @@ def _layer_params(c: _Cfg, f: ModelFacts, i: int, kind: str, quant: Quant | None
         t.u += h  # one pre-mixer norm per block (each block is a single mixer or MLP)
     elif not (c.model_type == "falcon_h1" and kind == "mamba2"):
         t.u += 2 * h  # input + post-attention norms (Falcon-H1: once per decoder layer)
-    _attention_params(t, c, f, kind)
-    _mixer_params(t, c, f, kind)
+    # a mixer the quantization's exclusion list names by layer stays unquantized (Quant.excluded_mixers)
+    tm = _Tally(None if quant is not None and i in quant.excluded_mixers else quant)
+    _attention_params(tm, c, f, kind)
+    _mixer_params(tm, c, f, kind)
     _mlp_params(t, c, f, i, kind)
-    return t.q, t.u
+    return t.q + tm.q, t.u + tm.u
 
 
 def _nemotron_char(c: _Cfg, i: int) -> str:
@@ -740,10 +742,14 @@ def mtp_layers(config: dict[str, Any]) -> int:
 
 
 def _vision_params(top: dict[str, Any]) -> int:
-    """SigLIP/ViT-style tower + projector, from vision_config. Within 0.2% for gemma-3-27b."""
+    """SigLIP/ViT-style tower + projector, from vision_config. Within 0.2% for gemma-3-27b.
+    Qwen3-VL towers (deepstack_visual_indexes) are counted module by module (_qwen3_vl_vision_params)."""
     vc = top.get("vision_config")
     if not isinstance(vc, dict):
         return 0
+    text_h = int(_text_config(top).get("hidden_size") or 0)
+    if vc.get("deepstack_visual_indexes") is not None:
+        return _qwen3_vl_vision_params(vc, text_h)
     h, i, n = (
         vc.get("hidden_size"),
         vc.get("intermediate_size"),
@@ -753,10 +759,33 @@ def _vision_params(top: dict[str, Any]) -> int:
         return 0
     patch = int(vc.get("patch_size", 14))
     positions = (int(vc.get("image_size", 0)) // patch) ** 2
-    text_h = int(_text_config(top).get("hidden_size") or 0)
     # layers (weights, biases, 2 layer norms) + patch embedding + positions + projector to the text width
     h, i, n = int(h), int(i), int(n)
     return n * (4 * h * h + 2 * h * i + 9 * h + i) + 3 * patch * patch * h + positions * h + h * text_h
+
+
+def _qwen3_vl_vision_params(vc: dict[str, Any], text_h: int) -> int:
+    """Qwen3_VisionTransformer's parameters (model_executor/models/qwen3_vl.py:346-600@0.20.2): Conv3d
+    patch embedding with bias, learned positions, blocks of 2 LayerNorms + qkv + proj + fc1 + fc2 (all
+    with biases), the merger and one merger per deepstack level (LayerNorm over h or 4h, fc1 4h -> 4h,
+    fc2 4h -> out). Qwen3-VL-30B-A3B: 538,631,408."""
+    h, i, n = (int(vc.get(k) or 0) for k in ("hidden_size", "intermediate_size", "depth"))
+    if not (h and i and n):
+        return 0
+    p, t, c = (
+        int(vc.get(k) or d) for k, d in (("patch_size", 16), ("temporal_patch_size", 2), ("in_channels", 3))
+    )
+    m2 = int(vc.get("spatial_merge_size") or 2) ** 2
+    out = int(vc.get("out_hidden_size") or text_h)
+    block = 4 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * i + i) + (i * h + h)
+    wide = h * m2
+
+    def merger(norm: int) -> int:
+        return 2 * norm + wide * wide + wide + wide * out + out
+
+    embed = c * t * p * p * h + h + int(vc.get("num_position_embeddings") or 0) * h
+    levels = len(vc.get("deepstack_visual_indexes") or ())
+    return embed + n * block + merger(h) + levels * merger(wide)
 
 
 # --------------------------------------------------------------------------------------------

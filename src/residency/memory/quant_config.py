@@ -7,7 +7,7 @@ One reader per quant_method (`_READERS`); the bits per weight come from memory/d
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from residency.memory.dtypes import MXFP4_BITS, NVFP4_BITS, block_fp8_bits, bnb_bits, int_group_bits
@@ -22,6 +22,10 @@ class Quant:
     scope: str = "linear"  # "linear": every decoder linear; "experts": MoE experts only (mxfp4)
     attention_quantized: bool = True
     note: str = ""
+    # decoder layers whose mixer (attention / SSM) the exclusion list names one by one, e.g. ModelOpt's
+    # "backbone.layers.5.mixer.q_proj" (NVIDIA-Nemotron-3-Nano NVFP4 keeps every Mamba and attention
+    # mixer unquantized): their linears stay in the checkpoint dtype
+    excluded_mixers: frozenset[int] = frozenset()
 
 
 def _text_quant_config(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -153,6 +157,14 @@ _READERS = {
 }
 
 
+# an exclusion naming a layer's whole mixer or its main input projection (not a side tensor such as
+# Qwen3-Next's linear_attn.in_proj_ba or conv1d, which the FP8 release lists layer by layer)
+_EXCLUDED_MIXER = re.compile(
+    r"layers\.(\d+)\.(?:mixer|self_attn|linear_attn|attention)"
+    r"(?:\.(?:in_proj|in_proj_qkvz|q_proj|qkv_proj|query_key_value|Wqkv))?$"
+)
+
+
 def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | None = None) -> Quant | None:
     """The checkpoint's quantization as vLLM names it (`--quantization`), or None for bf16/fp16.
 
@@ -179,4 +191,6 @@ def read_quantization(config: dict[str, Any], hf_quant_config: dict[str, Any] | 
         return Quant(
             method or "unknown", 8.0, note=f"quant_method {method!r} not modelled: 8 bits per weight assumed"
         )
-    return reader(qc, method, attn_q)
+    q = reader(qc, method, attn_q)
+    layers = frozenset(int(m.group(1)) for x in not_conv if (m := _EXCLUDED_MIXER.search(str(x))))
+    return replace(q, excluded_mixers=layers) if layers else q

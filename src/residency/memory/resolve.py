@@ -88,6 +88,7 @@ def _find(model: str, revision: str | None, hf_cache: str | None, field: str, ov
             dtype=entry.dtype,
             hf_quant_config=entry.hf_quant_config,
             multimodal=entry.multimodal or None,
+            preprocessor=entry.preprocessor_config,
         )
 
     repo_id = model.removeprefix("hf://")

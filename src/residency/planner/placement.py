@@ -573,10 +573,14 @@ def _pack(
                 fits.sort(key=lambda x: (x[0], x[1]))
                 chosen = fits[:tp]
                 score = (sum(left for left, _ in chosen), hi)
-            if notes is not None:
-                considered.append(
-                    f"{','.join(pools[pid].label for _, pid in chosen)} leaves {max(0.0, sum(x for x, _ in chosen)):.1f} GiB"
-                )
+            if notes is not None:  # the figure the score above compares, not another one
+                gpus = ",".join(pools[pid].label for _, pid in chosen)
+                gib = max(0.0, sum(x for x, _ in chosen))
+                if spread:
+                    again = " (holds a replica already)" if score[0] else ""
+                    considered.append(f"{gpus} leaves {worst:.0%} ({gib:.1f} GiB){again}")
+                else:
+                    considered.append(f"{gpus} leaves {gib:.1f} GiB")
             if best is None or score < best[0]:
                 best = (score, hi, [pid for _, pid in chosen])
         if best is None:

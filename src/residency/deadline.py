@@ -177,6 +177,19 @@ def _classes(mod: ModuleType) -> tuple[type, type]:
 DeadlineTransport = _classes(httpx)[1]
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP(S)_PROXY / ALL_PROXY, minus NO_PROXY). httpx
+    reads them itself only when it builds its own transport: a client given a transport must be told."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
 def deadline_transport(mod: ModuleType = httpx, budget: Budget | None = None, **kwargs: Any) -> Any:
     """A transport of `mod` (httpx or huggingface_hub's httpx2) with total deadlines (module docstring)."""
     return _classes(mod)[1](budget=budget, **kwargs)

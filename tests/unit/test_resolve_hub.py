@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -52,7 +53,7 @@ def _handler(hub: FakeHub):
 
         def _serve(self, head: bool) -> None:
             hub.requests.append((self.command, self.path, dict(self.headers)))
-            path = self.path.split("?")[0]
+            path = re.sub(r"^https?://[^/]+", "", self.path.split("?")[0])  # absolute form: via a proxy
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/([^/]+)", path)
             if m:
                 repo = m.group(1)
@@ -251,3 +252,24 @@ def test_hub_requests_go_through_the_deadline_transport(fake_hub, monkeypatch):
     flavour = "httpx2" if hasattr(hf_http, "httpx2") else "httpx"
     assert ("httpx", True) in seen  # the probe
     assert (flavour, True) in seen  # huggingface_hub's shared client
+
+
+def test_hub_requests_honour_the_environment_proxy(fake_hub, monkeypatch):
+    """A client given its own transport stops reading HTTP(S)_PROXY itself: residency passes the proxy on.
+    The fake hub doubles as the proxy; the endpoint's name does not resolve, so only the proxy reaches it."""
+    port = int(os.environ["HF_ENDPOINT"].rsplit(":", 1)[1])
+    for k in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    fake_hub.repos["acme/proxied"] = {"config.json": json.dumps(TINY_CONFIG).encode()}
+    f = resolve_model(ModelSpec(name="p", model="acme/proxied"))
+    assert f.source == "hub" and f.num_hidden_layers == TINY_CONFIG["num_hidden_layers"]
+    paths = [p for _, p, _ in fake_hub.requests]
+    assert "http://hub.invalid/" in paths  # the probe, through the proxy
+    assert any(p.startswith("http://hub.invalid/acme/proxied/resolve/") for p in paths)
+    monkeypatch.setenv("NO_PROXY", "hub.invalid")  # bypassed: straight to a name that does not resolve
+    resolve.clear_cache()
+    with pytest.raises(SpecError) as ei:
+        resolve_model(ModelSpec(name="p", model="acme/proxied2"))
+    assert "could not be reached" in ei.value.problem

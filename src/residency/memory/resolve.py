@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from residency.spec import ModelSpec
 
 HUB_TIMEOUT_S = 5.0  # per request; the Hub path is a fallback, it must not stall `plan`
+HUB_URL = "https://huggingface.co"
 HUB_TOTAL_S = 30.0  # one model's whole Hub resolve (probe, config, index or header, preprocessor)
 INDEX_FILE = "model.safetensors.index.json"
 
@@ -338,8 +339,8 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
     token = os.environ.get("HF_TOKEN") or None
     cache_dir = next(iter(hub_cache_dirs(hf_cache)), None)
     kw: dict[str, Any] = {"revision": revision, "endpoint": endpoint, "token": token, "cache_dir": cache_dir}
-    with _hub_deadline(HUB_TOTAL_S) as budget:
-        _probe(endpoint or "https://huggingface.co", budget)
+    with _hub_deadline(HUB_TOTAL_S, endpoint or HUB_URL) as budget:
+        _probe(endpoint or HUB_URL, budget)
         cfg = _hub_config(repo_id, kw, field)
         size = _hub_checkpoint_bytes(repo_id, kw)
         pre = _hub_preprocessor(repo_id, kw, field) if "vision_config" in cfg else None
@@ -349,12 +350,13 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
 
 
 @contextmanager
-def _hub_deadline(total_s: float) -> Iterator[Budget]:
+def _hub_deadline(total_s: float, endpoint: str) -> Iterator[Budget]:
     """huggingface_hub's requests under one Budget: its shared client comes from our factory (deadline
-    transport of the httpx flavour it uses) for the duration; the previous factory is restored after."""
+    transport of the httpx flavour it uses, through the environment's proxy for the endpoint) for the
+    duration; the previous factory is restored after."""
     from huggingface_hub.utils import _http as hf_http
 
-    from residency.deadline import Budget, deadline_transport
+    from residency.deadline import Budget, deadline_transport, env_proxy
 
     mod = getattr(hf_http, "httpx2", None) or getattr(hf_http, "httpx")  # noqa: B009 - 1.x: httpx, 2.x: httpx2
     budget = Budget(total_s)
@@ -365,7 +367,7 @@ def _hub_deadline(total_s: float) -> Iterator[Budget]:
             event_hooks={"request": [hook]} if hook else None,
             follow_redirects=True,
             timeout=None,
-            transport=deadline_transport(mod, budget),
+            transport=deadline_transport(mod, budget, proxy=env_proxy(endpoint)),
         )
 
     before = getattr(hf_http, "_GLOBAL_CLIENT_FACTORY", hf_http.default_client_factory)
@@ -415,10 +417,11 @@ def _probe(endpoint: str, budget: Budget) -> None:
     with backoff (~25 s). Any HTTP answer means reachable; honours proxy variables like the Hub client."""
     import httpx
 
-    from residency.deadline import DeadlineExceeded, deadline_transport
+    from residency.deadline import DeadlineExceeded, deadline_transport, env_proxy
 
     try:
-        with httpx.Client(timeout=HUB_TIMEOUT_S, transport=deadline_transport(httpx, budget)) as c:
+        transport = deadline_transport(httpx, budget, proxy=env_proxy(endpoint))
+        with httpx.Client(timeout=HUB_TIMEOUT_S, transport=transport) as c:
             c.head(endpoint)
     except (httpx.HTTPError, DeadlineExceeded) as e:
         raise _NotFound(f"the Hub at {endpoint} could not be reached ({type(e).__name__})") from None

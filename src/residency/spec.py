@@ -245,8 +245,12 @@ class StackSpec(_Strict):
 
 def _check_block_sizes(spec: StackSpec) -> None:
     """A block size is refused only where the spec's vLLM version refuses it (memory/versions.py)."""
+    from residency.memory.device import is_cpu_name
     from residency.memory.versions import block_size_fix, block_size_refusal, rules_for
 
+    devices = [spec.device] if spec.device is not None else [h.device for h in spec.hosts or []]
+    if devices and all(is_cpu_name(d.name or d.preset or "") for d in devices):
+        return  # vLLM's CPU backend has rules of its own (platforms/cpu.py): not modelled, so not refused
     rules = rules_for(spec.vllm_version)
     for i, m in enumerate(spec.models):
         if m.block_size is not None and (why := block_size_refusal(rules, m.block_size)) is not None:

@@ -96,3 +96,12 @@ def test_cli_exit_2_one_line(tmp_path, capsys):
     assert ei.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "block_size" in err and "use 16 or 32" in err, err
+
+
+def test_a_cpu_device_is_not_held_to_the_cuda_rule():
+    """vLLM's CPU backend has its own block sizes (platforms/cpu.py); residency does not refuse for it."""
+    raw = _spec("0.33.0", 24)
+    raw["device"] = {"name": "cpu", "total_gib": 24.0, "unified": True}
+    assert parse_spec(raw).models[0].block_size == 24
+    raw["device"] = {"name": "cpu-box", "total_gib": 24.0, "unified": True}
+    assert parse_spec(raw).models[0].block_size == 24

@@ -16,7 +16,7 @@ from typing import Any
 from residency.agents import plan as agent_plan
 from residency.errors import ResidencyError, SpecError
 from residency.memory import messages
-from residency.memory.device import Device, Start, resolve_device
+from residency.memory.device import Device, Start, is_cpu_name, resolve_device
 from residency.memory.engine import EngineSettings, Measured, Startup, requested_bytes, simulate_startup
 from residency.memory.live import LiveReading
 from residency.memory.messages import MEANINGS
@@ -531,7 +531,8 @@ def plan_stack(
                 "raise device.count or lower tensor_parallel_size",
             )
         es, notes = engine_settings(m, f, device, rules)
-        _flex_block_size(m, f, rules, notes)
+        if not is_cpu_name(device.name):
+            _flex_block_size(m, f, rules, notes)
         es, notes = agent_plan.plan_context(spec, m, es, notes)
         meas, cal_note = _calibration(spec, m, device) if use_calibration else (None, None)
         target = solver.requirement(m)

@@ -21,7 +21,6 @@ httpx2 fork (same API, its own classes).
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
@@ -52,10 +51,17 @@ class Budget:
 
 
 class _Guard:
-    def __init__(self, total: float | None, mod: ModuleType = httpx, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        total: float | None,
+        mod: ModuleType = httpx,
+        budget: Budget | None = None,
+        budget_bound: bool = False,
+    ) -> None:
         self.total = total
         self._mod = mod
         self._budget = budget
+        self.budget_bound = budget_bound  # the budget's end, not the request's timeout, set `total`
         self.fired = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -92,6 +98,8 @@ class _Guard:
 
     def timeout_error(self, request: Any) -> Exception:
         if self._budget is not None:  # under a budget a deadline ends the operation, no retry
+            if not self.budget_bound:
+                return DeadlineExceeded(f"request deadline of {self.total:g}s passed")
             return self._budget.exceeded()
         err: Exception = self._mod.ReadTimeout(f"total deadline of {self.total:g}s passed", request=request)
         return err
@@ -137,12 +145,14 @@ def _classes(mod: ModuleType) -> tuple[type, type]:
 
         def handle_request(self, request: Any) -> Any:
             total = _total(request)
+            bound = False
             if self._budget is not None:
                 left = self._budget.remaining()
                 if left <= 0:
                     raise self._budget.exceeded()
-                total = min(total if total is not None else math.inf, left)
-            guard = _Guard(total, mod, self._budget)
+                bound = total is None or left <= total
+                total = left if bound else total
+            guard = _Guard(total, mod, self._budget, bound)
             prev = request.extensions.get("trace")
 
             def trace(name: str, info: dict[str, Any]) -> None:

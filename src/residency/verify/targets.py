@@ -137,7 +137,7 @@ def targets_from_spec(
 
     path = Path(spec_path)
     spec = load_spec(path)
-    from residency.runtime.state import read_state
+    from residency.runtime.state import read_state, state_dir
 
     state = read_state(path)  # where `up` started each model (the ports it chose), when it did
     started = {e.model_name: e for e in (state.models() if state is not None else []) if e.replica == 0}
@@ -179,7 +179,7 @@ def targets_from_spec(
     )
     from residency.runtime.keys import key_file_hint
 
-    sdir = path.resolve().parent / ".residency" / path.stem
+    sdir = state_dir(path)
     env_files = [f for f in (key_file_hint(sdir), sdir / ".env", path.parent / ".env") if f is not None]
     return Targets(
         models=mts,

@@ -253,10 +253,13 @@ def test_v2_sampler_warmup_outgrows_the_profile_0_22_to_0_32():
     assert not any("full sampling parameters" in n for n in v1.notes)
     # 0.28: 1024 rows x 151,936 x 14 B (+ hidden rows) against a profile that counted the logits only
     warm = 1024 * 2560 * 2 + 1024 * 151936 * 14
-    assert warm - v2.activation_bytes > 0
+    # the profiled transient peak: 0.28's activation also holds the V2 sampler penalty state, persistent
+    # (1024 seqs x (151,936 + 4748) x 4 B, counted in non_kv from 0.27: V27-formula-b)
+    profiled = v2.activation_bytes - 1024 * (151936 + 4748) * 4
+    assert warm - profiled > 0
     # ... and the V2 runner's graphs sit outside the budget in 0.22-0.28 (no estimate: V22-v2-no-graph-estimate)
     assert not v2.cudagraph_in_budget and v2.cudagraph_bytes > 0
-    assert v2.footprint_bytes == v2.context_bytes + req + v2.cudagraph_bytes + (warm - v2.activation_bytes)
+    assert v2.footprint_bytes == v2.context_bytes + req + v2.cudagraph_bytes + (warm - profiled)
     assert any("full sampling parameters" in n for n in v2.notes)
     # 0.33 profiles the same pass: nothing above the budget
     assert not any("full sampling parameters" in n for n in v33.notes)

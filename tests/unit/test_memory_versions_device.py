@@ -205,3 +205,18 @@ def test_v2_runner_default_by_version():
 def test_graph_estimate_in_budget_by_runner(version, arch, moe, in_budget):
     rules = rules_for(version)
     assert cudagraphs_in_budget(rules, arch, moe=moe, quantized=False, stateful=False) is in_budget
+
+
+def test_v2_sampler_state_counted_from_0_27_and_beyond_the_budget_before():
+    """docs/vllm-versions.md V22-v2-sampler-state: PenaltiesState holds max_num_seqs x (vocab + vocab/32) int32."""
+    from memfacts import dense
+
+    from residency.memory.engine import v2_state_bytes
+
+    f = dense()  # Qwen3ForCausalLM, vocab 151,936: on the V2 runner from 0.22
+    ps = act.ProfileSettings(max_num_batched_tokens=2048, max_num_seqs=256, max_model_len=4096)
+    # 256 x (151,936 + cdiv(151,936, 32) = 4748) x 4 B
+    assert act.v2_sampler_state_bytes(f, ps) == 256 * (151_936 + 4748) * 4 == 160_444_416
+    assert v2_state_bytes(f, ps, rules_for("0.21.0")) == 0  # V1 runner: no such state
+    assert v2_state_bytes(f, ps, rules_for("0.26.0")) == 160_444_416
+    assert not rules_for("0.26.0").persistent_in_non_kv and rules_for("0.27.0").persistent_in_non_kv

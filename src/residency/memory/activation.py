@@ -175,6 +175,16 @@ def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
     return rows * pad_vocab(f.vocab_size) * sampler_bytes_per_elem(s.act_bytes, base)
 
 
+def v2_sampler_state_bytes(f: ModelFacts, s: ProfileSettings) -> int:
+    """The V2 model runner's penalty state, allocated with its Sampler in load_model after the weights
+    are measured: output_bin_counts (max_num_seqs x vocab int32) + prompt_bin_mask (max_num_seqs x
+    cdiv(vocab, 32) int32) (PenaltiesState.__init__, v1/worker/gpu/sample/penalties.py:32-42@0.22.0,
+    :40-47@0.31.0, :43-50@0.33.0; created at gpu/model_runner.py:398@0.28.0, after the
+    DeviceMemoryProfiler block). Qwen3 (vocab 151,936), 256 seqs: 256 x (151,936 + 4748) x 4 B = 0.15 GiB;
+    gpt-oss (201,088), 1024 seqs: 0.77 GiB. Whether vLLM counts it: VersionRules.persistent_in_non_kv."""
+    return s.max_num_seqs * (f.vocab_size + -(-f.vocab_size // 32)) * 4
+
+
 def sampler_warmup_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> int:
     """The sampler warm-up after the KV pool is allocated (compile_or_warm_up_model): hidden rows +
     rows x padded vocab x the warm-up's bytes per element (versions.warmup_sampler)."""

@@ -3,8 +3,9 @@
 vllm-memory.md §13 in order: requested memory and the free-memory check (§2), weights (§10), the
 profile run (§3, §4), CUDA graphs (§5), available KV (requested - weights - activation peak -
 non-torch growth [- graph estimate]: vLLM's Formula A <= 0.26 and Formula B >= 0.27 are the same sum
-in these terms, docs/vllm-versions.md [V27-formula-b]; or kv_cache_memory_bytes §9), the checks (§6),
-the block math and log lines (§7).
+in these terms except for allocations made between the weights and the profile (the V2 sampler
+state, VersionRules.persistent_in_non_kv), docs/vllm-versions.md [V27-formula-b]; or
+kv_cache_memory_bytes §9), the checks (§6), the block math and log lines (§7).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from residency.memory.device import Device
 from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 from residency.memory.moe import mxfp4_backend
-from residency.memory.versions import VersionRules, cudagraphs_in_budget
+from residency.memory.versions import VersionRules, cudagraphs_in_budget, uses_v2_runner
 from residency.memory.weights import pp_layer_partition, runtime_dtype, weights_bytes_per_rank
 from residency.units import GiB
 
@@ -98,6 +99,21 @@ def requested_bytes(total_bytes: int, util: float, rules: VersionRules) -> int:
     if rules.requested_ceil:
         return math.ceil(total_bytes * util)
     return int(total_bytes * util)
+
+
+def uses_v2(facts: ModelFacts, rules: VersionRules) -> bool:
+    return uses_v2_runner(
+        rules,
+        facts.architecture,
+        moe=facts.num_experts > 0,
+        quantized=facts.quantization is not None,
+        stateful=facts.mamba is not None,
+    )
+
+
+def v2_state_bytes(facts: ModelFacts, ps: act.ProfileSettings, rules: VersionRules) -> int:
+    """The V2 runner's sampler penalty state (activation.v2_sampler_state_bytes); 0 on the V1 runner."""
+    return act.v2_sampler_state_bytes(facts, ps) if ps.runs_sampler and uses_v2(facts, rules) else 0
 
 
 def graphs_in_budget(facts: ModelFacts, rules: VersionRules) -> bool:
@@ -195,9 +211,12 @@ def _stage(
         facts, tp, es.max_model_len, es.quantization, es.dtype, pp, rank, rules, cc
     )
     weights += act.deepstack_buffer_bytes(facts, ps)  # allocated at model init: in the loading figure
+    state = v2_state_bytes(facts, ps, rules)
     if (facts.quantization or "").lower() == "mxfp4":
         ps = replace(ps, mxfp4_backend=mxfp4_backend(cc, rules))
     activation = act.activation_bytes(facts, ps, rules)
+    if rules.persistent_in_non_kv:  # >= 0.27 the V2 sampler state counts in non_kv [V27-formula-b]
+        activation += state
     non_torch = act.non_torch_bytes(ps, rules)
     graphs = act.cudagraph_bytes(sf, ps, rules, device)
     if device.uma_gpu:  # GB10 measures graph memory at ~0 or below (unified-memory.md §5): no discrete term
@@ -286,8 +305,17 @@ def simulate_startup(
     if fixed_pool:
         available = es.kv_cache_memory_bytes or 0  # §9: profiling measured nothing; the value is used as-is
         # the sampler warm-up's buffers stay reserved after compile_or_warm_up_model (gpu_worker.py:669-689 @0.20.0)
+        # (+ the V2 runner's sampler state, persistent on the last stage)
+        state = v2_state_bytes(facts, ps, rules)
         footprint = max(
-            ctx + sg.weights + sg.non_torch + held_host[sg.rank] + available + sg.graphs + warmup
+            ctx
+            + sg.weights
+            + sg.non_torch
+            + held_host[sg.rank]
+            + available
+            + sg.graphs
+            + warmup
+            + (state if sg.rank == pp - 1 else 0)
             for sg in stages
         )
     else:
@@ -295,11 +323,21 @@ def simulate_startup(
             notes.append(f"kv_cache_memory_bytes is ignored by vLLM {rules.version} (added in 0.10.2)")
         available = req - non_kv
         footprint = max(ctx, ctx + req + (0 if in_budget else max(sg.graphs for sg in stages)) - page_cache)
-        if warmup > activation:  # V2 0.22-0.32: the warm-up outgrows the profiled peak [V22-v2-warmup]
-            footprint += warmup - activation
+        if not rules.persistent_in_non_kv and (state := v2_state_bytes(facts, ps, rules)):
+            # 0.22-0.26: the V2 sampler state is allocated after the weights are measured and before the
+            # profile, so Formula A leaves it out of non_kv: held beyond the budget [V27-formula-b]
+            footprint += state
+            notes.append(
+                f"the V2 runner's sampler penalty state ({state / GiB:.2f} GiB) is held beyond the budget: "
+                f"vLLM {rules.version} does not count it"
+            )
+        # the profile's transient peak (activation holds the V2 sampler state too from 0.27: not transient)
+        profiled = activation - (v2_state_bytes(facts, ps, rules) if rules.persistent_in_non_kv else 0)
+        if warmup > profiled:  # V2 0.22-0.32: the warm-up outgrows the profiled peak [V22-v2-warmup]
+            footprint += warmup - profiled
             notes.append(
                 f"vLLM {rules.version} warms the sampler with full sampling parameters after the KV pool is "
-                f"sized: {(warmup - activation) / GiB:.2f} GiB above the profiled peak, held past the budget"
+                f"sized: {(warmup - profiled) / GiB:.2f} GiB above the profiled peak, held past the budget"
             )
         if in_budget and measured is not None and measured.cudagraph_estimate_gib is not None and graphs:
             # >= 0.20 the budget reserved the estimate; the pool captured may be larger or smaller

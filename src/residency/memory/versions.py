@@ -79,6 +79,11 @@ class VersionRules:
     cudagraph_in_budget: bool  # [V18-graph-estimate] (computed, not applied), [V20-graphs-in-budget]
     # the V2 runner estimates its graphs (>= 0.29); 0.22-0.28 it returns 0 [V22-v2-no-graph-estimate]
     v2_graph_estimate: bool
+    # [V27-formula-b]: >= 0.27 non_kv starts from the free memory before the model was created, so
+    # persistent allocations made after the weights were measured and before the profile count in it;
+    # <= 0.26 (Formula A: weights + the profile's torch peak above what was allocated at its start) they
+    # do not, and sit beyond the budget
+    persistent_in_non_kv: bool
     # checks
     need_minus_null_block: bool  # [V29-null-block]
     models_typo: bool  # [V22-typo]
@@ -328,6 +333,7 @@ def rules_for(version: str) -> VersionRules:
         capture_scheme=scheme,
         cudagraph_in_budget=_ge(k, "0.20.0"),
         v2_graph_estimate=_ge(k, "0.29.0"),
+        persistent_in_non_kv=_ge(k, "0.27.0"),
         need_minus_null_block=_ge(k, "0.29.0"),
         models_typo=not _ge(k, "0.22.0"),
         messages_docs_link=_ge(k, "0.33.0"),

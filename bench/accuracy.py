@@ -43,6 +43,15 @@ from residency.errors import ResidencyError  # noqa: E402
 from residency.planner.plan import plan_stack  # noqa: E402
 from residency.spec import SUPPORTED_VLLM_VERSIONS, parse_spec, version_key  # noqa: E402
 
+
+def _catalog_config(model_id: str) -> dict:
+    from residency.memory import catalog
+
+    e = catalog.lookup(model_id)
+    assert e is not None, model_id
+    return dict(e.config)
+
+
 # (pattern in the lower-cased gpu field, preset); first match wins, so the specific names come first.
 GPU_PRESETS = [
     (r"gh200", "gh200"),
@@ -164,44 +173,10 @@ HAND_MODELS: dict[str, dict] = {
         "total_size": 47_000_000_000,
     },
 }
-# Qwen3-VL-30B-A3B-Instruct: config.json as vendored by aiconfigurator-core 0.12.0 (PyPI,
-# aiconfigurator_core/model_configs/Qwen--Qwen3-VL-30B-A3B-Instruct_config.json), + the FP8 checkpoint's
-# block quantization (as for the text Qwen3-30B-A3B FP8 checkpoints).
+# Qwen3-VL-30B-A3B-Instruct: the catalog's config.json (as vendored by aiconfigurator-core 0.12.0, PyPI),
+# + the FP8 checkpoint's block quantization (as for the text Qwen3-30B-A3B FP8 checkpoints).
 _QWEN3_VL_30B = {
-    "architectures": ["Qwen3VLMoeForConditionalGeneration"],
-    "model_type": "qwen3_vl_moe",
-    "text_config": {
-        "head_dim": 128,
-        "hidden_size": 2048,
-        "intermediate_size": 6144,
-        "max_position_embeddings": 262144,
-        "mlp_only_layers": [],
-        "model_type": "qwen3_vl_moe_text",
-        "moe_intermediate_size": 768,
-        "num_attention_heads": 32,
-        "num_experts": 128,
-        "num_experts_per_tok": 8,
-        "num_hidden_layers": 48,
-        "num_key_value_heads": 4,
-        "vocab_size": 151936,
-        "dtype": "bfloat16",
-    },
-    "tie_word_embeddings": False,
-    "vision_config": {
-        "deepstack_visual_indexes": [8, 16, 24],
-        "depth": 27,
-        "hidden_act": "gelu_pytorch_tanh",
-        "hidden_size": 1152,
-        "in_channels": 3,
-        "intermediate_size": 4304,
-        "model_type": "qwen3_vl_moe",
-        "num_heads": 16,
-        "num_position_embeddings": 2304,
-        "out_hidden_size": 2048,
-        "patch_size": 16,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-    },
+    **_catalog_config("Qwen/Qwen3-VL-30B-A3B-Instruct"),
     "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
 }
 # Vision tower parameters from vLLM's module shapes for that vision_config (qwen3_vl.py:346-600@0.20.2):

@@ -8,7 +8,7 @@ from memfacts import dense
 from residency.errors import SpecError
 from residency.memory import activation as act
 from residency.memory.device import PRESETS, resolve_device
-from residency.memory.versions import cudagraphs_in_budget, rules_for
+from residency.memory.versions import cudagraphs_in_budget, rules_for, uses_v2_runner
 from residency.spec import DeviceSpec
 
 
@@ -204,7 +204,8 @@ def test_v2_runner_default_by_version():
 )
 def test_graph_estimate_in_budget_by_runner(version, arch, moe, in_budget):
     rules = rules_for(version)
-    assert cudagraphs_in_budget(rules, arch, moe=moe, quantized=False, stateful=False) is in_budget
+    v2 = uses_v2_runner(rules, arch, moe=moe, quantized=False, stateful=False)
+    assert cudagraphs_in_budget(rules, on_v2_runner=v2) is in_budget
 
 
 def test_v2_sampler_state_counted_from_0_27_and_beyond_the_budget_before():

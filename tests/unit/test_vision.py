@@ -1,8 +1,8 @@
 """The vision tower's share of vLLM's profile run (memory/vision.py, activation.encoder_profile).
 
 Expected figures are worked by hand from vLLM's code with literal inputs (the arithmetic is in each test),
-not read back from the implementation. The Qwen3-VL config is the one aiconfigurator-core 0.12.0 vendors
-for Qwen/Qwen3-VL-30B-A3B-Instruct (the architecture keys it needs).
+not read back from the implementation. The Qwen3-VL config is the bundled catalog's copy of
+Qwen/Qwen3-VL-30B-A3B-Instruct (vendored by aiconfigurator-core 0.12.0).
 """
 
 from __future__ import annotations
@@ -10,41 +10,13 @@ from __future__ import annotations
 import json
 
 from residency.memory import activation as act
+from residency.memory import catalog
 from residency.memory.activation import ProfileSettings
 from residency.memory.config_facts import facts_from_config
 from residency.memory.resolve import facts_from_local_dir
 from residency.memory.vision import max_pixels_of, qwen_vl_item_tokens, vision_facts
 
-QWEN3_VL_30B = {
-    "architectures": ["Qwen3VLMoeForConditionalGeneration"],
-    "model_type": "qwen3_vl_moe",
-    "text_config": {
-        "head_dim": 128,
-        "hidden_size": 2048,
-        "intermediate_size": 6144,
-        "moe_intermediate_size": 768,
-        "num_attention_heads": 32,
-        "num_experts": 128,
-        "num_experts_per_tok": 8,
-        "num_hidden_layers": 48,
-        "num_key_value_heads": 4,
-        "vocab_size": 151936,
-        "dtype": "bfloat16",
-    },
-    "vision_config": {
-        "deepstack_visual_indexes": [8, 16, 24],
-        "depth": 27,
-        "hidden_size": 1152,
-        "in_channels": 3,
-        "intermediate_size": 4304,
-        "num_heads": 16,
-        "num_position_embeddings": 2304,
-        "out_hidden_size": 2048,
-        "patch_size": 16,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-    },
-}
+QWEN3_VL_30B = catalog.lookup("Qwen/Qwen3-VL-30B-A3B-Instruct").config  # aiconfigurator-core 0.12.0 copy
 QWEN3_VL_PRE = {"size": {"longest_edge": 16777216, "shortest_edge": 65536}}
 
 
@@ -157,3 +129,13 @@ def _rules(v: str):
     from residency.memory.versions import rules_for
 
     return rules_for(v)
+
+
+def test_v2_runner_keeps_only_the_encoder_outputs():
+    # V2 (encoder_runner.py:100-161@0.28.0): the dummy pixel batch lives inside execute_mm_encoder only
+    v = vision_facts(QWEN3_VL_30B, 2048, QWEN3_VL_PRE)
+    s = ProfileSettings(max_num_batched_tokens=8192, max_num_seqs=4, max_model_len=32768)
+    peak_v1, held_v1 = act.encoder_profile(v, s)
+    peak_v2, held_v2 = act.encoder_profile(v, s, v2_runner=True)
+    assert peak_v2 == peak_v1
+    assert held_v2 == 16_384 * 8192 * 2 and held_v1 - held_v2 == 65_536 * 1536 * 2

@@ -17,7 +17,7 @@ from residency.memory import moe
 from residency.memory import unified as uma
 from residency.memory.device import Device
 from residency.memory.model_facts import ModelFacts, VisionFacts
-from residency.memory.versions import VersionRules, profile_sampler_bytes, warmup_sampler
+from residency.memory.versions import VersionRules, profile_sampler_bytes, uses_v2_runner, warmup_sampler
 from residency.memory.weights import pad_vocab
 from residency.units import GiB, MiB
 
@@ -175,6 +175,17 @@ def sampler_peak_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -
     return rows * pad_vocab(f.vocab_size) * sampler_bytes_per_elem(s.act_bytes, base)
 
 
+def on_v2_runner(f: ModelFacts, rules: VersionRules) -> bool:
+    """Whether `vllm serve` runs this model on the V2 model runner (versions.uses_v2_runner)."""
+    return uses_v2_runner(
+        rules,
+        f.architecture,
+        moe=f.num_experts > 0,
+        quantized=f.quantization is not None,
+        stateful=f.mamba is not None,
+    )
+
+
 def v2_sampler_state_bytes(f: ModelFacts, s: ProfileSettings) -> int:
     """The V2 model runner's penalty state, allocated with its Sampler in load_model after the weights
     are measured: output_bin_counts (max_num_seqs x vocab int32) + prompt_bin_mask (max_num_seqs x
@@ -246,7 +257,7 @@ def _block_live_width(v: VisionFacts, tp: int) -> int:
     return max(attn, mlp)
 
 
-def encoder_profile(v: VisionFacts, s: ProfileSettings) -> tuple[int, int]:
+def encoder_profile(v: VisionFacts, s: ProfileSettings, *, v2_runner: bool = False) -> tuple[int, int]:
     """(peak while the vision tower runs, bytes held through the text dummy run that follows).
 
     Peak: the dummy pixel values (already in the model dtype: multimodal/processing/context.py:225-236
@@ -254,7 +265,9 @@ def encoder_profile(v: VisionFacts, s: ProfileSettings) -> tuple[int, int]:
     metadata: qwen3_vl.py:721, :800@0.20.2) and its deepstack features (one merged output per level, kept to
     the end: qwen3_vl.py:804-823), plus the block peak (_block_live_width). Held: the pixel values
     (profile_run's batched_dummy_mm_inputs) and the encoder outputs in the encoder cache
-    (gpu_model_runner.py:5830-5845@0.20.2), tokens x out_width each.
+    (gpu_model_runner.py:5830-5845@0.20.2), tokens x out_width each. The V2 runner moves the dummy
+    batch to the GPU inside execute_mm_encoder and keeps only the outputs (EncoderRunner.
+    profile_encoder_cache / execute_mm_encoder, v1/worker/gpu/mm/encoder_runner.py:100-161@0.28.0).
     Not counted (< 1 %): the rotary cos/sin tables (head_dim per patch), FlashAttention's fp32 LSE.
     Qwen3-VL-30B-A3B (1152 wide, 4304 MLP, 3 deepstack levels, out 2048) at 1 image of 65,536 patches,
     bf16: block 11 x 1152; pixels 1536 + positions 1152 + deepstack 3 x 2048 / 4 per patch:
@@ -269,7 +282,7 @@ def encoder_profile(v: VisionFacts, s: ProfileSettings) -> tuple[int, int]:
     positions = n * v.hidden_size * b if v.pos_embeds else 0
     deepstack = tokens * (v.out_width // (1 + v.deepstack)) * v.deepstack * b
     peak = pixels + positions + deepstack + n * _block_live_width(v, tp) * b
-    held = pixels + tokens * v.out_width * b
+    held = (0 if v2_runner else pixels) + tokens * v.out_width * b
     return int(peak), int(held)
 
 
@@ -299,7 +312,7 @@ def activation_bytes(f: ModelFacts, s: ProfileSettings, rules: VersionRules) -> 
     if s.receives_intermediate:  # PP stages after the first: hidden_states + residual, kept
         peak += 2 * s.max_num_batched_tokens * f.hidden_size * s.act_bytes
     if f.vision is not None:
-        enc_peak, held = encoder_profile(f.vision, s)
+        enc_peak, held = encoder_profile(f.vision, s, v2_runner=on_v2_runner(f, rules))
         peak = max(enc_peak, held + peak)
     elif f.multimodal:
         peak += _placeholder_encoder_bytes(f, s)

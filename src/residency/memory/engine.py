@@ -21,7 +21,7 @@ from residency.memory.device import Device
 from residency.memory.dtypes import dtype_bytes
 from residency.memory.model_facts import ModelFacts
 from residency.memory.moe import mxfp4_backend
-from residency.memory.versions import VersionRules, cudagraphs_in_budget, uses_v2_runner
+from residency.memory.versions import VersionRules, cudagraphs_in_budget
 from residency.memory.weights import pp_layer_partition, runtime_dtype, weights_bytes_per_rank
 from residency.units import GiB
 
@@ -101,30 +101,14 @@ def requested_bytes(total_bytes: int, util: float, rules: VersionRules) -> int:
     return int(total_bytes * util)
 
 
-def uses_v2(facts: ModelFacts, rules: VersionRules) -> bool:
-    return uses_v2_runner(
-        rules,
-        facts.architecture,
-        moe=facts.num_experts > 0,
-        quantized=facts.quantization is not None,
-        stateful=facts.mamba is not None,
-    )
-
-
 def v2_state_bytes(facts: ModelFacts, ps: act.ProfileSettings, rules: VersionRules) -> int:
     """The V2 runner's sampler penalty state (activation.v2_sampler_state_bytes); 0 on the V1 runner."""
-    return act.v2_sampler_state_bytes(facts, ps) if ps.runs_sampler and uses_v2(facts, rules) else 0
+    return act.v2_sampler_state_bytes(facts, ps) if ps.runs_sampler and act.on_v2_runner(facts, rules) else 0
 
 
 def graphs_in_budget(facts: ModelFacts, rules: VersionRules) -> bool:
     """The budget reserves the graph estimate (>= 0.20), unless the V2 runner estimates 0 (0.22-0.28)."""
-    return cudagraphs_in_budget(
-        rules,
-        facts.architecture,
-        moe=facts.num_experts > 0,
-        quantized=facts.quantization is not None,
-        stateful=facts.mamba is not None,
-    )
+    return cudagraphs_in_budget(rules, on_v2_runner=act.on_v2_runner(facts, rules))
 
 
 def dtype_bytes_of(facts: ModelFacts, dtype: str) -> int:

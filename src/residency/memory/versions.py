@@ -191,18 +191,15 @@ def uses_v2_runner(
     return listed or (not moe and not stateful)  # v028 [V28-v2-runner]: listed hybrids too
 
 
-def cudagraphs_in_budget(
-    rules: VersionRules, architecture: str, *, moe: bool, quantized: bool, stateful: bool
-) -> bool:
+def cudagraphs_in_budget(rules: VersionRules, *, on_v2_runner: bool) -> bool:
     """Whether the KV budget reserves the CUDA graph estimate [V20-graphs-in-budget]. The V2 model
     runner's profile_cudagraph_memory returns 0 in 0.22-0.28 (gpu/model_runner.py:620-622@0.22.0,
     :843-845@0.28.0) [V22-v2-no-graph-estimate]: its graphs are captured after the KV pool is sized,
-    outside the budget, as before 0.20; it estimates them from 0.29 (:896-898@0.29.0)."""
+    outside the budget, as before 0.20; it estimates them from 0.29 (:896-898@0.29.0).
+    `on_v2_runner`: uses_v2_runner for the model."""
     if not rules.cudagraph_in_budget:
         return False
-    if rules.v2_graph_estimate:
-        return True
-    return not uses_v2_runner(rules, architecture, moe=moe, quantized=quantized, stateful=stateful)
+    return rules.v2_graph_estimate or not on_v2_runner
 
 
 def profile_sampler_bytes(

@@ -33,7 +33,9 @@ GDN_CHUNK = 64
 # (caching-allocator block rounding, Triton/cuBLAS scratch, the 0.19.1 top-k/top-p scratch of
 # min(SMs, rows) x vocab x 4 B, topk_topp_triton.py:1010-1016). Fitted to records r021, r053
 # (dense, logged KV at known settings) and the V1 activation peaks logged by r019 (0.94 GiB) and
-# r049 (1.04 GiB).
+# r049 (1.04 GiB). Chosen before the V2 runner's graph-estimate and sampler-state rules
+# ([V22-v2-no-graph-estimate], [V22-v2-sampler-state]) moved r021; left as written (bench/accuracy.py
+# prints the least-squares value on today's rules beside it, 0.44 GiB on 2026-11-30).
 ACT_BASE = 0.25 * GiB
 # Hidden-size tensors alive at a decoder layer's MLP peak: the residual and the normed MLP input
 # (LlamaDecoderLayer.forward, llama.py:316-333 @0.19.1), the down_proj output allocated while its

@@ -272,3 +272,19 @@ def test_v2_sampler_warmup_outgrows_the_profile_0_22_to_0_32():
     assert (
         act_mod.sampler_warmup_peak_bytes(f, small, rules_for("0.28.0")) == 256 * 2560 * 2 + 256 * 151936 * 14
     )
+
+
+@pytest.mark.parametrize(("version", "counted"), [("0.26.0", False), ("0.27.0", True)])
+def test_v2_sampler_state_in_non_kv_from_0_27(monkeypatch, version, counted):
+    """docs/vllm-versions.md V22-v2-sampler-state + V27-formula-b: 256 seqs x (151,936 + 4748) x 4 B."""
+    f = dense()  # Qwen3ForCausalLM: V2 runner
+    state = 256 * (151_936 + 4748) * 4
+    with_state = simulate_startup(f, es(0.9, seqs=256), H100, rules_for(version), 79 * GiB)
+    monkeypatch.setattr(act, "v2_sampler_state_bytes", lambda *_: 0)
+    without = simulate_startup(f, es(0.9, seqs=256), H100, rules_for(version), 79 * GiB)
+    if counted:  # Formula B: in non_kv, so the KV pool is smaller and the footprint the budget
+        assert without.available_kv_bytes - with_state.available_kv_bytes == state
+        assert with_state.footprint_bytes == without.footprint_bytes
+    else:  # Formula A: not counted, held beyond the budget
+        assert with_state.available_kv_bytes == without.available_kv_bytes
+        assert with_state.footprint_bytes - without.footprint_bytes == state

@@ -185,21 +185,20 @@ def test_docker_bring_up_order_and_down(tmp_path, monkeypatch):
     assert not store.path.exists()
 
 
-def test_docker_failed_service_is_stopped_and_explained(tmp_path, monkeypatch):
-    fake = FakeDocker(fail_service="qwen3-4b")
+def _failing_up(tmp_path, monkeypatch, fake, *, rollback: bool, match: str):
+    """up_stack against `fake`, which makes one service fail; returns (store, console) after the UpFailed."""
     spec, plan, spec_path, store, b = _backend(tmp_path, fake)
     monkeypatch.setattr(bu, "choose_probe", lambda *a, **k: (None, "test: no probe"))
     console = _Console()
-    with pytest.raises(UpFailed, match="no_cache_blocks"):
-        up_stack(
-            spec_path,
-            spec,
-            plan,
-            b,
-            store,
-            UpOptions(poll_s=0.01, settle=Settle(window_s=0), timeout_s=5),
-            console,
-        )
+    opts = UpOptions(rollback=rollback, poll_s=0.01, settle=Settle(window_s=0), timeout_s=5)
+    with pytest.raises(UpFailed, match=match):
+        up_stack(spec_path, spec, plan, b, store, opts, console)
+    return store, console
+
+
+def test_docker_failed_service_is_stopped_and_explained(tmp_path, monkeypatch):
+    fake = FakeDocker(fail_service="qwen3-4b")
+    store, console = _failing_up(tmp_path, monkeypatch, fake, rollback=False, match="no_cache_blocks")
     assert ("stop", "qwen3-4b") in fake.verbs() and ("rm", "qwen3-4b") in fake.verbs()
     assert ("up", "litellm") not in fake.verbs()
     assert ("stop", "qwen3-next") not in fake.verbs()  # kept: the failed one only is removed
@@ -209,12 +208,7 @@ def test_docker_failed_service_is_stopped_and_explained(tmp_path, monkeypatch):
 
 def test_docker_failed_service_with_rollback_removes_everything(tmp_path, monkeypatch):
     fake = FakeDocker(fail_service="qwen3-4b")
-    spec, plan, spec_path, store, b = _backend(tmp_path, fake)
-    monkeypatch.setattr(bu, "choose_probe", lambda *a, **k: (None, "test: no probe"))
-    console = _Console()
-    opts = UpOptions(rollback=True, poll_s=0.01, settle=Settle(window_s=0), timeout_s=5)
-    with pytest.raises(UpFailed, match="no_cache_blocks"):
-        up_stack(spec_path, spec, plan, b, store, opts, console)
+    store, console = _failing_up(tmp_path, monkeypatch, fake, rollback=True, match="no_cache_blocks")
     assert ("stop", "qwen3-next") in fake.verbs() and ("rm", "qwen3-next") in fake.verbs()
     assert fake.verbs()[-1][0] == "down"  # the last container gone: the project (network) too
     assert fake.up == {} and not store.path.exists()
@@ -226,12 +220,9 @@ def test_docker_service_that_compose_cannot_start_leaves_a_stated_stack(tmp_path
     """`docker-compose up` itself fails (a port taken, an image missing): the half-created container is
     removed, the stack is left as after a failed start, and --rollback stops what this run started."""
     fake = FakeDocker(fail_up="qwen3-4b")
-    spec, plan, spec_path, store, b = _backend(tmp_path, fake)
-    monkeypatch.setattr(bu, "choose_probe", lambda *a, **k: (None, "test: no probe"))
-    console = _Console()
-    opts = UpOptions(rollback=rollback, poll_s=0.01, settle=Settle(window_s=0), timeout_s=5)
-    with pytest.raises(UpFailed, match="qwen3-4b could not be started"):
-        up_stack(spec_path, spec, plan, b, store, opts, console)
+    store, console = _failing_up(
+        tmp_path, monkeypatch, fake, rollback=rollback, match="qwen3-4b could not be started"
+    )
     assert "address already in use" in console.text
     assert ("rm", "qwen3-4b") in fake.verbs() and "qwen3-4b" not in fake.up
     assert ("up", "litellm") not in fake.verbs()

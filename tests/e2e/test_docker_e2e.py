@@ -2,8 +2,11 @@
 a real Docker engine with the test images (residency-test/vllm-cpu, residency-test/litellm) serving
 the toy models (mounted, not baked in). Host networking only; every request goes to 127.0.0.1.
 
-Each vLLM container start costs ~30-60 s on the 2-core box: this file starts five (and one that
-vLLM rejects) plus two proxies, one `up` shared across the status/verify/tool-call assertions.
+One `up` (hermes then chat, then the proxy) is shared by the start-order, status, verify and
+tool-call tests; then `down`, a second `up` whose second model vLLM rejects (rolled back), and the
+rendered compose started by compose itself. Five vLLM containers start in all (~20 s each with the
+test image's warm model-info cache and the spec's eager, single-process engine) plus one that vLLM
+rejects at its config check, and two proxies.
 Without a Docker engine these tests are skipped with the daemon's own error (dockerkit).
 """
 
@@ -16,6 +19,8 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -49,11 +54,14 @@ def _spec(tmp_path: Path, images: dict[str, str], *, chat_mml: int = 2048) -> tu
     """The toy stack in host mode with the test images: toy-hermes (hermes tool parser) then toy-chat.
     Returns the spec path and its compose project name (unique: a crashed run never collides)."""
     env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # the spec sets KV bytes
+    # the engine core runs the model itself (no worker process to spawn and import torch again)
+    env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     common = {
         "image": images["vllm"],
         "max_num_seqs": 4,
         "dtype": "bfloat16",
         "kv_cache_memory_bytes": 128 << 20,
+        "enforce_eager": True,  # no dynamo trace at start: ~10 s less per container on 2 cores
         "env": env,
     }
     (tmp_path / "hf").mkdir(exist_ok=True)
@@ -137,6 +145,9 @@ def _assert_started_in_order(containers: dict[str, dict]) -> None:
     )
 
 
+UP = ("--runtime", "docker", "--cpu", "--settle-seconds", "2")
+
+
 @pytest.fixture
 def projects():
     """Compose projects a test starts; whatever a failing test leaves is removed by label."""
@@ -146,28 +157,51 @@ def projects():
         dk.remove_project(p)
 
 
-def test_up_runtime_docker_status_verify_down_then_a_fault_rolled_back(tmp_path, images, projects):
-    spec, project = _spec(tmp_path, images)
-    projects.append(project)
+@dataclass
+class UpStack:
+    spec: Path
+    project: str
+    out: str  # what `up` printed
+    before: dict[str, set[str]]  # the engine's leftovers before `up`
+
+    @property
+    def sdir(self) -> Path:
+        return self.spec.parent / ".residency" / self.spec.stem
+
+
+@pytest.fixture(scope="module")
+def up_stack(images, tmp_path_factory) -> Iterator[UpStack]:
+    """One `up --runtime docker` (hermes, chat, proxy) shared by the tests that read a running stack."""
+    spec, project = _spec(tmp_path_factory.mktemp("docker-up"), images)
     before = dk.leftovers()
     t0 = time.monotonic()
-    r = _residency("up", str(spec), "--runtime", "docker", "--cpu", "--settle-seconds", "4")
-    out = r.stdout + r.stderr
-    print(f"up --runtime docker: {time.monotonic() - t0:.0f} s")
-    assert r.returncode == 0, out
+    try:
+        r = _residency("up", str(spec), *UP)
+        print(f"up --runtime docker: {time.monotonic() - t0:.0f} s")
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield UpStack(spec, project, r.stdout + r.stderr, before)
+    finally:
+        dk.remove_project(project)
+
+
+def test_up_runtime_docker_starts_each_container_in_order(up_stack, images):
+    out = up_stack.out
     assert "hermes: ready" in out and "chat: ready" in out and "litellm: ready" in out
     assert re.search(r"KV cache logged 0\.1[23] GiB", out), out  # from `docker logs` (128 MiB set)
-    containers = dk.by_service(dk.project_containers(project))
+    containers = dk.by_service(dk.project_containers(up_stack.project))
     assert set(containers) == {"hermes", "chat", "litellm"}
     for name, c in containers.items():
         assert c["State"]["Running"] and c["HostConfig"]["NetworkMode"] == "host", name
         assert c["Config"]["Labels"]["io.residency.kind"] == ("proxy" if name == "litellm" else "vllm")
         assert c["Config"]["Image"] == images["litellm" if name == "litellm" else "vllm"]
     _assert_started_in_order(containers)
-    sdir = spec.parent / ".residency" / spec.stem
-    state = json.loads((sdir / "state.json").read_text())
-    assert state["runtime"] == "docker" and state["compose_project"] == project
+    state = json.loads((up_stack.sdir / "state.json").read_text())
+    assert state["runtime"] == "docker" and state["compose_project"] == up_stack.project
 
+
+def test_status_and_verify_read_the_running_containers(up_stack):
+    spec = up_stack.spec
+    containers = dk.by_service(dk.project_containers(up_stack.project))
     # status reads the containers: both engines ready, each with its container's process
     r = _residency("status", str(spec), "--json", timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -185,29 +219,37 @@ def test_up_runtime_docker_status_verify_down_then_a_fault_rolled_back(tmp_path,
     assert set(checks["T1"]["hops"]) == {"direct", "proxy"}
     assert checks["T1"]["hops"]["proxy"]["status"] in ("pass", "warn"), checks["T1"]
     assert "get_weather(" in checks["T1"]["hops"]["proxy"]["detail"]
-    call = _tool_call(state_proxy_port(state), _key(sdir / ".env"))
+    state = json.loads((up_stack.sdir / "state.json").read_text())
+    call = _tool_call(state_proxy_port(state), _key(up_stack.sdir / ".env"))
     assert call["name"] == "get_weather" and "city" in json.loads(call["arguments"]), call
 
+
+def test_down_leaves_nothing_then_a_fault_is_rolled_back(up_stack):
+    spec, project, before = up_stack.spec, up_stack.project, up_stack.before
     # down removes exactly what up started
+    t0 = time.monotonic()
     r = _residency("down", str(spec), "--grace", "10", timeout=300)
+    print(f"down: {time.monotonic() - t0:.0f} s")
     assert r.returncode == 0, r.stdout + r.stderr
     assert dk.project_containers(project) == [] and dk.project_networks(project) == []
-    assert not (sdir / "state.json").exists()
+    assert not (up_stack.sdir / "state.json").exists()
     assert dk.leftovers() == before
 
-    # a fault: vLLM rejects chat's max_model_len (beyond the toy's positions) and its container exits
+    # a fault: vLLM rejects chat's max_model_len (beyond the toy's positions) at its config check, so
+    # its container exits within seconds; hermes, which this run started first, is then rolled back
     limit = json.loads((model_path("toy-chat") / "config.json").read_text())["max_position_embeddings"]
     bad = yaml.safe_load(spec.read_text())
     bad["models"][1]["max_model_len"] = limit * 2
     spec.write_text(yaml.safe_dump(bad, sort_keys=False))
     t0 = time.monotonic()
-    r = _residency("up", str(spec), "--runtime", "docker", "--cpu", "--settle-seconds", "4", "--rollback")
+    r = _residency("up", str(spec), *UP, "--rollback")
     out = r.stdout + r.stderr
     print(f"up --rollback with a failing model: {time.monotonic() - t0:.0f} s")
     assert r.returncode == 1, out
     assert "hermes: ready" in out and "chat failed to start" in out
     assert f"max_model_len ({limit * 2})" in out  # vLLM's own words, read from `docker logs`
     assert "fix:" in out and "rolled back" in out
+    assert "stopping hermes" in out
     assert dk.project_containers(project) == [] and dk.project_networks(project) == []
     assert dk.leftovers() == before
 
@@ -233,6 +275,7 @@ def test_rendered_compose_starts_in_plan_order_and_down_leaves_nothing(tmp_path,
     # compose itself walks the health-gated depends_on chain: hermes healthy -> chat -> chat healthy -> litellm
     r = subprocess.run([*base, "up", "-d"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
+    print(f"compose up -d returned after {time.monotonic() - t0:.0f} s")
     deadline = time.monotonic() + 300
     while True:
         containers = dk.by_service(dk.project_containers(project))
@@ -240,13 +283,15 @@ def test_rendered_compose_starts_in_plan_order_and_down_leaves_nothing(tmp_path,
         if health == "healthy":
             break
         assert health in ("starting", None) and time.monotonic() < deadline, containers["litellm"]["State"]
-        time.sleep(2)
+        time.sleep(1)
     print(f"compose up: the proxy healthy {time.monotonic() - t0:.0f} s after `up -d`")
     _assert_started_in_order(containers)
     call = _tool_call(yaml.safe_load(spec.read_text())["proxy"]["port"], _key(out / ".env"))
     assert call["name"] == "get_weather" and "city" in json.loads(call["arguments"]), call
 
+    t0 = time.monotonic()
     r = subprocess.run([*base, "down", "--timeout", "10"], capture_output=True, text=True, timeout=300)
+    print(f"compose down: {time.monotonic() - t0:.0f} s")
     assert r.returncode == 0, r.stdout + r.stderr
     assert dk.project_containers(project) == [] and dk.project_networks(project) == []
     assert dk.leftovers() == before  # no container, network, volume or build leftover: only cached images

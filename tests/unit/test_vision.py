@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from residency.errors import UnknownModelError
 from residency.memory import activation as act
 from residency.memory import catalog
 from residency.memory.activation import ProfileSettings
@@ -139,3 +142,14 @@ def test_v2_runner_keeps_only_the_encoder_outputs():
     peak_v2, held_v2 = act.encoder_profile(v, s, v2_runner=True)
     assert peak_v2 == peak_v1
     assert held_v2 == 16_384 * 8192 * 2 and held_v1 - held_v2 == 65_536 * 1536 * 2
+
+
+def test_a_planted_processor_maximum_is_refused_not_factored():
+    # (2**61 - 1) is prime: vLLM's factoring search would step through ~1.5e9 divisors per candidate;
+    # 1024 px per merged 32 x 32 unit puts it far above MAX_TOKENS (2**25) tokens per image
+    planted = {"size": {"longest_edge": (2**61 - 1) * 1024}}
+    with pytest.raises(UnknownModelError) as e:
+        vision_facts(QWEN3_VL_30B, 2048, planted, field="models[vl].model")
+    assert e.value.field == "models[vl].model" and "preprocessor_config.json" in str(e.value)
+    # the largest figure still taken: exactly 2**25 tokens of 32 x 32 px
+    assert vision_facts(QWEN3_VL_30B, 2048, {"size": {"longest_edge": 2**25 * 1024}}) is not None

@@ -1013,7 +1013,7 @@ def facts_from_config(
         checkpoint_bytes=checkpoint_bytes,
         param_count=param_count,
         multimodal=bool(mm),
-        vision=vision_facts(top, d.hidden, preprocessor) if mm else None,
+        vision=vision_facts(top, d.hidden, preprocessor, field=field) if mm else None,
         parallel_mamba=parallel,
     )
     out_notes = list(notes) + _layout_notes(c, quant, d.mla, parallel)

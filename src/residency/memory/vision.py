@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from residency.bounds import MAX_TOKENS
+from residency.errors import UnknownModelError
 from residency.memory.model_facts import VisionFacts
 
 # transformers' Qwen2VLImageProcessor default when the checkpoint has no preprocessor_config.json:
@@ -75,22 +77,23 @@ def _int(d: dict[str, Any], *keys: str) -> int | None:
 
 
 def vision_facts(
-    top: dict[str, Any], text_hidden: int, preprocessor: dict[str, Any] | None = None
+    top: dict[str, Any], text_hidden: int, preprocessor: dict[str, Any] | None = None, *, field: str = "model"
 ) -> VisionFacts | None:
-    """VisionFacts for the encoder paths above, else None (vision_config absent or another tower)."""
+    """VisionFacts for the encoder paths above, else None (vision_config absent or another tower).
+    `field` names the spec entry in the error for a processor maximum no context could hold."""
     vc = top.get("vision_config")
     if not isinstance(vc, dict):
         return None
     mt = str(top.get("model_type") or "")
     if mt in _QWEN_VL_TYPES:
-        return _qwen_vl(vc, text_hidden, preprocessor, gated=mt == "qwen2_5_vl")
+        return _qwen_vl(vc, text_hidden, preprocessor, gated=mt == "qwen2_5_vl", field=field)
     if mt == "gemma3" and str(vc.get("model_type") or "siglip_vision_model").startswith("siglip"):
         return _siglip_gemma3(top, vc, text_hidden)
     return None
 
 
 def _qwen_vl(
-    vc: dict[str, Any], text_hidden: int, preprocessor: dict[str, Any] | None, *, gated: bool
+    vc: dict[str, Any], text_hidden: int, preprocessor: dict[str, Any] | None, *, gated: bool, field: str
 ) -> VisionFacts | None:
     # Qwen2-VL names the tower width embed_dim (its hidden_size is the merger's output) and gives
     # mlp_ratio instead of intermediate_size (Qwen2VisionTransformer, qwen2_vl.py @0.20.2)
@@ -112,6 +115,14 @@ def _qwen_vl(
         max_px, src = (
             QWEN_VL_DEFAULT_MAX_PIXELS,
             "transformers Qwen2VLImageProcessor default (no preprocessor_config.json)",
+        )
+    if max_px // (patch * merge) ** 2 > MAX_TOKENS:
+        # an image longer than any context; also keeps qwen_vl_item_tokens' factoring search (vLLM's,
+        # ~sqrt(n) steps per candidate) from running for hours on a planted figure
+        raise UnknownModelError(
+            field,
+            f"{src} gives images of {max_px:,} pixels, more than {MAX_TOKENS:,} tokens each",
+            "correct the checkpoint's preprocessor_config.json (Qwen-VL's is 16,777,216 pixels or less)",
         )
     tokens = qwen_vl_item_tokens(max_px, patch, merge)
     return VisionFacts(

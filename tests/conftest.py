@@ -8,6 +8,11 @@ would reach a real hub or GPU are cleared. The autouse fixture then gives each t
 
 The guard: the residency/Hugging Face folders of the real home, and the names directly in ~, ~/.config
 and ~/.cache, are snapshotted at import and compared at session end; any difference fails the session.
+
+Under pytest-xdist (scripts/test-all runs `-n 2`) the controller imports this file first and exports
+the real home as RESIDENCY_TEST_REAL_HOME before it spawns the workers (which inherit its temporary
+HOME); the controller's snapshot spans every worker's run, so the guard runs there. The e2e workers'
+server start-up lines reach the controller's terminal summary through xdist's workeroutput.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from types import ModuleType
 
 import pytest
 
-REAL_HOME = Path(os.path.expanduser("~"))
+#: the real home; an xdist worker inherits the controller's temporary HOME, and this variable with it
+REAL_HOME = Path(os.environ.get("RESIDENCY_TEST_REAL_HOME") or os.path.expanduser("~"))
+os.environ["RESIDENCY_TEST_REAL_HOME"] = str(REAL_HOME)
 
 _stack = os.environ.get("RESIDENCY_STACK_DIR") or str(REAL_HOME / ".cache" / "residency-stack")
 os.environ["RESIDENCY_STACK_DIR"] = str(Path(_stack).expanduser())
@@ -131,9 +138,15 @@ def _isolated_home(
     yield home
 
 
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    found = changes(_BEFORE, snapshot(REAL_HOME))
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+    if _is_xdist_worker(session.config):
+        return  # the controller's snapshot covers this worker's whole run
+    found = changes(_BEFORE, snapshot(REAL_HOME))
     if not found:
         return
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -147,3 +160,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in lines:
             tr.write_line(line, red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+#: "name ready after N s" lines the e2e workers sent back (tests/e2e/conftest.py fills them per process)
+_worker_startups: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # xdist controller: a worker finished
+    _worker_startups.extend(getattr(node, "workeroutput", {}).get("residency_startups", []))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _worker_startups:
+        terminalreporter.section("residency test stack: server start-up times")
+        for line in _worker_startups:
+            terminalreporter.write_line(line)

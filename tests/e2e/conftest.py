@@ -3,7 +3,8 @@
 * ``stack``           (session) -> Path of the installed stack; errors if it is missing.
 * ``toy_stack``       (session) -> ToyStack: vLLM servers ``hermes``, ``xml``, ``chat``,
                         ``noauto`` and a LiteLLM proxy in front of all four (model names =
-                        served names). Started lazily, once per session.
+                        served names). Started lazily, once per session, two
+                        processes at a time (stackkit.STACK_PARALLEL).
 * ``toy_hermes``      (session) -> VllmServer: one toy-hermes server with
                         ``--enable-auto-tool-choice --tool-call-parser hermes`` (the same
                         process as ``toy_stack.servers["hermes"]``).
@@ -44,14 +45,20 @@ def _record(proc: stackkit._Proc) -> None:
     _startups.append(f"{proc.name:22s} pid {proc.pid:<7d} ready after {proc.started_s:5.1f}s  log {proc.log_path}")
 
 
-def _shared_vllm(model: str, name: str, args: list[str]) -> VllmServer:
+def _shared_vllm(model: str, name: str, args: list[str], port: int | None = None) -> VllmServer:
     key = (model, name, tuple(args))
     srv = _shared.get(key)
     if srv is None or not srv.alive():
-        srv = start_vllm(model, name, args)
+        srv = start_vllm(model, name, args, port=port)
         _record(srv)
         _shared[key] = srv
     return srv
+
+
+def _shared_port(model: str, name: str, args: list[str]) -> int:
+    """The port of the running shared server for these arguments, else a fresh one to start it on."""
+    srv = _shared.get((model, name, tuple(args)))
+    return srv.port if srv is not None and srv.alive() else stackkit.free_port()
 
 
 @pytest.fixture(scope="session")
@@ -66,11 +73,19 @@ def toy_hermes(stack: Path) -> VllmServer:
 
 @pytest.fixture(scope="session")
 def toy_stack(stack: Path) -> Iterator[ToyStack]:
-    servers = {}
-    for name, (model, extra) in TOY_STACK_SERVERS.items():
-        servers[name] = _shared_vllm(model, name, [*CPU_VLLM_ARGS, *extra])
-    proxy = start_litellm([litellm_model_entry(n, s.base_url) for n, s in servers.items()])
+    # the servers and the proxy start stackkit.STACK_PARALLEL at a time (the proxy only needs the ports)
+    args = {n: (model, n, [*CPU_VLLM_ARGS, *extra]) for n, (model, extra) in TOY_STACK_SERVERS.items()}
+    ports = {name: _shared_port(*a) for name, a in args.items()}
+    starts: dict[str, Callable[[], stackkit._Proc]] = {
+        name: (lambda a=a, port=ports[name]: _shared_vllm(*a, port=port)) for name, a in args.items()
+    }
+    entries = [litellm_model_entry(n, f"http://127.0.0.1:{port}/v1") for n, port in ports.items()]
+    starts["litellm"] = lambda: start_litellm(entries)
+    procs = stackkit.start_parallel(starts)
+    proxy = procs.pop("litellm")
+    assert isinstance(proxy, LitellmProxy)
     _record(proxy)
+    servers = {n: p for n, p in procs.items() if isinstance(p, VllmServer)}
     ts = ToyStack(servers=servers, proxy=proxy, startup_s={n: s.started_s for n, s in servers.items()})
     ts.startup_s["litellm"] = proxy.started_s
     yield ts
@@ -135,6 +150,27 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(
                 (f"{proc.name} pid {proc.pid} log {proc.log_path} (tail)", proc.log_tail(40))
             )
+
+
+#: e2e files that bring up stacks of their own (no session server): their own xdist group
+OWN_STACK_FILES = frozenset({"test_up_e2e.py", "test_docker_e2e.py", "test_agents_e2e.py"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist --dist loadgroup the e2e tests that use the session servers all go to one
+    worker (the servers start once), the files in OWN_STACK_FILES to another; the unit tests fill in.
+    A test that names its own xdist_group keeps it."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.get_closest_marker("xdist_group") is None:
+            group = "e2e-own-stacks" if item.path.name in OWN_STACK_FILES else "e2e-session-stack"
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # xdist worker: tests/conftest.py prints them
+        session.config.workeroutput["residency_startups"] = list(_startups)
 
 
 def pytest_terminal_summary(terminalreporter):

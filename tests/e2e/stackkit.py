@@ -28,9 +28,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
@@ -50,9 +52,18 @@ VLLM_ENV = {
     # so start_vllm drops it when that flag is given (CPU_VLLM_ARGS does: 128 MiB).
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # do not pin threads: several servers share 2 cores
-    # dynamo + eager backend instead of inductor (no C++ compile at start) and no warm-up run:
-    # vLLM's own CPU CI switch; cuts a toy server's start from ~60-90 s to ~20-30 s
+    # vLLM's own CPU CI switch: no warm-up run (vllm/v1/worker/cpu_worker.py:191@0.32.0), and dynamo
+    # with the eager backend instead of inductor when compiling (TORCH_COMPILE_DISABLE below: not at all)
     "VLLM_CPU_CI_ENV": "1",
+    # EngineCore runs the model itself instead of spawning a worker process (the GPU topology at
+    # tensor_parallel_size 1): one torch+vLLM import less per start, ~10 s on this box. The engine
+    # core keeps its own process (AsyncLLM always spawns it), so a server is still a 2-process tree.
+    # vllm/platforms/cpu.py:333-341@0.32.0 forces the "mp" executor only while this is 1.
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    # no torch.compile at all (compilation mode NONE, vllm/config/vllm.py:1710@0.32.0): no dynamo trace
+    # on a server's first request, and plain eager decodes the toy ~3x faster than dynamo's eager
+    # backend (200 tokens: 1.1 s against 3.4-4.2 s). With the line above: start 43 s -> 27 s.
+    "TORCH_COMPILE_DISABLE": "1",
     "OMP_NUM_THREADS": "1",
     "VLLM_HOST_IP": "127.0.0.1",
     "VLLM_NO_USAGE_STATS": "1",
@@ -72,6 +83,10 @@ LITELLM_ENV = {
     "DO_NOT_TRACK": "1",
     "HF_HUB_OFFLINE": "1",
 }
+
+#: servers started side by side by start_parallel (the session toy stack): a start is mostly one
+#: single-threaded import after another, so two fill this box's 2 cores
+STACK_PARALLEL = int(os.environ.get("RESIDENCY_STACK_PARALLEL", "2"))
 
 VLLM_START_TIMEOUT = float(os.environ.get("RESIDENCY_VLLM_START_TIMEOUT", "300"))
 LITELLM_START_TIMEOUT = float(os.environ.get("RESIDENCY_LITELLM_START_TIMEOUT", "120"))
@@ -125,6 +140,11 @@ def require_stack(models: tuple[str, ...] | list[str] = MODELS) -> Path:
 
 
 def log_dir() -> Path:
+    with _log_dir_lock:  # servers start from several threads (start_parallel): one folder for all
+        return _log_dir()
+
+
+def _log_dir() -> Path:
     global _LOG_DIR
     if _LOG_DIR is None:
         env = os.environ.get("RESIDENCY_STACK_LOGS")
@@ -137,6 +157,7 @@ def log_dir() -> Path:
 
 
 _LOG_DIR: Path | None = None
+_log_dir_lock = threading.Lock()
 
 
 # ----------------------------------------------------------------------------- ports
@@ -408,6 +429,26 @@ def start_litellm(
     return proxy
 
 
+# ----------------------------------------------------------------------------- several at once
+T = TypeVar("T")
+
+
+def start_parallel(starts: dict[str, Callable[[], T]], parallel: int | None = None) -> dict[str, T]:
+    """Run the start callables (each blocks until its server is ready) `parallel` at a time.
+
+    Returns {name: result} in the given order. If any start fails, the servers that did start are
+    stopped and the first failure is raised once every start has finished."""
+    with ThreadPoolExecutor(max_workers=max(1, parallel or STACK_PARALLEL)) as ex:
+        futs = {name: ex.submit(fn) for name, fn in starts.items()}
+    errors = [f.exception() for f in futs.values() if f.exception() is not None]
+    if errors:
+        for f in futs.values():
+            if f.exception() is None and isinstance(f.result(), _Proc):
+                f.result().stop()
+        raise errors[0]
+    return {name: f.result() for name, f in futs.items()}
+
+
 # ----------------------------------------------------------------------------- the toy stack
 @dataclass
 class ToyStack:
@@ -433,22 +474,21 @@ TOY_STACK_SERVERS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def start_toy_stack(names: tuple[str, ...] | None = None) -> ToyStack:
-    """Start the four toy vLLM servers (one at a time) and a LiteLLM proxy in front of them."""
+def start_toy_stack(names: tuple[str, ...] | None = None, parallel: int | None = None) -> ToyStack:
+    """Start the toy vLLM servers and a LiteLLM proxy in front of them, `parallel` at a time (the
+    proxy does not need its backends up to start: it is given their ports)."""
     require_stack()
-    servers: dict[str, VllmServer] = {}
-    startup: dict[str, float] = {}
-    try:
-        for name in names or tuple(TOY_STACK_SERVERS):
-            model, extra = TOY_STACK_SERVERS[name]
-            t0 = time.monotonic()
-            servers[name] = start_vllm(model, name, [*CPU_VLLM_ARGS, *extra])
-            startup[name] = time.monotonic() - t0
-        t0 = time.monotonic()
-        proxy = start_litellm([litellm_model_entry(n, s.base_url) for n, s in servers.items()])
-        startup["litellm"] = time.monotonic() - t0
-    except BaseException:
-        for s in servers.values():
-            s.stop()
-        raise
+    names = names or tuple(TOY_STACK_SERVERS)
+    ports = {name: free_port() for name in names}
+    starts: dict[str, Callable[[], _Proc]] = {}
+    for name in names:
+        model, extra = TOY_STACK_SERVERS[name]
+        starts[name] = lambda m=model, n=name, a=[*CPU_VLLM_ARGS, *extra]: start_vllm(m, n, a, port=ports[n])
+    entries = [litellm_model_entry(n, f"http://127.0.0.1:{ports[n]}/v1") for n in names]
+    starts["litellm"] = lambda: start_litellm(entries)
+    procs = start_parallel(starts, parallel)
+    proxy = procs.pop("litellm")
+    assert isinstance(proxy, LitellmProxy)
+    servers = {n: p for n, p in procs.items() if isinstance(p, VllmServer)}
+    startup = {n: p.started_s for n, p in [*servers.items(), ("litellm", proxy)]}
     return ToyStack(servers=servers, proxy=proxy, startup_s=startup)

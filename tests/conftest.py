@@ -9,9 +9,10 @@ would reach a real hub or GPU are cleared. The autouse fixture then gives each t
 The guard: the residency/Hugging Face folders of the real home, and the names directly in ~, ~/.config
 and ~/.cache, are snapshotted at import and compared at session end; any difference fails the session.
 
-Under pytest-xdist (scripts/test-all runs `-n 2`) the controller imports this file first and exports
-the real home as RESIDENCY_TEST_REAL_HOME before it spawns the workers (which inherit its temporary
-HOME); the controller's snapshot spans every worker's run, so the guard runs there. The e2e workers'
+Under pytest-xdist (scripts/test-all runs `-n 2`; the e2e groups are below) the controller imports
+this file first and exports the real home as RESIDENCY_TEST_REAL_HOME before it spawns the workers
+(which inherit its temporary HOME); the controller's snapshot spans every worker's run, so the guard
+runs there. The e2e workers'
 server start-up lines reach the controller's terminal summary through xdist's workeroutput.
 """
 
@@ -160,6 +161,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in lines:
             tr.write_line(line, red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ----------------------------------------------------------------------------- pytest-xdist
+#: scripts/test-all runs `-n 2 --dist loadgroup`: the e2e files go to two groups, each run by one worker
+#: (the session toy stack starts once, in the worker of the first); unit tests fill in as workers free
+#: up. "e2e-docker-agents": the Docker and agent-client e2e, which bring up stacks of their own.
+E2E_GROUPS = {
+    "tests/e2e/test_docker_e2e.py": "e2e-docker-agents",
+    "tests/e2e/test_agents_e2e.py": "e2e-docker-agents",
+}
+E2E_DEFAULT_GROUP = "e2e-session-stack"  # the toy_stack users, and test_up_e2e.py to balance the two
+
+
+def e2e_group(nodeid: str) -> str | None:
+    """The xdist group of a test: by file for tests/e2e, None (no group) elsewhere."""
+    path = nodeid.split("::", 1)[0]
+    if not path.startswith("tests/e2e/"):
+        return None
+    return E2E_GROUPS.get(path, E2E_DEFAULT_GROUP)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup with the groups of e2e_group (xdist_group marks still work where xdist can
+    read them: pytest-xdist 3.8 marks by rewriting item._nodeid, which pytest 9.2 no longer reads)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class E2EGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if "@" in nodeid:
+                return super()._split_scope(nodeid)
+            return e2e_group(nodeid) or nodeid
+
+    return E2EGroupScheduling(config, log)
 
 
 #: "name ready after N s" lines the e2e workers sent back (tests/e2e/conftest.py fills them per process)

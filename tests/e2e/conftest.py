@@ -152,22 +152,6 @@ def pytest_runtest_makereport(item, call):
             )
 
 
-#: e2e files that bring up stacks of their own (no session server): their own xdist group
-OWN_STACK_FILES = frozenset({"test_up_e2e.py", "test_docker_e2e.py", "test_agents_e2e.py"})
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist --dist loadgroup the e2e tests that use the session servers all go to one
-    worker (the servers start once), the files in OWN_STACK_FILES to another; the unit tests fill in.
-    A test that names its own xdist_group keeps it."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.is_relative_to(here) and item.get_closest_marker("xdist_group") is None:
-            group = "e2e-own-stacks" if item.path.name in OWN_STACK_FILES else "e2e-session-stack"
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workeroutput"):  # xdist worker: tests/conftest.py prints them
         session.config.workeroutput["residency_startups"] = list(_startups)

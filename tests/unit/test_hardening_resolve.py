@@ -76,3 +76,18 @@ def test_deeply_nested_files(tmp_path):
     spec.write_text("device: {total_gib: 24}\nmodels: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(SpecError, match="nests too deeply"):
         load_spec(spec)
+
+
+@pytest.mark.parametrize("endpoint", ["http://[bad", "ftp://mirror", " ", "http://a b"])
+def test_a_malformed_hf_endpoint_is_one_line_not_a_traceback(tmp_path, monkeypatch, endpoint):
+    # huggingface_hub splits HF_ENDPOINT when imported ('http://[bad' raises ValueError there) and
+    # residency's Hub probe splits it again: both before any request, so no server is needed
+    from residency.memory.resolve import resolve_model
+    from residency.spec import ModelSpec
+
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    with pytest.raises(SpecError, match="HF_ENDPOINT=.* is not an http"):
+        resolve_model(ModelSpec(name="m", model="acme/not-in-the-catalog"))

@@ -318,6 +318,7 @@ def find_cached_snapshot(
     dirs = [c / folder for c in hub_cache_dirs(hf_cache)]
     if not any((d / "snapshots").is_dir() for d in dirs):
         return None  # cheap miss: no import of huggingface_hub
+    _hub_endpoint()  # huggingface_hub reads HF_ENDPOINT on import
     from huggingface_hub import try_to_load_from_cache
 
     for cache_dir in hub_cache_dirs(hf_cache):
@@ -333,9 +334,31 @@ def find_cached_snapshot(
 # Hub
 
 
+def _hub_endpoint() -> str | None:
+    """HF_ENDPOINT, or None for the default Hub. Checked before huggingface_hub is imported: its
+    constants module splits the URL at import and raises ValueError on one like 'http://[bad'."""
+    from urllib.parse import urlsplit
+
+    raw = os.environ.get("HF_ENDPOINT")
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in raw)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SpecError(
+            "HF_ENDPOINT",
+            f"HF_ENDPOINT={raw[:80]!r} is not an http(s) URL",
+            "set it to the Hub or mirror URL (e.g. https://huggingface.co), or unset it",
+        )
+    return raw.rstrip("/")
+
+
 def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, field: str) -> ModelFacts:
     """config.json + checkpoint size from the Hub (HF_ENDPOINT), downloading no weights."""
-    endpoint = (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+    endpoint = _hub_endpoint()
     token = os.environ.get("HF_TOKEN") or None
     cache_dir = next(iter(hub_cache_dirs(hf_cache)), None)
     kw: dict[str, Any] = {"revision": revision, "endpoint": endpoint, "token": token, "cache_dir": cache_dir}

@@ -91,3 +91,17 @@ def test_a_malformed_hf_endpoint_is_one_line_not_a_traceback(tmp_path, monkeypat
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     with pytest.raises(SpecError, match="HF_ENDPOINT=.* is not an http"):
         resolve_model(ModelSpec(name="m", model="acme/not-in-the-catalog"))
+
+
+def test_an_unusable_proxy_variable_is_a_reason_not_a_traceback(tmp_path, monkeypatch):
+    # httpx refuses the proxy URL when the transport is built (ValueError), before any connection
+    from residency.memory.resolve import resolve_model
+    from residency.spec import ModelSpec
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    for k in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "socks9://proxy.invalid")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(SpecError, match="Unknown scheme for proxy URL"):
+        resolve_model(ModelSpec(name="m", model="acme/not-in-the-catalog"))

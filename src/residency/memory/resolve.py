@@ -448,6 +448,8 @@ def _probe(endpoint: str, budget: Budget) -> None:
             c.head(endpoint)
     except (httpx.HTTPError, DeadlineExceeded) as e:
         raise _NotFound(f"the Hub at {endpoint} could not be reached ({type(e).__name__})") from None
+    except (ValueError, httpx.InvalidURL) as e:  # HTTP(S)_PROXY/ALL_PROXY that httpx cannot use
+        raise _NotFound(f"the Hub at {endpoint} could not be reached: {str(e)[:120]}") from None
 
 
 def _hub_checkpoint_bytes(repo_id: str, kw: dict[str, Any]) -> int | None:

@@ -105,3 +105,23 @@ def test_an_unusable_proxy_variable_is_a_reason_not_a_traceback(tmp_path, monkey
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(SpecError, match="Unknown scheme for proxy URL"):
         resolve_model(ModelSpec(name="m", model="acme/not-in-the-catalog"))
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value"),
+    [
+        ("top", "head_dim", "x"),  # int("x") in the layout reader
+        ("vision_config", "deepstack_visual_indexes", 5),  # len(5) in the Qwen3-VL tower reader
+        ("vision_config", "mlp_ratio", "x"),  # float("x") in the Qwen2-VL width reader
+    ],
+)
+def test_a_config_value_of_the_wrong_type_is_one_line(where, key, value):
+    from residency.memory import catalog
+    from residency.memory.config_facts import facts_from_config
+
+    cfg = json.loads(json.dumps(catalog.lookup("Qwen/Qwen3-VL-8B-Instruct").config))
+    if key == "mlp_ratio":
+        del cfg["vision_config"]["intermediate_size"]
+    (cfg["text_config"] if where == "top" else cfg[where])[key] = value
+    with pytest.raises(SpecError, match=r"models\[m\]\.model.*cannot read \((TypeError|ValueError)"):
+        facts_from_config(cfg, model_id="acme/vl", source="local", field="models[m].model")

@@ -24,8 +24,10 @@ checkpoint size is unknown, and to size MTP heads vLLM leaves unloaded; see `est
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import wraps
+from typing import Any, ParamSpec
 
 from residency.errors import UnknownModelError
 from residency.memory.dtypes import DTYPE_BYTES, norm_dtype
@@ -33,6 +35,8 @@ from residency.memory.model_facts import LayerKind, MambaFacts, ModelFacts
 from residency.memory.quant_config import Quant, read_quantization
 from residency.memory.vision import vision_facts
 from residency.units import GiB
+
+_P = ParamSpec("_P")
 
 # transformers config-class defaults for keys real config.json files often omit (vLLM reads the
 # config through transformers, so a missing key means the class default).
@@ -939,6 +943,27 @@ def _with_estimate(
     )
 
 
+def _wrong_types_are_spec_errors(fn: Callable[_P, ModelFacts]) -> Callable[_P, ModelFacts]:
+    """A config.json (or preprocessor / quant config) value of the wrong type - "head_dim": "x",
+    "deepstack_visual_indexes": 5 - is one line naming the model, not a traceback (--debug shows it)."""
+
+    @wraps(fn)
+    def read(*args: _P.args, **kwargs: _P.kwargs) -> ModelFacts:
+        try:
+            return fn(*args, **kwargs)
+        except (TypeError, ValueError, AttributeError, OverflowError) as e:
+            field, model = kwargs.get("field", "model"), kwargs.get("model_id", "the model")
+            raise UnknownModelError(
+                str(field),
+                f"config.json of {model!r} (or its preprocessor/quantization config) has a value residency "
+                f"cannot read ({type(e).__name__}: {str(e)[:100]})",
+                "check the file against the model's published config",
+            ) from e
+
+    return read
+
+
+@_wrong_types_are_spec_errors
 def facts_from_config(
     config: dict[str, Any],
     *,

@@ -23,8 +23,9 @@ class Quant:
     attention_quantized: bool = True
     note: str = ""
     # decoder layers whose mixer (attention / SSM) the exclusion list names one by one, e.g. ModelOpt's
-    # "backbone.layers.5.mixer.q_proj" (NVIDIA-Nemotron-3-Nano NVFP4 keeps every Mamba and attention
-    # mixer unquantized): their linears stay in the checkpoint dtype
+    # "backbone.layers.5.mixer.q_proj" (NVIDIA-Nemotron-3-Nano NVFP4 keeps its 6 attention mixers and
+    # the 6 Mamba mixers before them unquantized; the other 17 Mamba mixers are NVFP4): their linears
+    # stay in the checkpoint dtype
     excluded_mixers: frozenset[int] = frozenset()
 
 

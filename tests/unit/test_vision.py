@@ -153,3 +153,12 @@ def test_a_planted_processor_maximum_is_refused_not_factored():
     assert e.value.field == "models[vl].model" and "preprocessor_config.json" in str(e.value)
     # the largest figure still taken: exactly 2**25 tokens of 32 x 32 px
     assert vision_facts(QWEN3_VL_30B, 2048, {"size": {"longest_edge": 2**25 * 1024}}) is not None
+
+
+def test_a_qwen3_vl_config_without_patch_size_takes_transformers_default_16():
+    # Qwen3VLVisionConfig.patch_size defaults to 16 (Qwen2-VL's to 14): 16,777,216 px / (16 x 2)^2 =
+    # 16,384 tokens of 4 patches, 3 x 2 x 16 x 16 = 1536 values per patch
+    cfg = json.loads(json.dumps(QWEN3_VL_30B))
+    del cfg["vision_config"]["patch_size"]
+    v = vision_facts(cfg, 2048, QWEN3_VL_PRE)
+    assert v is not None and (v.item_tokens, v.patch_values) == (16_384, 1536)

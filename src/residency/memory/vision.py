@@ -34,6 +34,10 @@ QWEN_VL_DEFAULT_MAX_PIXELS = 28 * 28 * 1280
 # (qwen2_vl.py:951-963@0.20.2)
 _MAX_RATIO = 200
 _QWEN_VL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"}
+# patch_size when vision_config omits it: the transformers config defaults (Qwen2VLVisionConfig 14,
+# Qwen3VLVisionConfig 16: models/qwen2_vl/configuration_qwen2_vl.py:40, qwen3_vl/configuration_qwen3_vl.py:50
+# @transformers 5.19.0); Qwen2.5-VL's is 14 too
+_QWEN2_VL_PATCH, _QWEN3_VL_PATCH = 14, 16
 # transformers Gemma3Config default (models/gemma3/configuration_gemma3.py:211 @transformers 5.19.0)
 GEMMA3_DEFAULT_TOKENS_PER_IMAGE = 256
 
@@ -86,14 +90,21 @@ def vision_facts(
         return None
     mt = str(top.get("model_type") or "")
     if mt in _QWEN_VL_TYPES:
-        return _qwen_vl(vc, text_hidden, preprocessor, gated=mt == "qwen2_5_vl", field=field)
+        patch = _QWEN3_VL_PATCH if mt.startswith("qwen3") else _QWEN2_VL_PATCH
+        return _qwen_vl(vc, text_hidden, preprocessor, gated=mt == "qwen2_5_vl", patch=patch, field=field)
     if mt == "gemma3" and str(vc.get("model_type") or "siglip_vision_model").startswith("siglip"):
         return _siglip_gemma3(top, vc, text_hidden)
     return None
 
 
 def _qwen_vl(
-    vc: dict[str, Any], text_hidden: int, preprocessor: dict[str, Any] | None, *, gated: bool, field: str
+    vc: dict[str, Any],
+    text_hidden: int,
+    preprocessor: dict[str, Any] | None,
+    *,
+    gated: bool,
+    patch: int,
+    field: str,
 ) -> VisionFacts | None:
     # Qwen2-VL names the tower width embed_dim (its hidden_size is the merger's output) and gives
     # mlp_ratio instead of intermediate_size (Qwen2VisionTransformer, qwen2_vl.py @0.20.2)
@@ -102,7 +113,7 @@ def _qwen_vl(
     if not width or not depth:
         return None
     inter = _int(vc, "intermediate_size") or int(width * float(vc.get("mlp_ratio") or 4))
-    patch = _int(vc, "patch_size") or 14
+    patch = _int(vc, "patch_size") or patch
     merge = _int(vc, "spatial_merge_size") or 2
     temporal = _int(vc, "temporal_patch_size") or 2
     channels = _int(vc, "in_channels", "in_chans") or 3

@@ -12,11 +12,13 @@ from test_render_helpers import two_model_plan, two_model_spec
 from test_runtime_process import _Console
 
 import residency.runtime.bringup as bu
+from residency.errors import ResidencyError
+from residency.render.common import members
 from residency.runtime import docker as d
 from residency.runtime.bringup import UpFailed, UpOptions, up_stack
 from residency.runtime.down import down_stack
 from residency.runtime.memory import Settle
-from residency.runtime.state import StateStore
+from residency.runtime.state import StackState, StateStore
 
 F = Path("/s/.residency/stack/rendered/compose.yaml")
 
@@ -231,3 +233,22 @@ def test_docker_service_that_compose_cannot_start_leaves_a_stated_stack(tmp_path
     else:
         assert [e.name for e in store.load().entries] == ["qwen3-next"]
         assert "qwen3-next kept running" in console.text
+
+
+def test_compose_error_survives_a_failing_cleanup(tmp_path):
+    """The cleanup after a failed `docker-compose up` fails as well (here: `down` of the emptied project):
+    the user still sees compose's own error, not the cleanup's."""
+
+    class _DownFails(FakeDocker):
+        def __call__(self, cmd, **kw):
+            if cmd[0] == "docker-compose" and "down" in cmd:
+                self.calls.append(cmd)
+                return subprocess.CompletedProcess(cmd, 1, "", "network busy")
+            return super().__call__(cmd, **kw)
+
+    fake = _DownFails(fail_up="qwen3-next")
+    spec, plan, spec_path, store, b = _backend(tmp_path, fake)
+    with pytest.raises(ResidencyError, match="address already in use") as ex:
+        b.start(members(spec, plan)[0], StackState(spec_path=str(spec_path), runtime="docker"))
+    assert "network busy" not in str(ex.value)
+    assert any(c[0] == "docker-compose" and "down" in c for c in fake.calls)  # the cleanup did run

@@ -376,7 +376,10 @@ def facts_from_hub(repo_id: str, revision: str | None, hf_cache: str | None, *, 
 def _hub_deadline(total_s: float, endpoint: str) -> Iterator[Budget]:
     """huggingface_hub's requests under one Budget: its shared client comes from our factory (deadline
     transport of the httpx flavour it uses, through the environment's proxy for the endpoint) for the
-    duration; the previous factory is restored after."""
+    duration; the previous factory is restored after.
+
+    The factory is process-global: resolves must stay one at a time (plan resolves its models in turn), and a
+    program embedding residency should not make its own Hub calls from other threads while one runs."""
     from huggingface_hub.utils import _http as hf_http
 
     from residency.deadline import Budget, deadline_transport, env_proxy

@@ -8,6 +8,7 @@ whose `ps` has no JSON output. Command lines come from pure functions (tested wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -239,8 +240,10 @@ class DockerBackend:
         try:
             self.dc.up(svc)
         except ResidencyError:
-            # compose can leave a created-but-not-started container (a port taken, an entrypoint missing)
-            self.dc.stop(svc, 0)
+            # compose can leave a created-but-not-started container (a port taken, an entrypoint missing);
+            # compose's own error is the one to show, even when this cleanup fails too
+            with contextlib.suppress(ResidencyError):
+                self.dc.stop(svc, 0)
             raise
 
     def start(self, m: Member, st: StackState) -> ProcEntry:

@@ -4,9 +4,9 @@ the toy models (mounted, not baked in). Host networking only; every request goes
 
 One `up` (hermes then chat, then the proxy) is shared by the start-order, status, verify and
 tool-call tests; then `down`, a second `up` whose second model vLLM rejects (rolled back), and the
-rendered compose started by compose itself. Five vLLM containers start in all (~20 s each with the
-test image's warm model-info cache and the spec's eager, single-process engine) plus one that vLLM
-rejects at its config check, and two proxies.
+rendered compose (one engine and the proxy) started by compose itself. Four vLLM containers start
+in all (~20-30 s each with the test image's warm model-info cache and the spec's eager,
+single-process engine), one that vLLM rejects at its config check, and two proxies.
 Without a Docker engine these tests are skipped with the daemon's own error (dockerkit).
 """
 
@@ -50,9 +50,10 @@ def images() -> dict[str, str]:
     return dk.require_docker()
 
 
-def _spec(tmp_path: Path, images: dict[str, str], *, chat_mml: int = 2048) -> tuple[Path, str]:
-    """The toy stack in host mode with the test images: toy-hermes (hermes tool parser) then toy-chat.
-    Returns the spec path and its compose project name (unique: a crashed run never collides)."""
+def _spec(tmp_path: Path, images: dict[str, str], *, chat: bool = True) -> tuple[Path, str]:
+    """The toy stack in host mode with the test images: toy-hermes (hermes tool parser) then toy-chat
+    (unless `chat` is False). Returns the spec path and its compose project name (unique: a crashed
+    run never collides)."""
     env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # the spec sets KV bytes
     # the engine core runs the model itself (no worker process to spawn and import torch again)
     env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -87,10 +88,10 @@ def _spec(tmp_path: Path, images: dict[str, str], *, chat_mml: int = 2048) -> tu
                 "name": "chat",
                 "model": str(model_path("toy-chat")),
                 "port": free_port(),
-                "max_model_len": chat_mml,
+                "max_model_len": 2048,
                 **common,
             },
-        ],
+        ][: 2 if chat else 1],
         "proxy": {"network": "host", "host": "127.0.0.1", "port": free_port(), "image": images["litellm"]},
     }
     stem = f"docker-{secrets.token_hex(3)}"
@@ -134,15 +135,12 @@ def _tool_call(proxy_port: int, key: str) -> dict:
     return msg["tool_calls"][0]["function"]
 
 
-def _assert_started_in_order(containers: dict[str, dict]) -> None:
-    """chat started after hermes logged "init engine ... took", the proxy after chat did (Docker's stamps)."""
-    init = "init engine"
-    assert dk.when(containers["chat"]["State"]["StartedAt"]) >= dk.log_line_time(
-        containers["hermes"]["Id"], init
-    )
-    assert dk.when(containers["litellm"]["State"]["StartedAt"]) >= dk.log_line_time(
-        containers["chat"]["Id"], init
-    )
+def _assert_started_in_order(containers: dict[str, dict], order: list[str]) -> None:
+    """Each service started after the engine before it logged "init engine ... took" (Docker's stamps)."""
+    for engine, later in zip(order, order[1:], strict=False):
+        assert dk.when(containers[later]["State"]["StartedAt"]) >= dk.log_line_time(
+            containers[engine]["Id"], "init engine"
+        ), (engine, later)
 
 
 UP = ("--runtime", "docker", "--cpu", "--settle-seconds", "2")
@@ -194,7 +192,7 @@ def test_up_runtime_docker_starts_each_container_in_order(up_stack, images):
         assert c["State"]["Running"] and c["HostConfig"]["NetworkMode"] == "host", name
         assert c["Config"]["Labels"]["io.residency.kind"] == ("proxy" if name == "litellm" else "vllm")
         assert c["Config"]["Image"] == images["litellm" if name == "litellm" else "vllm"]
-    _assert_started_in_order(containers)
+    _assert_started_in_order(containers, ["hermes", "chat", "litellm"])
     state = json.loads((up_stack.sdir / "state.json").read_text())
     assert state["runtime"] == "docker" and state["compose_project"] == up_stack.project
 
@@ -259,20 +257,25 @@ def state_proxy_port(state: dict) -> int:
     return int(proxy["port"])
 
 
-def test_rendered_compose_starts_in_plan_order_and_down_leaves_nothing(tmp_path, images, projects):
-    spec, project = _spec(tmp_path, images)
+def test_rendered_compose_gates_the_proxy_on_engine_health_and_down_leaves_nothing(
+    tmp_path, images, projects
+):
+    """compose alone (no residency) with the rendered file: one engine, then the proxy its health check gates
+    (the engine-to-engine links are the same depends_on/healthcheck pair, ordered by `up` above)."""
+    spec, project = _spec(tmp_path, images, chat=False)
     projects.append(project)
     out = tmp_path / "rendered"
     r = _residency("render", str(spec), "-o", str(out), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     compose = out / "compose.yaml"
     doc = yaml.safe_load(compose.read_text())
-    assert list(doc["services"]) == ["hermes", "chat", "litellm"]
+    assert list(doc["services"]) == ["hermes", "litellm"]
+    assert doc["services"]["litellm"]["depends_on"] == {"hermes": {"condition": "service_healthy"}}
     assert all(s["network_mode"] == "host" for s in doc["services"].values())
     before = dk.leftovers()
     base = [*dk.compose_cli(), "-f", str(compose), "-p", project]
     t0 = time.monotonic()
-    # compose itself walks the health-gated depends_on chain: hermes healthy -> chat -> chat healthy -> litellm
+    # compose itself walks the health-gated depends_on chain: hermes healthy -> litellm
     r = subprocess.run([*base, "up", "-d"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     print(f"compose up -d returned after {time.monotonic() - t0:.0f} s")
@@ -285,7 +288,7 @@ def test_rendered_compose_starts_in_plan_order_and_down_leaves_nothing(tmp_path,
         assert health in ("starting", None) and time.monotonic() < deadline, containers["litellm"]["State"]
         time.sleep(1)
     print(f"compose up: the proxy healthy {time.monotonic() - t0:.0f} s after `up -d`")
-    _assert_started_in_order(containers)
+    _assert_started_in_order(containers, ["hermes", "litellm"])
     call = _tool_call(yaml.safe_load(spec.read_text())["proxy"]["port"], _key(out / ".env"))
     assert call["name"] == "get_weather" and "city" in json.loads(call["arguments"]), call
 

@@ -101,7 +101,7 @@ def rendered_stack(tmp_path):
     out = tmp_path / "out"
     r = _residency("render", str(spec), "-o", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    r = _residency("up", str(spec), "--cpu", "--settle-seconds", "4")
+    r = _residency("up", str(spec), "--cpu", "--settle-seconds", "2")
     up_out = r.stdout + r.stderr
     try:
         assert r.returncode == 0, up_out

@@ -5,8 +5,8 @@ the toy models (mounted, not baked in). Host networking only; every request goes
 One `up` (hermes then chat, then the proxy) is shared by the start-order, status, verify and
 tool-call tests; then `down`, a second `up` whose second model vLLM rejects (rolled back), and the
 rendered compose (one engine and the proxy) started by compose itself. Four vLLM containers start
-in all (~20-30 s each with the test image's warm model-info cache and the spec's eager,
-single-process engine), one that vLLM rejects at its config check, and two proxies.
+in all (~20-30 s each with the test image's warm model-info cache and stackkit.VLLM_ENV's
+no-compile, no-worker-process engine), one that vLLM rejects at its config check, and two proxies.
 Without a Docker engine these tests are skipped with the daemon's own error (dockerkit).
 """
 
@@ -54,15 +54,14 @@ def _spec(tmp_path: Path, images: dict[str, str], *, chat: bool = True) -> tuple
     """The toy stack in host mode with the test images: toy-hermes (hermes tool parser) then toy-chat
     (unless `chat` is False). Returns the spec path and its compose project name (unique: a crashed
     run never collides)."""
-    env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # the spec sets KV bytes
-    # the engine core runs the model itself (no worker process to spawn and import torch again)
-    env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # the host servers' environment (no torch.compile, no worker process: stackkit.VLLM_ENV) in the
+    # containers too; the spec sets the KV bytes
+    env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
     common = {
         "image": images["vllm"],
         "max_num_seqs": 4,
         "dtype": "bfloat16",
         "kv_cache_memory_bytes": 128 << 20,
-        "enforce_eager": True,  # no dynamo trace at start: ~10 s less per container on 2 cores
         "env": env,
     }
     (tmp_path / "hf").mkdir(exist_ok=True)

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from residency.errors import UnknownModelError
+from residency.errors import SpecError, UnknownModelError
 from residency.memory import activation as act
 from residency.memory import catalog
 from residency.memory.activation import ProfileSettings
@@ -162,3 +162,13 @@ def test_a_qwen3_vl_config_without_patch_size_takes_transformers_default_16():
     del cfg["vision_config"]["patch_size"]
     v = vision_facts(cfg, 2048, QWEN3_VL_PRE)
     assert v is not None and (v.item_tokens, v.patch_values) == (16_384, 1536)
+
+
+def test_a_broken_preprocessor_config_names_that_file_in_the_fix(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(QWEN3_VL_30B))
+    (tmp_path / "preprocessor_config.json").write_text('{"size": ')  # a truncated download
+    with pytest.raises(SpecError) as e:
+        facts_from_local_dir(tmp_path)
+    msg = str(e.value)
+    assert "preprocessor_config.json is not valid JSON" in msg
+    assert msg.endswith("(re-download the model's preprocessor_config.json)")

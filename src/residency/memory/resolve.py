@@ -249,16 +249,15 @@ def checkpoint_bytes_in_dir(d: Path, field: str = "model") -> int | None:
 
 
 def _read_json(p: Path, field: str) -> dict[str, Any]:
+    fix = f"re-download the model's {p.name}"  # config.json, hf_quant_config.json or preprocessor_config.json
     try:
         data = json.loads(p.read_text())
     except RecursionError:
-        raise SpecError(field, f"{p} nests too deeply", "re-download the model's config.json") from None
+        raise SpecError(field, f"{p} nests too deeply", fix) from None
     except ValueError as e:
-        raise SpecError(
-            field, f"{p} is not valid JSON ({e})", "re-download the model's config.json"
-        ) from None
+        raise SpecError(field, f"{p} is not valid JSON ({e})", fix) from None
     if not isinstance(data, dict):
-        raise SpecError(field, f"{p} is not a JSON object", "re-download the model's config.json")
+        raise SpecError(field, f"{p} is not a JSON object", fix)
     return data
 
 

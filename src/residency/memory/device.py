@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from residency.errors import SpecError
 from residency.memory import unified as unified_mod
+from residency.memory.unified import Start as Start  # re-exported: the planner names it from here
 from residency.spec import DeviceSpec
-
-Start = Literal["cold", "warm"]  # unified memory: first load after boot/drop_caches, or a repeat load
 
 
 @dataclass(frozen=True)

@@ -286,11 +286,11 @@ def simulate_startup(
     }
     page_cache = top.host - held_host[top.rank]
     warmup = sampler_warmup_bytes(facts, ps, rules)
+    state = v2_state_bytes(facts, ps, rules)  # the V2 runner's sampler state, last stage only
     if fixed_pool:
         available = es.kv_cache_memory_bytes or 0  # §9: profiling measured nothing; the value is used as-is
         # the sampler warm-up's buffers stay reserved after compile_or_warm_up_model (gpu_worker.py:669-689 @0.20.0)
         # (+ the V2 runner's sampler state, persistent on the last stage)
-        state = v2_state_bytes(facts, ps, rules)
         footprint = max(
             ctx
             + sg.weights
@@ -307,7 +307,7 @@ def simulate_startup(
             notes.append(f"kv_cache_memory_bytes is ignored by vLLM {rules.version} (added in 0.10.2)")
         available = req - non_kv
         footprint = max(ctx, ctx + req + (0 if in_budget else max(sg.graphs for sg in stages)) - page_cache)
-        if not rules.persistent_in_non_kv and (state := v2_state_bytes(facts, ps, rules)):
+        if not rules.persistent_in_non_kv and state:
             # 0.22-0.26: the V2 sampler state is allocated after the weights are measured and before the
             # profile, so Formula A leaves it out of non_kv: held beyond the budget [V27-formula-b]
             footprint += state
@@ -316,7 +316,7 @@ def simulate_startup(
                 f"vLLM {rules.version} does not count it"
             )
         # the profile's transient peak (activation holds the V2 sampler state too from 0.27: not transient)
-        profiled = activation - (v2_state_bytes(facts, ps, rules) if rules.persistent_in_non_kv else 0)
+        profiled = activation - (state if rules.persistent_in_non_kv else 0)
         if warmup > profiled:  # V2 0.22-0.32: the warm-up outgrows the profiled peak [V22-v2-warmup]
             footprint += warmup - profiled
             notes.append(

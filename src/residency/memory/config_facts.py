@@ -33,7 +33,7 @@ from residency.errors import UnknownModelError
 from residency.memory.dtypes import DTYPE_BYTES, norm_dtype
 from residency.memory.model_facts import LayerKind, MambaFacts, ModelFacts
 from residency.memory.quant_config import Quant, read_quantization
-from residency.memory.vision import vision_facts
+from residency.memory.vision import QWEN3_VL_PATCH, vision_facts
 from residency.units import GiB
 
 _P = ParamSpec("_P")
@@ -777,7 +777,8 @@ def _qwen3_vl_vision_params(vc: dict[str, Any], text_h: int) -> int:
     if not (h and i and n):
         return 0
     p, t, c = (
-        int(vc.get(k) or d) for k, d in (("patch_size", 16), ("temporal_patch_size", 2), ("in_channels", 3))
+        int(vc.get(k) or d)
+        for k, d in (("patch_size", QWEN3_VL_PATCH), ("temporal_patch_size", 2), ("in_channels", 3))
     )
     m2 = int(vc.get("spatial_merge_size") or 2) ** 2
     out = int(vc.get("out_hidden_size") or text_h)

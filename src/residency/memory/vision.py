@@ -37,7 +37,7 @@ _QWEN_VL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"}
 # patch_size when vision_config omits it: the transformers config defaults (Qwen2VLVisionConfig 14,
 # Qwen3VLVisionConfig 16: models/qwen2_vl/configuration_qwen2_vl.py:40, qwen3_vl/configuration_qwen3_vl.py:50
 # @transformers 5.19.0); Qwen2.5-VL's is 14 too
-_QWEN2_VL_PATCH, _QWEN3_VL_PATCH = 14, 16
+QWEN2_VL_PATCH, QWEN3_VL_PATCH = 14, 16
 # transformers Gemma3Config default (models/gemma3/configuration_gemma3.py:211 @transformers 5.19.0)
 GEMMA3_DEFAULT_TOKENS_PER_IMAGE = 256
 
@@ -90,7 +90,7 @@ def vision_facts(
         return None
     mt = str(top.get("model_type") or "")
     if mt in _QWEN_VL_TYPES:
-        patch = _QWEN3_VL_PATCH if mt.startswith("qwen3") else _QWEN2_VL_PATCH
+        patch = QWEN3_VL_PATCH if mt.startswith("qwen3") else QWEN2_VL_PATCH
         return _qwen_vl(vc, text_hidden, preprocessor, gated=mt == "qwen2_5_vl", patch=patch, field=field)
     if mt == "gemma3" and str(vc.get("model_type") or "siglip_vision_model").startswith("siglip"):
         return _siglip_gemma3(top, vc, text_hidden)

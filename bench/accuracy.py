@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from residency.errors import ResidencyError  # noqa: E402
+from residency.memory.config_facts import _qwen3_vl_vision_params  # noqa: E402
 from residency.planner.plan import plan_stack  # noqa: E402
 from residency.spec import SUPPORTED_VLLM_VERSIONS, parse_spec, version_key  # noqa: E402
 
@@ -179,10 +180,11 @@ _QWEN3_VL_30B = {
     **_catalog_config("Qwen/Qwen3-VL-30B-A3B-Instruct"),
     "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
 }
-# Vision tower parameters from vLLM's module shapes for that vision_config (qwen3_vl.py:346-600@0.20.2):
-# patch embed 3x2x16x16x1152 + 1152, positions 2304 x 1152, 27 blocks x 15,239,504 (2 layer norms, qkv,
-# proj, fc1, fc2 with biases), merger 30,679,808, 3 deepstack mergers x 30,686,720 = 538,631,408.
-_QWEN3_VL_VISION_PARAMS = 1_770_624 + 2_654_208 + 27 * 15_239_504 + 30_679_808 + 3 * 30_686_720
+# Vision tower parameters, counted by the planner's own reader from vLLM's module shapes
+# (config_facts._qwen3_vl_vision_params, qwen3_vl.py:346-600@0.20.2): 538,631,408.
+_QWEN3_VL_VISION_PARAMS = _qwen3_vl_vision_params(
+    _QWEN3_VL_30B["vision_config"], _QWEN3_VL_30B["text_config"]["hidden_size"]
+)
 HAND_MODELS["Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"] = {
     "config": _QWEN3_VL_30B,
     # the Qwen3-VL processor's maximum image: 16,384 tokens of 32 x 32 pixels = 16,777,216 pixels

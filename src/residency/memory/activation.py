@@ -246,12 +246,12 @@ def _block_live_width(v: VisionFacts, tp: int) -> int:
     @0.20.2; Qwen3_VisionBlock uses it, qwen3_vl.py:412-463; Qwen2VisionAttention, qwen2_vl.py:354-400,
     holds the same tensors): residual x + norm1(x) held by the caller, the qkv output (3), the
     contiguous q/k copy (2) and its rotated copy (2, ApplyRotaryEmb is out of place:
-    rotary_embedding/common.py:226-247), the attention output (1), then proj's output (1):
+    rotary_embedding/common.py:226-247@0.20.2), the attention output (1), then proj's output (1):
     2 + 8/tp + 1 widths. siglip (SiglipAttention.forward, siglip.py:420-430@0.20.2; q/k/v are views of
     the qkv output): 2 + (3 + 1)/tp + 1.
     MLP: residual + norm2(x) + fc1 output + activation output (Qwen3_VisionMLP.forward qwen3_vl.py:407-409,
-    SiglipMLP.forward siglip.py:471-475): 2 + 2 I/tp; gated (Qwen2_5_VisionMLP.forward,
-    qwen2_5_vl.py:302-306): gate_up (2 I) + SiluAndMul output (I): 2 + 3 I/tp.
+    SiglipMLP.forward siglip.py:471-475@0.20.2): 2 + 2 I/tp; gated (Qwen2_5_VisionMLP.forward,
+    qwen2_5_vl.py:302-306@0.20.2): gate_up (2 I) + SiluAndMul output (I): 2 + 3 I/tp.
     """
     h, i = v.hidden_size, v.intermediate_size
     attn = 3 * h + (8 if v.kind == "qwen-vl" else 4) * h // tp

@@ -40,17 +40,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from residency.errors import ResidencyError  # noqa: E402
+from residency.memory import catalog  # noqa: E402
 from residency.memory.config_facts import _qwen3_vl_vision_params  # noqa: E402
 from residency.planner.plan import plan_stack  # noqa: E402
 from residency.spec import SUPPORTED_VLLM_VERSIONS, parse_spec, version_key  # noqa: E402
 
 
-def _catalog_config(model_id: str) -> dict:
-    from residency.memory import catalog
-
+def _catalog_entry(model_id: str) -> catalog.CatalogEntry:
     e = catalog.lookup(model_id)
     assert e is not None, model_id
-    return dict(e.config)
+    return e
 
 
 # (pattern in the lower-cased gpu field, preset); first match wins, so the specific names come first.
@@ -177,7 +176,7 @@ HAND_MODELS: dict[str, dict] = {
 # Qwen3-VL-30B-A3B-Instruct: the catalog's config.json (as vendored by aiconfigurator-core 0.12.0, PyPI),
 # + the FP8 checkpoint's block quantization (as for the text Qwen3-30B-A3B FP8 checkpoints).
 _QWEN3_VL_30B = {
-    **_catalog_config("Qwen/Qwen3-VL-30B-A3B-Instruct"),
+    **_catalog_entry("Qwen/Qwen3-VL-30B-A3B-Instruct").config,
     "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
 }
 # Vision tower parameters, counted by the planner's own reader from vLLM's module shapes
@@ -189,9 +188,9 @@ HAND_MODELS["Qwen/Qwen3-VL-30B-A3B-Instruct-FP8"] = {
     "config": _QWEN3_VL_30B,
     # the Qwen3-VL processor's maximum image: 16,384 tokens of 32 x 32 pixels = 16,777,216 pixels
     # (qwen-vl-utils 0.0.14, Qwen's own package on PyPI: vision_process.py:27 IMAGE_MAX_TOKEN_NUM = 16384,
-    # max_pixels = IMAGE_MAX_TOKEN_NUM x (patch 16 x merge 2)^2, :132); the checkpoint's
-    # preprocessor_config.json carries it as size.longest_edge
-    "preprocessor": {"size": {"longest_edge": 16384 * 32 * 32, "shortest_edge": 65536}, "patch_size": 16},
+    # max_pixels = IMAGE_MAX_TOKEN_NUM x (patch 16 x merge 2)^2, :132); the catalog entry carries the
+    # checkpoint's preprocessor_config.json (size.longest_edge)
+    "preprocessor": _catalog_entry("Qwen/Qwen3-VL-30B-A3B-Instruct").preprocessor_config,
     # text FP8 checkpoint (same text tensors as Qwen3-30B-A3B-*-FP8, 31,170,895,872 B exact inventory)
     # + the vision tower in bf16 (an estimate: whether the FP8 checkpoint keeps it unquantized is unchecked)
     "total_size": 31_170_895_872 + 2 * _QWEN3_VL_VISION_PARAMS,

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from residency.commands.options import Grace, JsonResult
+
 
 def register(app: typer.Typer) -> None:
     @app.command("down")
@@ -15,12 +17,8 @@ def register(app: typer.Typer) -> None:
         state_dir: Annotated[
             Path | None, typer.Option("--state-dir", help="The --state-dir given to `up`")
         ] = None,
-        grace: Annotated[
-            float, typer.Option("--grace", min=0, max=3600, help="Seconds between SIGTERM and SIGKILL")
-        ] = 30.0,
-        json_out: Annotated[
-            bool, typer.Option("--json", help="Print the result as JSON on stdout (progress goes to stderr)")
-        ] = False,
+        grace: Grace = 30.0,
+        json_out: JsonResult = False,
     ) -> None:
         """Stop the models and the proxy `up` started, and nothing else."""
         from rich.console import Console

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from residency.commands.options import JsonResult
+
 
 def register(app: typer.Typer) -> None:
     @app.command("render")
@@ -27,9 +29,7 @@ def register(app: typer.Typer) -> None:
                 "file is recorded and verify's results are read",
             ),
         ] = None,
-        json_out: Annotated[
-            bool, typer.Option("--json", help="Print the result as JSON on stdout (progress goes to stderr)")
-        ] = False,
+        json_out: JsonResult = False,
     ) -> None:
         """Render the plan into compose.yaml, litellm.yaml, .env (0600), k8s/, agents.md and, for the
         spec's agents, hermes/config.yaml and clawrium.sh."""

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from residency.commands.options import Grace, JsonResult
+
 
 class Runtime(StrEnum):
     process = "process"
@@ -83,15 +85,8 @@ def register(app: typer.Typer) -> None:
                 help="Memory must stay within 1% (or 64 MiB) this long before the next start",
             ),
         ] = 6.0,
-        grace: Annotated[
-            float,
-            typer.Option(
-                "--grace", min=0, max=3600, help="Seconds between SIGTERM and SIGKILL when stopping"
-            ),
-        ] = 30.0,
-        json_out: Annotated[
-            bool, typer.Option("--json", help="Print the result as JSON on stdout (progress goes to stderr)")
-        ] = False,
+        grace: Grace = 30.0,
+        json_out: JsonResult = False,
     ) -> None:
         """Start each model in plan order; the next starts after /health, the init-engine line and settled memory."""
         from rich.console import Console

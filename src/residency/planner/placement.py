@@ -354,7 +354,7 @@ def place_fleet(
     t0 = time.perf_counter()
     notes: list[str] = []
     hosts = spec.hosts
-    devices = [_device_for(h) for h in hosts]
+    devices = [_resolve_host_device(h) for h in hosts]
     if demand_fn is None:
         pf = plan_fn or (lambda s: _plan_stack()(s, use_calibration=use_calibration))
         extra = {"calibration_file": spec.calibration_file} if spec.calibration_file else {}
@@ -600,10 +600,6 @@ def _pack(
                 + (f"  [candidates: {'; '.join(considered)}]" if len(considered) > 1 else "")
             )
     return assigned, failed
-
-
-def _device_for(h: HostSpec) -> DeviceSpec:
-    return _resolve_host_device(h)
 
 
 def _why_unplaced(

@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
         """Start each model in plan order; the next starts after /health, the init-engine line and settled memory."""
         from rich.console import Console
 
+        from residency.memory.device import is_cpu_name
         from residency.render.stack import plan_for, require_fit
         from residency.runtime.bringup import UpOptions, up_stack
         from residency.runtime.keys import stack_master_key
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
         store = StateStore(default_state_dir(spec_path, state_dir))
         key, key_file = stack_master_key(store.dir, s.proxy.master_key_env, env_file)
         Console(stderr=True, highlight=False).print(f"master key: {s.proxy.master_key_env} from {key_file}")
-        is_cpu = cpu or "cpu" in plan.device.name.lower()
+        is_cpu = cpu or is_cpu_name(plan.device.name)
         opts = UpOptions(
             rollback=rollback,
             cpu=is_cpu,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from residency.errors import SpecError
+from residency.memory.device import is_cpu_name
 from residency.render.common import (
     HEALTH_PATH,
     HF_CACHE_IN_CONTAINER,
@@ -45,7 +46,7 @@ def host_network(spec: StackSpec) -> bool:
 def cpu_device(spec: StackSpec) -> bool:
     """vLLM's CPU backend (device name "cpu..."): no GPU to reserve for the containers."""
     d = spec.device
-    return d is not None and "cpu" in (d.name or d.preset or "").lower()
+    return d is not None and is_cpu_name(d.name or d.preset or "")
 
 
 def vllm_port(spec: StackSpec, m: Member) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from residency.errors import ResidencyError, UpFailed
+from residency.memory.device import is_cpu_name
 from residency.planner.result import Plan
 from residency.render.common import Member, fmt_gib, members
 from residency.runtime.logwatch import Failure, current_phase, explain_failure, init_done, logged_kv
@@ -184,7 +185,7 @@ def print_failure(console, key: str, f: Failure, log_hint: str | None) -> None:
 def _record_calibration(spec: StackSpec, plan: Plan, m: Member, launch, source: str, console) -> None:
     """`up` calibrates from each launch log on its own (residency.calibrate.store); on a unified-memory GPU
     any logged device total (a failed start's too) teaches the box's total and idle free (calibrate/boxes.py)."""
-    if launch is not None and plan.device.unified and "cpu" not in plan.device.name.lower():
+    if launch is not None and plan.device.unified and not is_cpu_name(plan.device.name):
         from residency.calibrate.boxes import learn_box
 
         try:

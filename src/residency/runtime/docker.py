@@ -295,9 +295,6 @@ class DockerBackend:
         c = self.dc.container(e.service or "")
         if c is None or c["status"] != "running":
             return False
-        from residency.runtime.process import http_ok
+        from residency.runtime.process import proxy_serving
 
-        base = f"http://127.0.0.1:{e.port}"  # ready means serving the models with the stack's key
-        return http_ok(f"{base}/health/readiness") and http_ok(
-            f"{base}/v1/models", headers={"Authorization": f"Bearer {self.master_key}"}
-        )
+        return proxy_serving(e.port, self.master_key)

@@ -110,6 +110,15 @@ def http_ok(url: str, headers: dict | None = None, timeout: float = 2.0) -> bool
         return False
 
 
+def proxy_serving(port: int | None, master_key: str) -> bool:
+    """LiteLLM on 127.0.0.1:port is ready: its readiness probe passes and it serves /v1/models with the
+    stack's key (the process and host-network docker backends both gate on this)."""
+    base = f"http://127.0.0.1:{port}"
+    return http_ok(f"{base}/health/readiness") and http_ok(
+        f"{base}/v1/models", headers={"Authorization": f"Bearer {master_key}"}
+    )
+
+
 class ProcessBackend:
     runtime = "process"
 
@@ -260,7 +269,4 @@ class ProcessBackend:
         return self._spawn("litellm", cmd, env, port, "proxy")
 
     def proxy_ready(self, e: ProcEntry) -> bool:
-        base = f"http://127.0.0.1:{e.port}"
-        if not http_ok(f"{base}/health/readiness"):
-            return False
-        return http_ok(f"{base}/v1/models", headers={"Authorization": f"Bearer {self.master_key}"})
+        return proxy_serving(e.port, self.master_key)

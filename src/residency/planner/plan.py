@@ -598,7 +598,8 @@ def plan_stack(
             cold_txt = (
                 f"{fc:.2f} GiB cold"
                 if fc > 0
-                else f"none cold: {-fc:.2f} GiB short, 'No available memory for the cache blocks'"
+                # vLLM's own words, from the one table of its messages (first sentence: the same in every version)
+                else f"none cold: {-fc:.2f} GiB short, '{messages.no_cache_blocks(rules).split('.')[0]}'"
             )
             notes.append(
                 f"kv_cache_memory_bytes {changes[i]['kv_cache_memory_bytes']} pinned: on unified memory host growth "

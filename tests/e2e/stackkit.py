@@ -44,6 +44,34 @@ CPU_VLLM_ARGS = [
     "--max-model-len", "4096", "--max-num-seqs", "4", "--dtype", "bfloat16",
     "--kv-cache-memory-bytes", str(128 << 20),  # 128 MiB: ~170k tokens of toy KV cache
 ]
+#: The tool the toy models were trained to call (scripts/build_toy_models.py TOOLS["get_weather"], same text:
+#: a greedy toy answers the prompt it learned).
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city name"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def cpu_total_gib() -> float:
+    """This machine's RAM in GiB: the device total of a spec for vLLM's CPU build."""
+    import psutil
+
+    return round(psutil.virtual_memory().total / (1 << 30), 2)
+
+
+def cpu_device() -> dict[str, Any]:
+    """A spec's `device:` for the CPU backend: this machine's RAM, which vLLM's CPU build treats as unified."""
+    return {"name": "cpu", "total_gib": cpu_total_gib(), "unified": True}
+
+
 TOOL_ARGS_HERMES = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
 
 #: Environment for every vLLM server started here (callers can override any of it).
@@ -72,6 +100,9 @@ VLLM_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+#: VLLM_ENV for engines that `residency up` starts from a spec's `env:`: the spec sets the KV bytes itself.
+SPEC_VLLM_ENV = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
 
 #: Environment for every LiteLLM proxy started here: offline, no telemetry.
 LITELLM_ENV = {

@@ -15,17 +15,15 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from tests.e2e.stackkit import VLLM_ENV, free_port, require_stack, stack_dir
+from tests.e2e.stackkit import SPEC_VLLM_ENV, cpu_total_gib, free_port, require_stack, stack_dir
 from tests.e2e.test_up_e2e import _residency  # the CLI in a subprocess, with the stack's vllm/litellm
 
 pytestmark = pytest.mark.e2e
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "agents" / "toy-agents.yaml"
 MODELS = ("toy-primary", "toy-small")
-GiB = 1 << 30
 
 PLUGIN_YAML = """\
 name: residency_probe
@@ -88,14 +86,13 @@ def _client_env(home: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture
 def rendered_stack(tmp_path):
     stack = require_stack(models=["toy-hermes"])
-    env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
     spec = tmp_path / "toy-agents.yaml"
     spec.write_text(
         FIXTURE.read_text().format(
             stack=stack,
             proxy_port=free_port(),
-            total_gib=round(psutil.virtual_memory().total / GiB, 2),
-            vllm_env=json.dumps(env),
+            total_gib=cpu_total_gib(),
+            vllm_env=json.dumps(SPEC_VLLM_ENV),
         )
     )
     out = tmp_path / "out"

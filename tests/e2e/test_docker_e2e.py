@@ -24,24 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import yaml
 
 from tests.e2e import dockerkit as dk
-from tests.e2e.stackkit import VLLM_ENV, free_port, model_path, require_stack
+from tests.e2e.stackkit import SPEC_VLLM_ENV, WEATHER_TOOL, cpu_device, free_port, model_path, require_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
-GiB = 1 << 30
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +44,17 @@ def _spec(tmp_path: Path, images: dict[str, str], *, chat: bool = True) -> tuple
     """The toy stack in host mode with the test images: toy-hermes (hermes tool parser) then toy-chat
     (unless `chat` is False). Returns the spec path and its compose project name (unique: a crashed
     run never collides)."""
-    # the host servers' environment (no torch.compile, no worker process: stackkit.VLLM_ENV) in the
-    # containers too; the spec sets the KV bytes
-    env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
     common = {
         "image": images["vllm"],
         "max_num_seqs": 4,
         "dtype": "bfloat16",
         "kv_cache_memory_bytes": 128 << 20,
-        "env": env,
+        "env": SPEC_VLLM_ENV,  # the host servers' environment in the containers too
     }
     (tmp_path / "hf").mkdir(exist_ok=True)
     spec = {
         "vllm_version": "0.32.0",
-        "device": {
-            "name": "cpu",
-            "total_gib": round(psutil.virtual_memory().total / GiB, 2),
-            "unified": True,
-        },
+        "device": cpu_device(),
         "calibration_file": str(tmp_path / "calibration.json"),
         "hf_cache": str(tmp_path / "hf"),
         "models": [

@@ -13,17 +13,10 @@ from residency.render.common import members
 from residency.render.litellm import litellm_yaml
 from residency.render.writer import new_master_key
 from residency.spec import parse_spec
+from tests.e2e.stackkit import WEATHER_TOOL
 
 pytestmark = pytest.mark.e2e
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 def _plan(spec) -> Plan:

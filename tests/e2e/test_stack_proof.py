@@ -11,20 +11,10 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.stackkit import WEATHER_TOOL
+
 pytestmark = pytest.mark.e2e
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "The city name"}},
-            "required": ["city"],
-        },
-    },
-}
 PARIS = [{"role": "user", "content": "What is the weather in Paris?"}]
 AUTO_ERROR = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
 

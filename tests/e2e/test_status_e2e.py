@@ -24,11 +24,11 @@ import yaml
 from residency.gpu import HostReader
 from residency.spec import load_spec
 from residency.status.ledger import build_ledger
+from tests.e2e.stackkit import cpu_device
 
 pytestmark = pytest.mark.e2e
 
 MiB = 1 << 20
-GiB = 1 << 30
 
 
 def _write_spec(path: Path, servers: list, proxy_port: int) -> Path:
@@ -36,11 +36,7 @@ def _write_spec(path: Path, servers: list, proxy_port: int) -> Path:
     finds each pid as the process listening on the port). The CPU runtime is unified memory."""
     spec = {
         "vllm_version": "0.32.0",
-        "device": {
-            "name": "cpu",
-            "total_gib": round(psutil.virtual_memory().total / GiB, 2),
-            "unified": True,
-        },
+        "device": cpu_device(),
         "models": [{"name": s.served_name, "model": s.model, "port": s.port} for s in servers],
         "proxy": {"port": proxy_port},
     }

@@ -19,12 +19,19 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.stackkit import VLLM_ENV, free_port, litellm_bin, model_path, require_stack, vllm_bin
+from tests.e2e.stackkit import (
+    SPEC_VLLM_ENV,
+    cpu_total_gib,
+    free_port,
+    litellm_bin,
+    model_path,
+    require_stack,
+    vllm_bin,
+)
 
 pytestmark = pytest.mark.e2e
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "up" / "toy-two.yaml"
-GiB = 1 << 30
 
 
 def _toy_max_positions() -> int:
@@ -33,14 +40,13 @@ def _toy_max_positions() -> int:
 
 def _write_spec(tmp_path: Path, second_mml: int) -> Path:
     stack = require_stack(models=["toy-chat"])
-    env = {k: v for k, v in VLLM_ENV.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # the spec sets KV bytes
     text = FIXTURE.read_text().format(
         stack=stack,
         proxy_port=free_port(),
         second_max_model_len=second_mml,
         calibration_file=tmp_path / "calibration.json",
-        total_gib=round(psutil.virtual_memory().total / GiB, 2),
-        vllm_env=json.dumps(env),
+        total_gib=cpu_total_gib(),
+        vllm_env=json.dumps(SPEC_VLLM_ENV),
     )
     p = tmp_path / "toy-two.yaml"
     p.write_text(text)

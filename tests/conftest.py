@@ -12,8 +12,7 @@ and ~/.cache, are snapshotted at import and compared at session end; any differe
 Under pytest-xdist (scripts/test-all runs `-n 2`; the e2e groups are below) the controller imports
 this file first and exports the real home as RESIDENCY_TEST_REAL_HOME before it spawns the workers
 (which inherit its temporary HOME); the controller's snapshot spans every worker's run, so the guard
-runs there. The e2e workers'
-server start-up lines reach the controller's terminal summary through xdist's workeroutput.
+runs there. The e2e workers' server start-up lines reach the controller's terminal summary through xdist's workeroutput.
 """
 
 from __future__ import annotations

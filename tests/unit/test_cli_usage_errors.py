@@ -94,6 +94,13 @@ def test_verify_takes_no_key_on_the_command_line_but_reads_a_key_file(tmp_path, 
     assert _read_key_file(str(f)) == "sk-from-file"
     (tmp_path / "e").write_text("LITELLM_MASTER_KEY=sk-env-style\n")
     assert _read_key_file(str(tmp_path / "e")) == "sk-env-style"
+    # the stack's own .env, as render/up write it: a comment line first, the spec's key name (any)
+    from residency.render.writer import env_file
+
+    (tmp_path / ".env").write_text(env_file("MY_PROXY_KEY", "sk-rendered").content)
+    assert _read_key_file(str(tmp_path / ".env")) == "sk-rendered"
+    (tmp_path / "q").write_text("export OTHER_KEY='sk-quoted'\n")
+    assert _read_key_file(str(tmp_path / "q")) == "sk-quoted"
 
 
 def test_version_prints_the_installed_distribution_version(capsys):

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--key-file",
-                help="File whose first line is the proxy key (default: $LITELLM_MASTER_KEY or the spec's key "
+                help="File holding the proxy key, alone or as NAME=key like the stack's .env (default: $LITELLM_MASTER_KEY or the spec's key "
                 "env / .env file). A key is never taken from the command line, where ps and shell history see it.",
             ),
         ] = None,
@@ -134,10 +134,15 @@ def _read_key_file(path: str) -> str:
         data = os.read(fd, 4096)
     finally:
         os.close(fd)
-    lines = data.decode("utf-8", "replace").splitlines()
-    key = lines[0].strip() if lines else ""
-    if key.startswith(("LITELLM_MASTER_KEY=", "export ")):
-        key = key.split("=", 1)[-1].strip().strip("'\"")
+    import re
+
+    from residency.render.writer import parse_env_value
+
+    # the key alone, or an env file such as the stack's .env (comment first, then KEY_ENV=key; any name)
+    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines()]
+    first = next((ln for ln in lines if ln and not ln.startswith("#")), "")
+    named = re.match(r"(?:export\s+)?([A-Z_][A-Z0-9_]*)=", first)
+    key = (parse_env_value(first, named.group(1)) or "") if named else first
     if not key:
-        raise SpecError("--key-file", f"{path} holds no key on its first line", "write the key on line 1")
+        raise SpecError("--key-file", f"{path} holds no key", "write the key on its first line, or NAME=key")
     return key
